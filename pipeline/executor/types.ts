@@ -1,0 +1,107 @@
+/**
+ * Executor contract (implemented in pipeline/executor/index.ts). Every stage that runs generated code
+ * goes through this interface; nothing else may execute model- or dataset-provided code.
+ *
+ * Python values cross the boundary in a typed JSON encoding that keeps Python's distinctions:
+ *   None → null · bool → true/false · int → JSON number when |n| ≤ 2^53−1, else {"$int": "<digits>"}
+ *   float → {"$float": "<repr>"} (repr, so "1.0", "nan", "inf", "-inf") · str → JSON string
+ *   list → JSON array · tuple → {"$tuple": [...]} · set → {"$set": [...]} · frozenset → {"$frozenset": [...]}
+ *   dict → {"$dict": [[k, v], ...]} (insertion order) · bytes → {"$bytes": "<base64>"}
+ *   numpy array → {"$ndarray": <nested list>, "dtype": "<dtype>"} · anything else → {"$repr": "<repr>", "type": "<type name>"}
+ */
+export type PyValue =
+  | null
+  | boolean
+  | number
+  | string
+  | PyValue[]
+  | { $int: string }
+  | { $float: string }
+  | { $tuple: PyValue[] }
+  | { $set: PyValue[] }
+  | { $frozenset: PyValue[] }
+  | { $dict: [PyValue, PyValue][] }
+  | { $bytes: string }
+  | { $ndarray: PyValue; dtype: string }
+  | { $repr: string; type: string };
+
+export type CallStatus = "ok" | "error" | "timeout" | "crash" | "invalid_input";
+
+export interface CallResult {
+  status: CallStatus;
+  /** Present when status is "ok". */
+  value?: PyValue;
+  /** Exception class name for "error" (e.g. "ZeroDivisionError"). */
+  errorType?: string;
+  /** One-line message for error / crash / invalid_input. */
+  message?: string;
+  /** Wall time of the call in the child, milliseconds. */
+  ms: number;
+}
+
+/** One call's arguments: f(*args, **kwargs). */
+export interface CallArgs {
+  args: PyValue[];
+  kwargs?: Record<string, PyValue>;
+}
+
+export interface RunCallsRequest {
+  /** Module source; defines the entry point. Runs after the UTGen prelude imports. */
+  program: string;
+  entryPoint: string;
+  inputs: CallArgs[];
+  /** Per-call limit in seconds. */
+  timeoutS: number;
+  /** Module-level execution limit in seconds (default: timeoutS). */
+  loadTimeoutS?: number;
+}
+
+export interface ParamInfo {
+  name: string;
+  annotation?: string;
+  default?: string;
+  kind: "positional" | "vararg" | "keyword_only" | "varkw";
+}
+
+export interface FunctionInfo {
+  name: string;
+  params: ParamInfo[];
+  returns?: string;
+  lineno: number;
+  /** `name(a: int, b: list[int]) -> int` as the paper's prompts expect. */
+  signature: string;
+}
+
+export interface ProgramCheck {
+  /** "syntax_error" when it does not parse; otherwise the module-level execution status. */
+  status: "ok" | "syntax_error" | "error" | "timeout" | "crash";
+  errorType?: string;
+  message?: string;
+  /** Top-level function definitions (from the AST, filled even when execution fails). */
+  functions: FunctionInfo[];
+  /** Top-level class names. */
+  classes: string[];
+  ms: number;
+}
+
+export interface ScriptResult {
+  status: "ok" | "error" | "timeout" | "crash";
+  /** Plain JSON the script assigned to OUTPUT. */
+  output?: unknown;
+  errorType?: string;
+  message?: string;
+  ms: number;
+}
+
+export interface Executor {
+  /** Call `entryPoint` of `program` on each input (one child per batch; a hard kill re-forks for the rest). */
+  runCalls(req: RunCallsRequest): Promise<CallResult[]>;
+  /** Parse + list top-level defs, then execute the module level only. */
+  checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck>;
+  /**
+   * Run a trusted helper script inside the sandbox: it reads the global INPUT (plain JSON) and assigns
+   * OUTPUT (plain JSON). Used for AST tools (mutation, probing) and benchmark harnesses (gold-check).
+   */
+  runScript(script: string, input: unknown, opts: { timeoutS: number }): Promise<ScriptResult>;
+  close(): Promise<void>;
+}
