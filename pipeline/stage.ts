@@ -87,6 +87,12 @@ export interface DataflowStage<C = any, I extends Rec = Rec, O extends Rec = Rec
   /** Optional ordered de-duplication applied by the engine after `process` (drop reason `duplicate`). */
   dedupeKey?(out: O): string;
   open(ctx: StageContext<C>): Promise<StageRuntime<I, O>>;
+  /**
+   * Optional whole-output step run after every shard is complete (e.g. emit-sft writes the train/valid
+   * files and the data card). Runs whenever the stage's output set changed or its files are missing.
+   * `records()` streams this stage's complete output in order.
+   */
+  finalize?(ctx: StageContext<C>, records: () => AsyncIterable<O>): Promise<void>;
 }
 
 export interface FlagSpec {
