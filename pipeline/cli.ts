@@ -1,0 +1,428 @@
+/**
+ * The runner behind `zx pipeline/run.mjs`: parses flags, loads the config, runs the selected stages
+ * (dataflow stages through the engine, commands through their own `run`), prints stats tables, writes the
+ * run manifest, and shows `--status`. Every user error is one line on stderr with exit code 2.
+ */
+import { parseArgs } from "node:util";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { UserError, oneLine } from "./errors.ts";
+import { CHAIN, DATA_STAGES, loadRegistry, optionalImport, type Registered } from "./registry.ts";
+import { coreSchemas, llmConfigForStage, loadConfig, resolveCacheDir, resolveRunDir } from "./config.ts";
+import { runDataflowStage, stageMaterial, explainChange, type ShardSpec } from "./engine.ts";
+import { readUsableManifest, readStageRecords, stageDir, type StageManifest } from "./store.ts";
+import { createProgress } from "./progress.ts";
+import { hashValue, writeJson, exists, readJson } from "./util.ts";
+import type { CommandStage, DataflowStage, StageContext, Logger, Rec } from "./stage.ts";
+import type { Executor } from "./executor/types.ts";
+import type { LlmClient } from "./llm/types.ts";
+
+const GLOBAL_FLAGS = {
+  config: { type: "string", help: "YAML config (default configs/demo.yaml)" },
+  stage: { type: "string", help: "run one stage" },
+  from: { type: "string", help: "first stage of a range" },
+  to: { type: "string", help: "last stage of a range" },
+  "run-dir": { type: "string", help: "run folder (overrides run.dir)" },
+  input: { type: "string", help: "local file or folder to use as the source (overrides source:)" },
+  set: { type: "string", multiple: true, help: "override a config value: --set perturb.n_bugs=3 (repeatable)" },
+  limit: { type: "string", help: "process at most N input records per stage" },
+  force: { type: "string", help: "recompute this stage and every stage after it" },
+  shard: { type: "string", help: "process only records whose id hashes to shard i of N: --shard i/N" },
+  status: { type: "boolean", help: "show per stage: done / stale / missing, with the reason" },
+  "unsafe-no-sandbox": { type: "boolean", help: "DANGEROUS: run generated code without the sandbox" },
+  help: { type: "boolean", help: "show this help" },
+} as const;
+
+export interface CliIO {
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+}
+
+const defaultIO: CliIO = {
+  stdout: (l) => process.stdout.write(l + "\n"),
+  stderr: (l) => process.stderr.write(l + "\n"),
+};
+
+export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
+  try {
+    return await runCli(argv, io);
+  } catch (e) {
+    if (e instanceof UserError) {
+      io.stderr(`error: ${e.message}`);
+      return e.code;
+    }
+    io.stderr(`error: ${oneLine(e)}`);
+    if (process.env.UTGEN_DEBUG) io.stderr(String((e as Error).stack));
+    else io.stderr("(set UTGEN_DEBUG=1 for the stack trace; please report this as a bug)");
+    return 1;
+  }
+}
+
+function flagSpecs(registry: Registered[]) {
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = {};
+  const help: [string, string][] = [];
+  for (const [k, v] of Object.entries(GLOBAL_FLAGS)) {
+    options[k] = { type: v.type, ...("multiple" in v ? { multiple: true } : {}) };
+    help.push([k, v.help]);
+  }
+  for (const s of registry) {
+    if (s.kind !== "command" || !s.flags) continue;
+    for (const [k, v] of Object.entries(s.flags)) {
+      if (options[k]) continue;
+      options[k] = { type: v.type };
+      help.push([k, `(${s.name}) ${v.help}`]);
+    }
+  }
+  return { options, help };
+}
+
+async function runCli(argv: string[], io: CliIO): Promise<number> {
+  const registry = await loadRegistry();
+  const { options, help } = flagSpecs(registry);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  } catch (e) {
+    const msg = (e as Error).message.split("\n")[0];
+    const m = /Unknown option '([^']+)'/.exec(msg);
+    if (m) throw new UserError(`unknown flag ${m[1]}; valid flags: ${Object.keys(options).map((k) => "--" + k).join(", ")}`);
+    throw new UserError(`${msg}; see --help`);
+  }
+  const flags = parsed.values as Record<string, any>;
+  if (flags.help) {
+    printHelp(io, registry, help);
+    return 0;
+  }
+  const byName = new Map(registry.map((s) => [s.name, s]));
+  const stageNames = registry.map((s) => s.name);
+  const checkStage = (flag: string, name: string | undefined) => {
+    if (name !== undefined && !byName.has(name)) throw new UserError(`unknown stage ${name} in --${flag}; valid stages: ${stageNames.join(", ")}`);
+  };
+  checkStage("stage", flags.stage);
+  checkStage("from", flags.from);
+  checkStage("to", flags.to);
+  checkStage("force", flags.force);
+  if (flags.stage && (flags.from || flags.to)) throw new UserError("use either --stage or --from/--to, not both");
+  const limit = flags.limit === undefined ? null : Number(flags.limit);
+  if (limit !== null && (!Number.isInteger(limit) || limit < 0)) throw new UserError(`--limit ${flags.limit}: expected a non-negative integer`);
+  const shard = parseShard(flags.shard);
+
+  const configFile = flags.config ?? "configs/demo.yaml";
+  const { root } = await loadConfig(configFile, flags.set ?? [], (raw) => {
+    if (flags["run-dir"]) (raw.run ??= {}).dir = flags["run-dir"];
+    if (flags.input) raw.source = { ...(raw.source ?? {}), kind: "local", path: flags.input };
+    if (flags["unsafe-no-sandbox"]) (raw.executor ??= {}).unsafe_no_sandbox = true;
+  });
+  if (root.executor?.unsafe_no_sandbox) io.stderr("WARNING: executor.unsafe_no_sandbox is set — generated code runs WITHOUT isolation on this machine.");
+
+  const runner = new Runner(root, registry, io, { limit, shard, flags });
+  try {
+    if (flags.status) return await runner.status();
+    const selection = selectStages(flags, byName);
+    const forced = new Set<string>();
+    if (flags.force) {
+      const i = CHAIN.indexOf(flags.force as (typeof CHAIN)[number]);
+      for (const n of i >= 0 ? CHAIN.slice(i) : [flags.force]) forced.add(n);
+    }
+    for (const name of selection) {
+      const s = byName.get(name)!;
+      if (s.kind === "planned") throw new UserError(`stage ${name} is planned (issue ${s.issue}) and not built yet${s.detail ? `: ${s.detail}` : ""}`);
+    }
+    let code = 0;
+    for (const name of selection) {
+      const s = byName.get(name)!;
+      if (s.kind === "dataflow") await runner.runDataflow(s, forced.has(name));
+      else if (s.kind === "command") {
+        code = await runner.runCommand(s);
+        if (code !== 0) break;
+      }
+    }
+    await runner.writeRunManifest(selection);
+    return code;
+  } finally {
+    await runner.close();
+  }
+}
+
+function parseShard(v: string | undefined): ShardSpec | null {
+  if (v === undefined) return null;
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  if (!m || Number(m[1]) >= Number(m[2]) || Number(m[2]) < 1) throw new UserError(`--shard ${v}: expected i/N with 0 ≤ i < N (e.g. --shard 0/8; SLURM: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)`);
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+function selectStages(flags: Record<string, any>, byName: Map<string, Registered>): string[] {
+  if (flags.stage) return [flags.stage];
+  const chain = CHAIN as readonly string[];
+  if (flags.from || flags.to) {
+    for (const f of ["from", "to"]) {
+      if (flags[f] && !chain.includes(flags[f])) throw new UserError(`--${f} ${flags[f]}: ranges cover ${chain.join(" → ")}; run ${flags[f]} with --stage ${flags[f]}`);
+    }
+    const a = flags.from ? chain.indexOf(flags.from) : 0;
+    const b = flags.to ? chain.indexOf(flags.to) : DATA_STAGES.length - 1;
+    if (a > b) throw new UserError(`--from ${flags.from} comes after --to ${flags.to}`);
+    return chain.slice(a, b + 1);
+  }
+  void byName;
+  return [...DATA_STAGES];
+}
+
+function printHelp(io: CliIO, registry: Registered[], help: [string, string][]) {
+  io.stdout("utgen-pipeline — build UTGen training data, fine-tune, validate and select checkpoints\n");
+  io.stdout("usage: npx zx pipeline/run.mjs [--config configs/demo.yaml] [--stage NAME | --from A --to B] [flags]\n");
+  io.stdout("stages (no stage flag = filter → emit-sft):");
+  for (const s of registry) {
+    const tag = s.kind === "planned" ? `  [planned, issue ${s.issue}]` : "";
+    io.stdout(`  ${s.name.padEnd(12)} ${s.description}${tag}`);
+  }
+  io.stdout("\nflags:");
+  for (const [k, h] of help) io.stdout(`  --${k.padEnd(18)} ${h}`);
+}
+
+interface RunnerOpts {
+  limit: number | null;
+  shard: ShardSpec | null;
+  flags: Record<string, any>;
+}
+
+class Runner {
+  readonly runDir: string;
+  readonly cacheDir: string;
+  private executorP?: Promise<Executor>;
+  private llms = new Map<string, Promise<LlmClient>>();
+  private results: Record<string, unknown> = {};
+  private log: Logger;
+
+  constructor(
+    readonly root: Record<string, any>,
+    readonly registry: Registered[],
+    readonly io: CliIO,
+    readonly opts: RunnerOpts,
+  ) {
+    this.runDir = resolveRunDir(root);
+    this.cacheDir = resolveCacheDir(root);
+    this.log = { info: (m) => io.stderr(m), warn: (m) => io.stderr(`warning: ${m}`) };
+  }
+
+  private stage(name: string): Registered | undefined {
+    return this.registry.find((s) => s.name === name);
+  }
+
+  context(name: string, counters: Record<string, number>): StageContext {
+    return {
+      name,
+      config: this.root[name] ?? {},
+      root: this.root,
+      runDir: this.runDir,
+      stageDir: stageDir(this.runDir, name),
+      cacheDir: this.cacheDir,
+      log: this.log,
+      counters: { add: (k, n = 1) => void (counters[k] = (counters[k] ?? 0) + n) },
+      getExecutor: () => (this.executorP ??= this.startExecutor()),
+      getLlm: () => {
+        let p = this.llms.get(name);
+        if (!p) {
+          p = this.startLlm(name);
+          this.llms.set(name, p);
+        }
+        return p;
+      },
+      signal: new AbortController().signal,
+    };
+  }
+
+  private async startExecutor(): Promise<Executor> {
+    const mod = await optionalImport<{ createExecutor: (cfg: unknown) => Promise<Executor> }>("../pipeline/executor/index.ts");
+    if (!mod) throw new UserError("the sandboxed executor is not built yet (issue #3)");
+    return mod.createExecutor(this.root.executor ?? {});
+  }
+
+  private async startLlm(name: string): Promise<LlmClient> {
+    const mod = await optionalImport<{ createLlmClient: (cfg: unknown, o: unknown) => LlmClient }>("../pipeline/llm/client.ts");
+    if (!mod) throw new UserError("the LLM client is not built yet (issue #4)");
+    return mod.createLlmClient(await llmConfigForStage(this.root, name), { cacheDir: this.cacheDir, stage: name, log: (m: string) => this.log.info(m) });
+  }
+
+  /** Input stream, digest and upstream fingerprint of a dataflow stage. */
+  private async inputOf(stage: DataflowStage): Promise<{ input: () => AsyncIterable<Rec>; digest: string; upstream: string; total?: number }> {
+    if (stage.input === "source") {
+      const mod = await optionalImport<{ openSource: (cfg: unknown, o: unknown) => Promise<{ rows: AsyncIterable<Rec>; fingerprint: unknown; describe: string }> }>(
+        "../pipeline/sources/index.ts",
+      );
+      if (!mod) throw new UserError("data sources are not built yet (issue #2)");
+      const src = await mod.openSource(this.root.source, { cacheDir: undefined, log: (m: string) => this.log.info(m) });
+      this.log.info(`source: ${src.describe}`);
+      return { input: () => src.rows, digest: hashValue(src.fingerprint).slice(0, 16), upstream: "source" };
+    }
+    const m = await readUsableManifest(this.runDir, stage.input, this.opts.shard);
+    if (!m) throw new UserError(`stage ${stage.name} needs the output of ${stage.input}, which is missing in ${this.runDir}; run --to ${stage.input} first`);
+    const expected = await this.expectedFingerprint(stage.input);
+    if (expected && expected !== m.fingerprint) this.log.warn(`${stage.input}'s output is stale for the current config; ${stage.name} uses it as it is (run --from ${stage.input} to rebuild)`);
+    return {
+      input: () => readStageRecords(this.runDir, stage.input, { manifest: m }),
+      digest: m.outputDigest,
+      upstream: m.fingerprint,
+      total: m.counts.out,
+    };
+  }
+
+  /** The fingerprint a stage would have under the current config, chaining upstream expectations. */
+  async expectedFingerprint(name: string, memo = new Map<string, string | undefined>()): Promise<string | undefined> {
+    if (memo.has(name)) return memo.get(name);
+    const s = this.stage(name);
+    if (!s || s.kind !== "dataflow") return undefined;
+    const upstream = s.input === "source" ? "source" : await this.expectedFingerprint(s.input, memo);
+    if (upstream === undefined) return undefined;
+    const { fingerprint } = await stageMaterial(s, this.root[name] ?? {}, this.root, upstream, await this.llmPerfKeysFor());
+    memo.set(name, fingerprint);
+    return fingerprint;
+  }
+
+  private async llmPerfKeysFor(): Promise<string[]> {
+    return (await coreSchemas()).llmPerfKeys.map((k) => `llm.${k}`);
+  }
+
+  async runDataflow(stage: DataflowStage, force: boolean): Promise<void> {
+    const t0 = Date.now();
+    const inp = await this.inputOf(stage);
+    const { material, fingerprint } = await stageMaterial(stage, this.root[stage.name] ?? {}, this.root, inp.upstream, await this.llmPerfKeysFor());
+    const counters: Record<string, number> = {};
+    const ctx = this.context(stage.name, counters);
+    const progress = createProgress(stage.name, { total: this.opts.limit ?? inp.total, write: (l) => this.io.stderr(l) });
+    const res = await runDataflowStage({
+      runDir: this.runDir,
+      stage,
+      ctx,
+      fingerprint,
+      material,
+      input: inp.input,
+      inputDigest: inp.digest,
+      shardSize: this.root.run.shard_size,
+      compress: this.root.run.compress,
+      shard: this.opts.shard,
+      limit: this.opts.limit,
+      force,
+      progress,
+      config: this.root[stage.name] ?? {},
+      meta: packageMeta(),
+      counters,
+    }).finally(() => progress.stop());
+    // LLM usage joins the stage's stats.
+    const llm = this.llms.get(stage.name);
+    if (llm) {
+      const st = (await llm).stats();
+      Object.assign(counters, Object.fromEntries(Object.entries(st).map(([k, v]) => [`llm.${k}`, v])));
+    }
+    this.results[stage.name] = { fingerprint, skipped: res.skipped, reason: res.reason, counts: res.manifest.counts, ms: Date.now() - t0 };
+    if (res.skipped) this.io.stderr(`${stage.name}: up to date (fingerprint ${fingerprint}), nothing to do`);
+    else
+      this.io.stderr(
+        `${stage.name}: done in ${((Date.now() - t0) / 1000).toFixed(1)}s — ${res.chunksComputed} shard(s) computed, ${res.chunksReused} reused, ${res.recordsProcessed} record(s) processed, ${res.recordsSalvaged} salvaged`,
+      );
+    for (const line of statsTable(stage.name, res.manifest, counters)) this.io.stderr(line);
+  }
+
+  async runCommand(stage: CommandStage): Promise<number> {
+    const counters: Record<string, number> = {};
+    const ctx = { ...this.context(stage.name, counters), flags: this.opts.flags, stdout: this.io.stdout };
+    const t0 = Date.now();
+    const code = await stage.run(ctx);
+    this.results[stage.name] = { exitCode: code, ms: Date.now() - t0, counters };
+    return code;
+  }
+
+  async status(): Promise<number> {
+    const rows: string[][] = [["stage", "state", "records in → out", "fingerprint", "why"]];
+    for (const name of DATA_STAGES) {
+      const s = this.stage(name);
+      if (!s || s.kind !== "dataflow") {
+        rows.push([name, "planned", "", "", s?.kind === "planned" ? `issue ${s.issue}` : ""]);
+        continue;
+      }
+      const m = await readUsableManifest(this.runDir, name, this.opts.shard);
+      const expected = await this.expectedFingerprint(name);
+      if (!m) {
+        rows.push([name, "missing", "", expected ?? "", "never built"]);
+        continue;
+      }
+      let state = "done";
+      let why = "up to date";
+      if (expected !== m.fingerprint) {
+        state = "stale";
+        const upstream = s.input === "source" ? "source" : await this.expectedFingerprint(s.input);
+        const { material } = await stageMaterial(s, this.root[name] ?? {}, this.root, upstream ?? "", await this.llmPerfKeysFor());
+        why = explainChange(m.material, material, name)
+          .map((r) => (r === "upstream changed" ? `upstream ${s.input} changed` : r))
+          .join("; ");
+      } else if (s.input !== "source") {
+        const up = await readUsableManifest(this.runDir, s.input, this.opts.shard);
+        if (up && up.outputDigest !== m.inputDigest) {
+          state = "stale";
+          why = `${s.input}'s output changed since this was built`;
+        }
+      }
+      rows.push([name, state, `${m.counts.in} → ${m.counts.out}`, m.fingerprint, why]);
+    }
+    for (const line of table(rows)) this.io.stdout(line);
+    return 0;
+  }
+
+  async writeRunManifest(selection: string[]): Promise<void> {
+    if (!(await exists(this.runDir))) return;
+    const file = path.join(this.runDir, "run.json");
+    const old = (await readJson<any>(file)) ?? {};
+    const stages: Record<string, unknown> = { ...(old.stages ?? {}) };
+    for (const name of DATA_STAGES) {
+      const m: StageManifest | undefined = await readUsableManifest(this.runDir, name, this.opts.shard);
+      if (m) stages[name] = { fingerprint: m.fingerprint, outputDigest: m.outputDigest, counts: { in: m.counts.in, out: m.counts.out, reasons: m.counts.reasons }, templates: m.templates };
+    }
+    await writeJson(file, {
+      updatedAt: new Date().toISOString(),
+      lastCommand: { selection, shard: this.opts.shard, limit: this.opts.limit },
+      config: this.root,
+      ...packageMeta(),
+      stages,
+      lastResults: this.results,
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.llms.values()) await (await p.catch(() => undefined))?.close();
+    if (this.executorP) await (await this.executorP.catch(() => undefined))?.close();
+  }
+}
+
+let meta: { package: { name: string; version: string }; gitSha: string | null } | undefined;
+export function packageMeta() {
+  if (meta) return meta;
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+  let gitSha: string | null = null;
+  try {
+    gitSha = execFileSync("git", ["rev-parse", "HEAD"], { cwd: path.dirname(new URL(import.meta.url).pathname), stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
+  } catch {
+    gitSha = null;
+  }
+  return (meta = { package: { name: pkg.name, version: pkg.version }, gitSha });
+}
+
+export function statsTable(stage: string, m: StageManifest, counters: Record<string, number>): string[] {
+  const c = m.counts;
+  const rows: string[][] = [["source", "in", "out", ...Object.keys(c.reasons).sort()]];
+  const reasons = Object.keys(c.reasons).sort();
+  for (const [src, s] of Object.entries(c.bySource).sort()) rows.push([src, String(s.in), String(s.out), ...reasons.map((r) => String(s.reasons[r] ?? 0))]);
+  rows.push(["TOTAL", String(c.in), String(c.out), ...reasons.map((r) => String(c.reasons[r]))]);
+  const out = [`${stage} stats (records in → out, drops per reason):`, ...table(rows)];
+  const cs = Object.entries(counters).filter(([, v]) => v);
+  if (cs.length) out.push(`${stage} counters: ${cs.map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(1)}`).join(", ")}`);
+  return out;
+}
+
+export function table(rows: string[][]): string[] {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  const fmt = (r: string[]) => "| " + r.map((c, i) => (c ?? "").padEnd(w[i])).join(" | ") + " |";
+  return [fmt(rows[0]), "|" + w.map((n) => "-".repeat(n + 2)).join("|") + "|", ...rows.slice(1).map(fmt)];
+}
+

@@ -1,0 +1,475 @@
+/**
+ * The dataflow engine: runs one DataflowStage over its input stream.
+ *
+ *  - Input records are cut into chunks of `shardSize` (in input order). A chunk's key is a content hash of
+ *    the stage fingerprint and the record keys (id + hash of the declared input fields).
+ *  - A chunk whose completion marker exists is reused without touching its records. Otherwise each record
+ *    is first looked up among the old chunks of the same fingerprint (record-level salvage: an inserted row
+ *    shifts chunk boundaries but recomputes only itself), then processed with bounded concurrency
+ *    (p-queue, with backpressure on the input stream).
+ *  - Chunks are finalized strictly in input order: ordered de-duplication (`dedupeKey`), atomic writes of the
+ *    out / drop files, then the marker. `kill -9` at any moment loses at most the chunks in flight; the LLM
+ *    response cache makes their recomputation free of model calls.
+ *  - The stage is skipped entirely when its manifest has the same fingerprint and input digest.
+ */
+import PQueue from "p-queue";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import {
+  addStats,
+  collectGarbage,
+  emptyStats,
+  readManifest,
+  readMarker,
+  readStageRecords,
+  shardsDir,
+  writeManifest,
+  type ChunkMarker,
+  type ChunkStats,
+  type StageManifest,
+} from "./store.ts";
+import type { DataflowStage, Drop, Outcome, Rec, StageContext, StageRuntime } from "./stage.ts";
+import { atomicWrite, hashValue, sha256, shardOf, stableStringify, writeJson } from "./util.ts";
+import { UserError, oneLine } from "./errors.ts";
+import type { Progress } from "./progress.ts";
+
+export interface ShardSpec {
+  index: number;
+  count: number;
+}
+
+export interface EngineOptions {
+  runDir: string;
+  stage: DataflowStage;
+  ctx: StageContext;
+  fingerprint: string;
+  material: Record<string, unknown>;
+  input: () => AsyncIterable<Rec>;
+  inputDigest: string;
+  shardSize: number;
+  compress: boolean;
+  shard: ShardSpec | null;
+  limit: number | null;
+  force: boolean;
+  progress?: Progress;
+  /** Stage config as resolved (recorded in the manifest). */
+  config: unknown;
+  meta: { package: { name: string; version: string }; gitSha: string | null };
+  /** Counters bumped by the stage through ctx.counters (recorded in the manifest). */
+  counters?: Record<string, number>;
+}
+
+export interface EngineResult {
+  skipped: boolean;
+  manifest: StageManifest;
+  chunksReused: number;
+  chunksComputed: number;
+  recordsProcessed: number;
+  recordsSalvaged: number;
+  reason: string;
+}
+
+/** Fingerprint material of a stage: what determines its results, minus performance knobs. */
+export async function stageMaterial(
+  stage: DataflowStage,
+  stageConfig: Record<string, unknown>,
+  root: Record<string, any>,
+  upstream: string,
+  extraPerfKeys: string[] = [],
+): Promise<{ material: Record<string, unknown>; fingerprint: string }> {
+  const config = omitKeys(stageConfig, [...stage.perfKeys, ...extraPerfKeys]);
+  const extra = stage.fingerprintExtra ? await stage.fingerprintExtra({ config: stageConfig, root }) : {};
+  const material = { stage: stage.name, version: stage.version, config, extra, upstream };
+  return { material, fingerprint: hashValue(material).slice(0, 16) };
+}
+
+/** Deep copy of `obj` without the dotted `keys`. */
+export function omitKeys(obj: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  const copy = JSON.parse(JSON.stringify(obj ?? {})) as Record<string, any>;
+  for (const k of keys) {
+    const parts = k.split(".");
+    let o: any = copy;
+    for (let i = 0; i < parts.length - 1 && o; i++) o = o[parts[i]];
+    if (o && typeof o === "object") delete o[parts[parts.length - 1]];
+  }
+  return copy;
+}
+
+/** Human explanation of why fingerprint material differs: "config perturb.n_bugs: 2 → 3". */
+export function explainChange(prev: Record<string, unknown> | undefined, cur: Record<string, unknown>, stage: string): string[] {
+  if (!prev) return ["never built"];
+  const out: string[] = [];
+  if (prev.version !== cur.version) out.push(`stage version ${prev.version} → ${cur.version}`);
+  if (prev.upstream !== cur.upstream) out.push(`upstream changed`);
+  diffValues(prev.config, cur.config, `${stage}`, out, "config ");
+  diffValues(prev.extra, cur.extra, `${stage}`, out, "");
+  return out.length ? out : ["fingerprint changed"];
+}
+
+function diffValues(a: unknown, b: unknown, at: string, out: string[], prefix: string): void {
+  if (stableStringify(a) === stableStringify(b)) return;
+  const isObj = (x: unknown) => x !== null && typeof x === "object" && !Array.isArray(x);
+  if (isObj(a) && isObj(b)) {
+    const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)]);
+    for (const k of [...keys].sort()) diffValues((a as any)[k], (b as any)[k], `${at}.${k}`, out, prefix);
+    return;
+  }
+  const show = (v: unknown) => {
+    const s = v === undefined ? "(unset)" : JSON.stringify(v);
+    return s.length > 40 ? s.slice(0, 37) + "…" : s;
+  };
+  out.push(`${prefix}${at}: ${show(a)} → ${show(b)}`);
+}
+
+const short = (s: string) => sha256(s).slice(0, 16);
+
+export function recordKey(rec: Rec, fields: string[]): string {
+  const used: Record<string, unknown> = {};
+  for (const f of fields) used[f] = rec[f];
+  return short(rec.id + "\u0000" + stableStringify(used));
+}
+
+interface Chunk {
+  index: number;
+  recs: Rec[];
+  keys: string[];
+  key: string;
+  marker?: ChunkMarker;
+  outcomes: (Outcome | undefined)[];
+  ready: Promise<void>;
+}
+
+interface Candidate {
+  pos: number;
+  hash: string;
+}
+
+export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> {
+  const { runDir, stage, ctx, fingerprint: F } = o;
+  const started = Date.now();
+  const startedAt = new Date().toISOString();
+  const prev = await readManifest(runDir, stage.name, o.shard);
+
+  // 1. Nothing changed: skip without reading the input.
+  if (!o.force && prev && prev.fingerprint === F && prev.inputDigest === o.inputDigest && prev.limit === o.limit) {
+    let complete = true;
+    for (const k of prev.shards) if (!(await readMarker(runDir, stage.name, k))) complete = false;
+    if (complete) {
+      await maybeFinalize(o, prev);
+      return { skipped: true, manifest: prev, chunksReused: prev.shards.length, chunksComputed: 0, recordsProcessed: 0, recordsSalvaged: 0, reason: "up to date" };
+    }
+  }
+  const reason = o.force
+    ? "forced"
+    : !prev
+      ? "never built"
+      : prev.fingerprint !== F
+        ? explainChange(prev.material, o.material, stage.name).join("; ")
+        : prev.inputDigest !== o.inputDigest
+          ? "input changed"
+          : prev.limit !== o.limit
+            ? `--limit ${prev.limit ?? "none"} → ${o.limit ?? "none"}`
+            : "incomplete shards";
+  ctx.log.info(`${stage.name}: building (${reason})`);
+
+  const sdir = shardsDir(runDir, stage.name);
+  await fsp.mkdir(sdir, { recursive: true });
+
+  // Lazily opened runtime: a fully reused stage never starts its services.
+  let runtimeP: Promise<StageRuntime> | undefined;
+  const runtime = () => (runtimeP ??= stage.open(ctx));
+  let concurrency = 0;
+  const queue = new PQueue({ concurrency: Infinity });
+
+  // Record-level salvage index over old chunks of the same fingerprint (built on first miss).
+  let salvageIndex: Map<string, { chunkKey: string; pos: number }> | undefined;
+  const salvageCache = new Map<string, Promise<Outcome[]>>();
+  const buildSalvage = async () => {
+    const index = new Map<string, { chunkKey: string; pos: number }>();
+    if (!o.force) {
+      for (const f of await fsp.readdir(sdir)) {
+        if (!f.endsWith(".done.json")) continue;
+        const m = JSON.parse(await fsp.readFile(path.join(sdir, f), "utf8")) as ChunkMarker;
+        if (m.fingerprint !== F) continue;
+        m.inputs.forEach((k, pos) => index.set(k, { chunkKey: m.chunkKey, pos }));
+      }
+    }
+    salvageIndex = index;
+  };
+  const salvage = async (key: string): Promise<Outcome | undefined> => {
+    if (!salvageIndex) await (salvageP ??= buildSalvage());
+    const hit = salvageIndex!.get(key);
+    if (!hit) return undefined;
+    let p = salvageCache.get(hit.chunkKey);
+    if (!p) {
+      if (salvageCache.size > 8) salvageCache.delete(salvageCache.keys().next().value!);
+      p = (async () => {
+        const m = await readMarker(runDir, stage.name, hit.chunkKey);
+        return m ? loadOutcomes(sdir, m) : [];
+      })();
+      salvageCache.set(hit.chunkKey, p);
+    }
+    return (await p)[hit.pos];
+  };
+  let salvageP: Promise<void> | undefined;
+
+  let recordsProcessed = 0;
+  let recordsSalvaged = 0;
+  let firstError: string | undefined;
+  let fatal: unknown;
+
+  const processOne = async (rec: Rec, key: string): Promise<Outcome> => {
+    const s = await salvage(key);
+    if (s) {
+      recordsSalvaged++;
+      return s;
+    }
+    const rt = await runtime();
+    try {
+      const res = await rt.process(rec);
+      recordsProcessed++;
+      return res;
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      const msg = oneLine(e);
+      if (!firstError) {
+        firstError = msg;
+        ctx.log.warn(`${stage.name}: record ${rec.id} failed (${msg}); counted as stage_error`);
+      }
+      recordsProcessed++;
+      return { out: [], drop: [{ id: rec.id, reason: "stage_error", detail: msg }] };
+    }
+  };
+
+  // 2. Stream the input into chunks.
+  const chunks: Chunk[] = [];
+  const shardKeys: string[] = [];
+  const stats = emptyStats();
+  const seen = new Set<string>();
+  let reused = 0;
+  let computed = 0;
+  let finalChain: Promise<void> = Promise.resolve();
+  let open = 0;
+
+  const seal = async (recs: Rec[], keys: string[]) => {
+    const index = chunks.length;
+    const key = sha256(F + "|" + keys.join(",")).slice(0, 24);
+    const marker = o.force ? undefined : await readMarker(runDir, stage.name, key);
+    const chunk: Chunk = { index, recs, keys, key, outcomes: new Array(recs.length), ready: Promise.resolve() };
+    if (marker && marker.fingerprint === F) {
+      chunk.marker = marker;
+      chunk.recs = [];
+    } else {
+      if (!concurrency) {
+        concurrency = Math.max(1, (await runtime()).concurrency);
+        queue.concurrency = concurrency;
+      }
+      const tasks = recs.map((rec, i) =>
+        queue.add(async () => {
+          chunk.outcomes[i] = await processOne(rec, keys[i]);
+          o.progress?.tick(1);
+        }),
+      );
+      chunk.ready = Promise.all(tasks).then(() => undefined);
+    }
+    chunks.push(chunk);
+    open++;
+    finalChain = finalChain
+      .then(() => chunk.ready)
+      .then(() => finalizeChunk(chunk))
+      .catch((e) => {
+        fatal ??= e;
+      })
+      .finally(() => {
+        open--;
+      });
+  };
+
+  const finalizeChunk = async (chunk: Chunk) => {
+    if (fatal) return;
+    let outcomes: Outcome[] | undefined;
+    if (chunk.marker) {
+      const m = chunk.marker;
+      if (!stage.dedupeKey || dedupeUnchanged(m, seen)) {
+        for (const h of m.dedupe ?? []) if (!h.startsWith("!")) seen.add(h);
+        shardKeys.push(chunk.key);
+        addStats(stats, m.stats);
+        reused++;
+        o.progress?.tick(m.inputs.length);
+        return;
+      }
+      outcomes = await loadOutcomes(sdir, m); // earlier chunks changed what counts as a duplicate
+    } else {
+      outcomes = chunk.outcomes as Outcome[];
+    }
+    const marker = await writeChunk(chunk, outcomes);
+    shardKeys.push(chunk.key);
+    addStats(stats, marker.stats);
+    computed++;
+    chunk.recs = [];
+    chunk.outcomes = [];
+  };
+
+  const writeChunk = async (chunk: Chunk, pre: Outcome[]): Promise<ChunkMarker> => {
+    const t0 = Date.now();
+    const outLines: string[] = [];
+    const dropLines: string[] = [];
+    const counts: [number, number][] = [];
+    const dedupe: string[] = [];
+    const cs: ChunkStats = emptyStats();
+    for (let i = 0; i < pre.length; i++) {
+      const oc = pre[i] ?? { out: [], drop: [{ id: chunk.keys[i], reason: "stage_error", detail: "no outcome" }] };
+      const src = sourceOf(oc, chunk.recs[i]);
+      const ss = (cs.bySource[src] ??= { in: 0, out: 0, reasons: {} });
+      cs.in++;
+      ss.in++;
+      let nOut = 0;
+      const drops: Drop[] = [...oc.drop];
+      for (const rec of oc.out) {
+        if (stage.dedupeKey) {
+          const h = short(stage.dedupeKey(rec));
+          if (seen.has(h)) {
+            drops.push({ id: rec.id, reason: "duplicate", source: src, detail: "exact duplicate of an earlier kept record", record: rec });
+            dedupe.push("!" + h);
+            continue;
+          }
+          seen.add(h);
+          dedupe.push(h);
+        }
+        outLines.push(JSON.stringify(rec));
+        nOut++;
+      }
+      for (const d of drops) {
+        const dd = d.source ? d : { ...d, source: src };
+        dropLines.push(JSON.stringify(dd));
+        cs.reasons[d.reason] = (cs.reasons[d.reason] ?? 0) + 1;
+        ss.reasons[d.reason] = (ss.reasons[d.reason] ?? 0) + 1;
+      }
+      cs.out += nOut;
+      ss.out += nOut;
+      counts.push([nOut, drops.length]);
+    }
+    const ext = o.compress ? ".jsonl.gz" : ".jsonl";
+    const files = { out: `${chunk.key}.out${ext}`, drop: `${chunk.key}.drop${ext}` };
+    const outText = outLines.length ? outLines.join("\n") + "\n" : "";
+    const dropText = dropLines.length ? dropLines.join("\n") + "\n" : "";
+    await atomicWrite(path.join(sdir, files.out), o.compress ? gzipSync(outText, { level: 3 }) : outText);
+    await atomicWrite(path.join(sdir, files.drop), o.compress ? gzipSync(dropText, { level: 3 }) : dropText);
+    const marker: ChunkMarker & { outHash: string } = {
+      chunkKey: chunk.key,
+      fingerprint: F,
+      inputs: chunk.keys,
+      counts,
+      ...(stage.dedupeKey ? { dedupe } : {}),
+      stats: cs,
+      files,
+      ms: Date.now() - t0,
+      outHash: sha256(outText).slice(0, 16),
+    };
+    await writeJson(path.join(sdir, `${chunk.key}.done.json`), marker);
+    return marker;
+  };
+
+  let buf: Rec[] = [];
+  let bufKeys: string[] = [];
+  let taken = 0;
+  for await (const rec of o.input()) {
+    if (fatal) break;
+    if (o.shard && shardOf(rec.id, o.shard.count) !== o.shard.index) continue;
+    if (o.limit !== null && taken >= o.limit) break;
+    taken++;
+    buf.push(rec);
+    bufKeys.push(recordKey(rec, stage.inputFields));
+    if (buf.length >= o.shardSize) {
+      await seal(buf, bufKeys);
+      buf = [];
+      bufKeys = [];
+      // Backpressure: bounded work in flight and bounded open chunks.
+      while (!fatal && (queue.size > 2 * concurrency || open > 4)) {
+        if (queue.size > 2 * concurrency) await queue.onSizeLessThan(concurrency + 1);
+        else await Promise.race([finalChain, new Promise((r) => setTimeout(r, 20))]);
+      }
+    }
+  }
+  if (buf.length && !fatal) await seal(buf, bufKeys);
+  await finalChain;
+  await queue.onIdle();
+  if (runtimeP) await (await runtimeP).close?.();
+  if (fatal) throw fatal;
+
+  // 3. Manifest, stats, garbage collection, finalize.
+  const markers = await Promise.all(shardKeys.map((k) => readMarker(runDir, stage.name, k)));
+  const outputDigest = hashValue(markers.map((m) => (m as any)?.outHash ?? m?.chunkKey)).slice(0, 16);
+  const manifest: StageManifest = {
+    stage: stage.name,
+    version: stage.version,
+    fingerprint: F,
+    material: o.material,
+    inputDigest: o.inputDigest,
+    outputDigest,
+    shards: shardKeys,
+    shard: o.shard,
+    limit: o.limit,
+    config: o.config,
+    templates: (o.material.extra as any)?.templates,
+    counts: stats,
+    timings: { startedAt, finishedAt: new Date().toISOString(), ms: Date.now() - started, chunksReused: reused, chunksComputed: computed },
+    package: o.meta.package,
+    gitSha: o.meta.gitSha,
+    extra: { counters: o.counters ?? {}, recordsProcessed, recordsSalvaged },
+  };
+  await writeJson(path.join(runDir, stage.name, "stats.json"), { stage: stage.name, ...stats, counters: o.counters ?? {} });
+  if (!o.shard) await collectGarbage(runDir, stage.name, new Set(shardKeys));
+  await writeManifest(runDir, manifest);
+  await maybeFinalize(o, manifest);
+  return { skipped: false, manifest, chunksReused: reused, chunksComputed: computed, recordsProcessed, recordsSalvaged, reason };
+}
+
+function sourceOf(oc: Outcome, rec: Rec | undefined): string {
+  const s = rec?.source ?? oc.out[0]?.source ?? oc.drop[0]?.source;
+  return typeof s === "string" && s ? s : "all";
+}
+
+/** Would ordered de-duplication keep exactly the same records as when the chunk was written? */
+function dedupeUnchanged(m: ChunkMarker, seen: Set<string>): boolean {
+  const local = new Set<string>();
+  for (const h of m.dedupe ?? []) {
+    const dup = h.startsWith("!");
+    const k = dup ? h.slice(1) : h;
+    const nowDup = seen.has(k) || local.has(k);
+    if (nowDup !== dup) return false;
+    local.add(k);
+  }
+  return true;
+}
+
+/** Rebuild a chunk's per-input outcomes (before de-duplication) from its files. */
+async function loadOutcomes(sdir: string, m: ChunkMarker): Promise<Outcome[]> {
+  const read = async (f: string) => {
+    const buf = await fsp.readFile(path.join(sdir, f));
+    const text = f.endsWith(".gz") ? gunzipSync(buf).toString("utf8") : buf.toString("utf8");
+    return text.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  };
+  const outs = await read(m.files.out);
+  const drops = await read(m.files.drop);
+  let oi = 0;
+  let di = 0;
+  return m.counts.map(([nOut, nDrop]) => {
+    const out = outs.slice(oi, (oi += nOut));
+    const drop: Drop[] = [];
+    for (const d of drops.slice(di, (di += nDrop))) {
+      if (d.reason === "duplicate" && d.record) out.push(d.record);
+      else drop.push(d);
+    }
+    return { out, drop };
+  });
+}
+
+async function maybeFinalize(o: EngineOptions, m: StageManifest): Promise<void> {
+  if (!o.stage.finalize || o.shard) return;
+  if (m.finalizedFor === m.outputDigest && !o.force) return;
+  await o.stage.finalize(o.ctx, () => readStageRecords(o.runDir, o.stage.name, { manifest: m }));
+  m.finalizedFor = m.outputDigest;
+  await writeManifest(o.runDir, m);
+}

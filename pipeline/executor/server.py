@@ -1,0 +1,689 @@
+# utgen-pipeline executor: the sandboxed Python fork server.
+#
+# One instance runs per pool worker, started by pool.ts inside bubblewrap as an unprivileged uid with an
+# empty environment (see sandbox.ts). It preloads the UTGen prelude once, then serves JSON-lines requests
+# on stdin/stdout. Every request runs in a freshly forked child (own session, rlimits, private temp dir,
+# stdio on /dev/null); the child streams one JSON line per step through a pipe and the server enforces
+# the wall-clock deadlines: a child that does not answer in time is SIGKILLed with its process group and
+# the remaining inputs of a batch continue in a fresh child. This file is trusted code: it never `eval`s
+# the data it receives, only `exec`s the program text it was asked to run, inside the child.
+import ast
+import base64
+import json
+import math
+import os
+import resource
+import select
+import signal
+import sys
+import tempfile
+import time
+
+sys.set_int_max_str_digits(0)
+sys.setrecursionlimit(3000)
+
+CFG = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+MEMORY_MB = int(CFG.get("memory_mb", 1024))
+NOFILE = int(CFG.get("nofile", 64))
+FSIZE = int(CFG.get("fsize", 1 << 20))
+GRACE = float(CFG.get("grace_s", 0.25))
+OUT_CAP = int(CFG.get("out_cap", 8 << 20))
+MSG_CAP = 500
+TMP_ROOT = CFG.get("tmp", "/tmp")
+
+# ---- the UTGen prelude, imported once in the server and copied into every program's namespace ----
+PRELUDE = """
+import math
+import re
+import sys
+import copy
+import datetime
+import itertools
+import collections
+import heapq
+import statistics
+import functools
+import hashlib
+import string
+import bisect
+import operator
+import random
+import numpy
+import numpy as np
+from typing import *
+from collections import *
+from itertools import *
+from functools import *
+from math import *
+"""
+_prelude_ns = {"__name__": "__utgen__", "__builtins__": __builtins__}
+exec(compile(PRELUDE, "<prelude>", "exec"), _prelude_ns)
+import numpy as _np  # noqa: E402  (already imported by the prelude)
+
+MAX_SAFE = 2**53 - 1
+
+
+def _baseline_vm_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 256 << 20
+
+
+AS_LIMIT = _baseline_vm_bytes() + MEMORY_MB * (1 << 20)
+
+
+# ------------------------------------------------------------------ value encoding (child side) ----
+class _TooLarge(Exception):
+    pass
+
+
+class _Timeout(BaseException):
+    """Raised by the per-call timer. A BaseException so that `except Exception` in user code misses it."""
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout()
+
+
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+_type = type
+_float_repr = float.__repr__
+_int_repr = int.__repr__
+
+
+class _Encoder:
+    def __init__(self, cap):
+        self.budget = cap
+
+    def charge(self, n):
+        self.budget -= n
+        if self.budget < 0:
+            raise _TooLarge()
+
+    def enc(self, v, depth=0):
+        if depth > 200:
+            raise _TooLarge("nesting deeper than 200")
+        t = _type(v)
+        self.charge(4)
+        if v is None or t is bool:
+            return v
+        if t is int:
+            if -MAX_SAFE <= v <= MAX_SAFE:
+                return v
+            if v.bit_length() > self.budget * 3.3:
+                raise _TooLarge()
+            s = _int_repr(v)
+            self.charge(len(s))
+            return {"$int": s}
+        if t is float:
+            return {"$float": _float_repr(v)}
+        if t is str:
+            self.charge(len(v))
+            return v
+        if t is list:
+            return [self.enc(x, depth + 1) for x in v]
+        if t is tuple:
+            return {"$tuple": [self.enc(x, depth + 1) for x in v]}
+        if t is set or t is frozenset:
+            items = [self.enc(x, depth + 1) for x in v]
+            items.sort(key=_dumps)
+            return {"$set" if t is set else "$frozenset": items}
+        if t is dict:
+            return {"$dict": [[self.enc(k, depth + 1), self.enc(x, depth + 1)] for k, x in dict.items(v)]}
+        if t is bytes or t is bytearray:
+            self.charge(len(v) * 2)
+            if t is bytearray:
+                return {"$repr": repr(v)[:OUT_CAP], "type": "bytearray"}
+            return {"$bytes": base64.b64encode(v).decode("ascii")}
+        if t is _np.ndarray:
+            self.charge(v.size * 4)
+            return {"$ndarray": self.enc(v.tolist(), depth + 1), "dtype": str(v.dtype)}
+        if isinstance(v, _np.generic):
+            # numpy scalars compare like their Python counterparts: encode them as such.
+            if isinstance(v, _np.bool_):
+                return bool(v)
+            if isinstance(v, _np.integer):
+                return self.enc(int(v), depth)
+            if isinstance(v, _np.floating):
+                return {"$float": _float_repr(float(v))}
+        r = repr(v)
+        if _type(r) is not str:
+            r = "<unrepresentable>"
+        self.charge(len(r))
+        try:
+            tn = t.__qualname__
+            if _type(tn) is not str:
+                tn = "object"
+            mod = t.__module__
+            if _type(mod) is str and mod not in ("builtins", "__utgen__", "solution"):
+                tn = mod + "." + tn
+        except BaseException:
+            tn = "object"
+        return {"$repr": r, "type": tn}
+
+
+def encode_value(v):
+    return _Encoder(OUT_CAP).enc(v)
+
+
+def decode_value(x):
+    """Typed JSON → Python value (used for call arguments). Raises ValueError on a malformed encoding."""
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if isinstance(x, list):
+        return [decode_value(y) for y in x]
+    if isinstance(x, dict):
+        if "$int" in x:
+            return int(x["$int"])
+        if "$float" in x:
+            return float(x["$float"])
+        if "$tuple" in x:
+            return tuple(decode_value(y) for y in x["$tuple"])
+        if "$set" in x:
+            return set(decode_value(y) for y in x["$set"])
+        if "$frozenset" in x:
+            return frozenset(decode_value(y) for y in x["$frozenset"])
+        if "$dict" in x:
+            return {decode_value(k): decode_value(v) for k, v in x["$dict"]}
+        if "$bytes" in x:
+            return base64.b64decode(x["$bytes"], validate=True)
+        if "$ndarray" in x:
+            return _np.array(decode_value(x["$ndarray"]), dtype=x.get("dtype"))
+        if "$repr" in x:
+            raise ValueError("a $repr value (%s) cannot be passed as an argument" % x.get("type"))
+    raise ValueError("malformed value encoding: %s" % str(x)[:80])
+
+
+# ------------------------------------------------------------------------------- child helpers ----
+def _one_line(s):
+    s = s.replace("\n", " ").strip()
+    return s[:MSG_CAP]
+
+
+def _exc_info(e):
+    try:
+        name = _type(e).__name__
+        if _type(name) is not str:
+            name = "Exception"
+    except BaseException:
+        name = "Exception"
+    try:
+        msg = str(e)
+        if _type(msg) is not str:
+            msg = ""
+    except BaseException:
+        msg = "<unprintable message>"
+    return name[:100], _one_line(msg)
+
+
+def _child_setup(w, cpu_s):
+    """Runs first in every forked child: session, stdio, fds, rlimits, cwd, signals."""
+    os.setsid()
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, w)
+    os.closerange(w + 1, 65536)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXCPU, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    d = tempfile.mkdtemp(prefix="c", dir=TMP_ROOT)
+    os.chdir(d)
+    os.environ.clear()
+    os.environ.update({"TMPDIR": d, "HOME": d})
+    tempfile.tempdir = d
+    cpu = int(math.ceil(cpu_s)) + 1
+    for lim, val in (
+        (resource.RLIMIT_AS, AS_LIMIT),
+        (resource.RLIMIT_NPROC, 0),
+        (resource.RLIMIT_FSIZE, FSIZE),
+        (resource.RLIMIT_NOFILE, NOFILE),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_CPU, cpu),
+    ):
+        try:
+            resource.setrlimit(lim, (val, val))
+        except (ValueError, OSError):
+            pass
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    except Exception:
+        pass
+    return d
+
+
+def _emit(w, obj):
+    data = (_dumps(obj) + "\n").encode("ascii")
+    view = memoryview(data)
+    while view:
+        n = os.write(w, view)
+        view = view[n:]
+
+
+def _set_timer(t):
+    signal.setitimer(signal.ITIMER_REAL, t)
+
+
+def _exec_module(src, ns, timeout):
+    """Execute module source under the timer. Returns None on success or a status dict."""
+    t0 = time.perf_counter()
+    try:
+        try:
+            _set_timer(timeout)
+            exec(compile(src, "<program>", "exec"), ns)
+            _set_timer(0)
+        except _Timeout:
+            _set_timer(0)
+            return {"status": "timeout", "message": "module level exceeded %gs" % timeout}
+        except BaseException as e:
+            _set_timer(0)
+            name, msg = _exc_info(e)
+            return {"status": "error", "errorType": name, "message": msg}
+    except _Timeout:
+        _set_timer(0)
+        return {"status": "timeout", "message": "module level exceeded %gs" % timeout}
+    if time.perf_counter() - t0 > timeout:
+        return {"status": "timeout", "message": "module level exceeded %gs" % timeout}
+    return None
+
+
+def _call_one(fn, arg, timeout):
+    try:
+        args = [decode_value(a) for a in arg.get("args", [])]
+        kwargs = {str(k): decode_value(v) for k, v in (arg.get("kwargs") or {}).items()}
+    except Exception as e:
+        return {"status": "invalid_input", "message": _one_line("bad argument encoding: %s" % e), "ms": 0}
+    res = None
+    t0 = time.perf_counter()
+    try:
+        try:
+            _set_timer(timeout)
+            v = fn(*args, **kwargs)
+            ms = (time.perf_counter() - t0) * 1000
+            res = {"status": "ok", "value": encode_value(v), "ms": ms}
+            _set_timer(0)
+        except _Timeout:
+            _set_timer(0)
+            res = {"status": "timeout", "message": "call exceeded %gs" % timeout}
+        except _TooLarge:
+            _set_timer(0)
+            res = {"status": "error", "errorType": "OutputTooLarge",
+                   "message": "return value larger than %d bytes or nested deeper than 200" % OUT_CAP}
+        except BaseException as e:
+            _set_timer(0)
+            name, msg = _exc_info(e)
+            res = {"status": "error", "errorType": name, "message": msg}
+    except _Timeout:
+        _set_timer(0)
+        res = {"status": "timeout", "message": "call exceeded %gs" % timeout}
+    elapsed = (time.perf_counter() - t0) * 1000
+    if elapsed > timeout * 1000 and res["status"] != "timeout":
+        res = {"status": "timeout", "message": "call exceeded %gs" % timeout}
+    res.setdefault("ms", elapsed)
+    if res["status"] != "ok":
+        res["ms"] = elapsed
+    return res
+
+
+def _raise_cpu(timeout):
+    try:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cur = used.ru_utime + used.ru_stime
+        lim = int(math.ceil(cur + timeout)) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (lim, lim))
+    except (ValueError, OSError):
+        pass
+
+
+def child_calls(w, req, start):
+    """Child body for a `calls` request: load the program, then run inputs[start:] one by one."""
+    timeout = float(req["timeout"])
+    load_timeout = float(req.get("load_timeout") or timeout)
+    ns = dict(_prelude_ns)
+    ns["__name__"] = "solution"
+    if start == 0 or True:
+        fail = _exec_module(req["program"], ns, load_timeout)
+    if fail is not None:
+        _emit(w, {"load": fail})
+        return
+    _emit(w, {"loaded": True})
+    inputs = req["inputs"]
+    fn = ns.get(req["entry"])
+    for k in range(start, len(inputs)):
+        if fn is None or not callable(fn):
+            r = {"status": "error", "errorType": "NameError",
+                 "message": "name %r is not defined by the program" % req["entry"], "ms": 0}
+        else:
+            _raise_cpu(timeout)
+            r = _call_one(fn, inputs[k], timeout)
+        try:
+            _emit(w, {"i": k, "r": r})
+        except (TypeError, ValueError):
+            _emit(w, {"i": k, "r": {"status": "error", "errorType": "OutputEncodingError",
+                                    "message": "value could not be serialised", "ms": r.get("ms", 0)}})
+
+
+def _annotation(node):
+    return ast.unparse(node) if node is not None else None
+
+
+def function_info(fn):
+    a = fn.args
+    params = []
+    positional = list(a.posonlyargs) + list(a.args)
+    defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    for p, d in zip(positional, defaults):
+        params.append({"name": p.arg, "annotation": _annotation(p.annotation),
+                       "default": _annotation(d), "kind": "positional"})
+    if a.vararg:
+        params.append({"name": a.vararg.arg, "annotation": _annotation(a.vararg.annotation), "kind": "vararg"})
+    for p, d in zip(a.kwonlyargs, a.kw_defaults):
+        params.append({"name": p.arg, "annotation": _annotation(p.annotation),
+                       "default": _annotation(d), "kind": "keyword_only"})
+    if a.kwarg:
+        params.append({"name": a.kwarg.arg, "annotation": _annotation(a.kwarg.annotation), "kind": "varkw"})
+    parts = []
+    for p in params:
+        prefix = "*" if p["kind"] == "vararg" else "**" if p["kind"] == "varkw" else ""
+        if p["kind"] == "keyword_only" and not a.vararg and not any(x.startswith("*") for x in parts):
+            parts.append("*")
+        s = prefix + p["name"]
+        if p.get("annotation"):
+            s += ": " + p["annotation"]
+        if p.get("default") is not None:
+            s += (" = " if p.get("annotation") else "=") + p["default"]
+        parts.append(s)
+    returns = _annotation(fn.returns)
+    sig = "%s(%s)" % (fn.name, ", ".join(parts)) + (" -> " + returns if returns else "")
+    for p in params:
+        for k in ("annotation", "default"):
+            if p.get(k) is None:
+                p.pop(k, None)
+    out = {"name": fn.name, "params": params, "lineno": fn.lineno, "signature": sig}
+    if returns:
+        out["returns"] = returns
+    return out
+
+
+def child_check(w, req):
+    try:
+        tree = ast.parse(req["program"])
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        name, msg = _exc_info(e)
+        _emit(w, {"ast": {"functions": [], "classes": []},
+                  "load": {"status": "syntax_error", "errorType": name, "message": msg}})
+        return
+    funcs = [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    _emit(w, {"ast": {"functions": funcs, "classes": classes}})
+    ns = dict(_prelude_ns)
+    ns["__name__"] = "solution"
+    fail = _exec_module(req["program"], ns, float(req["timeout"]))
+    _emit(w, {"load": fail or {"status": "ok"}})
+
+
+def child_script(w, req):
+    ns = dict(_prelude_ns)
+    ns["__name__"] = "__script__"
+    ns["INPUT"] = req.get("input")
+    fail = _exec_module(req["script"], ns, float(req["timeout"]))
+    if fail is not None:
+        _emit(w, {"load": fail})
+        return
+    try:
+        out = _dumps(ns.get("OUTPUT"))
+    except (TypeError, ValueError) as e:
+        _emit(w, {"load": {"status": "error", "errorType": "TypeError",
+                           "message": _one_line("OUTPUT is not plain JSON: %s" % e)}})
+        return
+    if len(out) > OUT_CAP * 4:
+        _emit(w, {"load": {"status": "error", "errorType": "OutputTooLarge", "message": "OUTPUT too large"}})
+        return
+    os.write(w, b'{"load":{"status":"ok"},"output":')
+    _emit_raw(w, out)
+
+
+def _emit_raw(w, text):
+    data = (text + "}\n").encode("ascii")
+    view = memoryview(data)
+    while view:
+        n = os.write(w, view)
+        view = view[n:]
+
+
+# ------------------------------------------------------------------------------ server side ----
+def out(obj):
+    sys.stdout.write(_dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _rmtree(d):
+    for root, dirs, files in os.walk(d, topdown=False):
+        for f in files:
+            try:
+                os.unlink(os.path.join(root, f))
+            except OSError:
+                pass
+        for x in dirs:
+            p = os.path.join(root, x)
+            try:
+                if os.path.islink(p):
+                    os.unlink(p)
+                else:
+                    os.rmdir(p)
+            except OSError:
+                pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
+
+
+class Child:
+    """A forked child plus the server's reader for its result pipe."""
+
+    def __init__(self, body, cpu_s):
+        r, w = os.pipe()
+        before = set(os.listdir(TMP_ROOT))
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(r)
+                _child_setup(w, cpu_s)
+                body(w)
+            except BaseException:
+                code = 3
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid = pid
+        self.fd = r
+        self.buf = b""
+        self.before = before
+        self.exit_desc = None
+
+    def read_line(self, deadline):
+        """Next line from the child, or None on EOF, or "timeout" when the deadline passes."""
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl >= 0:
+                line, self.buf = self.buf[:nl], self.buf[nl + 1:]
+                try:
+                    return _loads(line)
+                except ValueError:
+                    return {"garbage": True}
+            if len(self.buf) > OUT_CAP * 4 + 4096:
+                return {"garbage": True}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def finish(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            self.exit_desc = "killed by %s" % signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "signal %d" % sig
+            self.exit_sig = sig
+        else:
+            self.exit_desc = "exited with code %d" % os.WEXITSTATUS(status)
+            self.exit_sig = 0
+        for name in set(os.listdir(TMP_ROOT)) - self.before:
+            p = os.path.join(TMP_ROOT, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                _rmtree(p)
+            else:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+
+    def died_status(self, what):
+        """Status for a child that stopped answering (EOF): crash, or timeout when the CPU limit killed it."""
+        if getattr(self, "exit_sig", 0) in (signal.SIGXCPU,):
+            return {"status": "timeout", "message": "%s: CPU limit reached" % what}
+        return {"status": "crash", "message": "%s: child %s" % (what, self.exit_desc)}
+
+
+def serve_calls(req):
+    rid = req["id"]
+    inputs = req["inputs"]
+    n = len(inputs)
+    timeout = float(req["timeout"])
+    load_timeout = float(req.get("load_timeout") or timeout)
+    start = 0
+    while start < n:
+        cpu = load_timeout + timeout
+        child = Child(lambda w, s=start: child_calls(w, req, s), cpu)
+        deadline = time.monotonic() + load_timeout + GRACE
+        loaded = False
+        k = start
+        fill = None
+        while k < n:
+            msg = child.read_line(deadline)
+            if msg == "timeout" or msg is None or not isinstance(msg, dict) or msg.get("garbage"):
+                break
+            if not loaded:
+                if "load" in msg:
+                    fill = dict(msg["load"])
+                    fill["message"] = _one_line("module level: " + str(fill.get("message", "")))
+                    break
+                if msg.get("loaded"):
+                    loaded = True
+                    out({"id": rid, "loaded": True})
+                    deadline = time.monotonic() + timeout + GRACE
+                    continue
+                break
+            if msg.get("i") != k or not isinstance(msg.get("r"), dict):
+                msg = {"garbage": True}
+                break
+            out({"id": rid, "i": k, "r": msg["r"]})
+            k += 1
+            deadline = time.monotonic() + timeout + GRACE
+        child.finish()
+        if k >= n:
+            break
+        if fill is None:
+            if msg == "timeout":
+                fill = {"status": "timeout", "message": "exceeded %gs (hard kill)" % (timeout if loaded else load_timeout)}
+            elif isinstance(msg, dict) and msg.get("garbage"):
+                fill = {"status": "crash", "message": "child wrote a malformed result"}
+            else:
+                fill = child.died_status("call" if loaded else "module level")
+            if not loaded:
+                fill["message"] = _one_line("module level: " + fill["message"])
+        fill.setdefault("ms", 0)
+        if not loaded:
+            for j in range(k, n):
+                out({"id": rid, "i": j, "r": fill})
+            break
+        out({"id": rid, "i": k, "r": fill})
+        start = k + 1
+    out({"id": rid, "done": True})
+
+
+def serve_single(req, body, timeout):
+    """check / script: one child, a deadline for the whole request."""
+    child = Child(body, timeout)
+    deadline = time.monotonic() + timeout + GRACE
+    msgs = []
+    end = None
+    while True:
+        msg = child.read_line(deadline)
+        if msg == "timeout":
+            end = {"status": "timeout", "message": "exceeded %gs (hard kill)" % timeout}
+            break
+        if msg is None or not isinstance(msg, dict) or msg.get("garbage"):
+            child.finish()
+            end = child.died_status("program") if msg is None else {"status": "crash", "message": "malformed result"}
+            break
+        msgs.append(msg)
+        if "load" in msg:
+            break
+    if child.exit_desc is None:
+        child.finish()
+    merged = {}
+    for m in msgs:
+        merged.update(m)
+    if end is not None:
+        merged["load"] = end
+    return merged
+
+
+def main():
+    out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT})
+    stdin = sys.stdin.buffer
+    while True:
+        line = stdin.readline()
+        if not line:
+            return
+        try:
+            req = _loads(line)
+        except ValueError:
+            out({"fatal": "bad request line"})
+            continue
+        op = req.get("op")
+        rid = req.get("id")
+        t0 = time.perf_counter()
+        if op == "calls":
+            serve_calls(req)
+        elif op == "check":
+            timeout = float(req["timeout"])
+            res = serve_single(req, lambda w: child_check(w, req), timeout)
+            out({"id": rid, "done": True, "check": res, "ms": (time.perf_counter() - t0) * 1000})
+        elif op == "script":
+            timeout = float(req["timeout"])
+            res = serve_single(req, lambda w: child_script(w, req), timeout)
+            out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
+        elif op == "ping":
+            out({"id": rid, "done": True})
+        else:
+            out({"id": rid, "done": True, "fatal": "unknown op %r" % op})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+/**
+ * Persistent raw-response cache for the LLM client: one small JSON file per (request, sample index),
+ * written to a temp name and renamed into place, so a `kill -9` never leaves a half entry and several
+ * processes (SLURM array tasks) can share one folder without locks. A file that does not parse (e.g.
+ * after a power loss) counts as a miss and is overwritten by the next answer.
+ *
+ * Layout: <cacheDir>/llm/<2 hex>/<sha256>.json — the key hashes everything that determines the answer
+ * (see requestKey); parsing happens elsewhere, so fixing a parser re-parses without calling the model.
+ */
+import { randomBytes } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { hashValue, sha256 } from "../util.ts";
+import type { ChatMessage } from "./types.ts";
+
+export const CACHE_FORMAT = 1;
+
+/** What determines a sample: every field here joins the key. */
+export interface RequestIdentity {
+  model: string;
+  messages: ChatMessage[];
+  temperature: number;
+  top_p: number;
+  max_tokens: number;
+  seed?: number;
+  stop?: string[];
+  extra?: Record<string, unknown>;
+  templateHash?: string;
+}
+
+export interface CacheEntry {
+  v: number;
+  key: string;
+  index: number;
+  model: string;
+  text: string;
+  finish_reason: string;
+  /** The raw choice object as the server sent it. */
+  choice: unknown;
+  /** Usage of the request this sample came from, and how many samples shared it. */
+  usage: { prompt_tokens: number; completion_tokens: number };
+  request_n: number;
+  server: string;
+  created: string;
+}
+
+export function requestKey(id: RequestIdentity): string {
+  return hashValue({ v: CACHE_FORMAT, ...id });
+}
+
+export function sampleKey(reqKey: string, index: number): string {
+  return sha256(`${reqKey}:${index}`);
+}
+
+export class ResponseCache {
+  readonly dir: string;
+  private corrupt = 0;
+  constructor(cacheDir: string, private log?: (m: string) => void) {
+    this.dir = path.join(cacheDir, "llm");
+  }
+
+  private file(key: string): string {
+    return path.join(this.dir, key.slice(0, 2), `${key}.json`);
+  }
+
+  async get(key: string): Promise<CacheEntry | undefined> {
+    let raw: string;
+    try {
+      raw = await fsp.readFile(this.file(key), "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw e;
+    }
+    try {
+      const entry = JSON.parse(raw) as CacheEntry;
+      if (entry && entry.v === CACHE_FORMAT && entry.key === key && typeof entry.text === "string") return entry;
+    } catch {
+      /* torn or foreign file: a miss */
+    }
+    if (this.corrupt++ === 0) this.log?.(`llm cache: ignoring unreadable entry ${this.file(key)} (it will be rewritten)`);
+    return undefined;
+  }
+
+  /** Temp file + rename: readers see the old state or the whole entry, never a part. */
+  async put(entry: CacheEntry): Promise<void> {
+    const file = this.file(entry.key);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+    await fsp.writeFile(tmp, JSON.stringify(entry));
+    await fsp.rename(tmp, file);
+  }
+}

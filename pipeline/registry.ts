@@ -1,0 +1,72 @@
+/**
+ * Stage registry: every paper step and tool command, in pipeline order, with the module that implements it.
+ * A module that does not exist yet is listed by --help as planned and refused with a clear message.
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { AnyStage, PlannedStage } from "./stage.ts";
+
+interface Entry {
+  name: string;
+  module: string;
+  exportName: string;
+  description: string;
+  issue: string;
+}
+
+/** Data stages run by default (no --stage / --from / --to), in order. */
+export const DATA_STAGES = ["filter", "perturb", "attack", "rationalize", "emit-sft"] as const;
+/** The whole ordered chain --from/--to slices. */
+export const CHAIN = [...DATA_STAGES, "train", "validate", "select"] as const;
+
+const ENTRIES: Entry[] = [
+  { name: "filter", module: "../stages/filter.ts", exportName: "filterStage", issue: "#2", description: "keep Python function tasks from the Tulu-3 SFT mixture (paper App. B)" },
+  { name: "perturb", module: "../stages/perturb.ts", exportName: "perturbStage", issue: "#4", description: "corrupt gold code into realistic buggy versions" },
+  { name: "attack", module: "../stages/attack.ts", exportName: "attackStage", issue: "#4", description: "sample test inputs; keep those on which gold and buggy code disagree" },
+  { name: "rationalize", module: "../stages/rationalize.ts", exportName: "rationalizeStage", issue: "#4", description: "explain, without code, why gold's output is right" },
+  { name: "emit-sft", module: "../stages/emit-sft.ts", exportName: "emitSftStage", issue: "#4", description: "write chat / prompt-completion JSONL, train/valid split, data card" },
+  { name: "train", module: "../stages/train.ts", exportName: "trainStage", issue: "#5", description: "LoRA / QLoRA fine-tuning through TRL + PEFT (GPU machines)" },
+  { name: "validate", module: "../stages/validate.ts", exportName: "validateStage", issue: "#6", description: "score checkpoints: attack rate, output accuracy, Acc∩Attack" },
+  { name: "select", module: "../stages/select.ts", exportName: "selectStage", issue: "#6", description: "pick the best checkpoint from validation reports" },
+  { name: "gold-check", module: "../stages/gold-check.ts", exportName: "goldCheckStage", issue: "#3", description: "run a debugging benchmark's gold tests on canonical and buggy code" },
+  { name: "merge", module: "../stages/merge.ts", exportName: "mergeStage", issue: "#4", description: "combine the outputs of --shard i/N runs into one" },
+];
+
+export type Registered = AnyStage | (PlannedStage & { detail?: string });
+
+let cache: Promise<Registered[]> | undefined;
+
+export function loadRegistry(): Promise<Registered[]> {
+  return (cache ??= Promise.all(ENTRIES.map(load)));
+}
+
+async function load(e: Entry): Promise<Registered> {
+  const url = new URL(e.module, import.meta.url);
+  const planned = (detail?: string): Registered => ({ kind: "planned", name: e.name, description: e.description, issue: e.issue, detail });
+  if (!existsSync(fileURLToPath(url))) return planned();
+  try {
+    const mod = (await import(url.href)) as Record<string, unknown>;
+    const stage = mod[e.exportName] as AnyStage | undefined;
+    if (!stage) return planned(`${e.module} does not export ${e.exportName}`);
+    return stage;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ERR_MODULE_NOT_FOUND") return planned(`depends on a module not built yet (${(err as Error).message.split("\n")[0]})`);
+    throw err;
+  }
+}
+
+/**
+ * Import an optional core module (executor, llm, sources) — returns undefined while it is not built yet,
+ * so the runner still starts and says what is missing.
+ */
+export async function optionalImport<T>(rel: string): Promise<T | undefined> {
+  const url = new URL(rel, import.meta.url);
+  if (!existsSync(fileURLToPath(url))) return undefined;
+  try {
+    return (await import(url.href)) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND") return undefined;
+    throw err;
+  }
+}
