@@ -1,0 +1,209 @@
+/**
+ * Validation metrics (UTGen App. A.2), as pure functions.
+ *
+ * Per generated unit test (x̂, ŷ) on a problem with gold f_r and buggy f̂_b:
+ *  - attack:        gold runs on x̂ (no error, within its limit) and the buggy code does not "pass" on it
+ *                   (a different value, an exception, a timeout or a crash all count) — `check_attack_success`;
+ *  - outputCorrect: gold runs on x̂ and ŷ matches gold's output (`eval_exact_match(gold, ŷ)`);
+ *  - both:          attack ∧ outputCorrect (Acc∩Attack).
+ * An unparsable response fails all three and is tallied under its reason.
+ * Aggregates are means over all generated tests (every problem has the same n × runs tests, so this equals
+ * the mean of per-problem means), per run and pooled, with a seeded percentile-bootstrap 95% CI that
+ * resamples problems.
+ */
+import type { CallStatus } from "../../pipeline/executor/types.ts";
+
+export const METRICS = ["attack", "outputCorrect", "both"] as const;
+export type MetricName = (typeof METRICS)[number];
+export const METRIC_LABELS: Record<MetricName, string> = {
+  attack: "Attack rate",
+  outputCorrect: "Output acc.",
+  both: "Acc∩Attack",
+};
+
+/** What the metric needs to know about one executed test. */
+export interface TestVerdictInput {
+  /** "ok" when the arguments parsed; otherwise the parse-failure reason. */
+  parse: string;
+  goldStatus?: CallStatus;
+  buggyStatus?: CallStatus;
+  /** Buggy returned a value matching gold's (utgen mode): buggy "passes" on x̂. */
+  buggyMatchesGold?: boolean;
+  /** The predicted output parsed (undefined when absent / unparsable). */
+  predictedParsed?: boolean;
+  /** Predicted output matches gold's output (utgen mode). */
+  predictedMatchesGold?: boolean;
+}
+
+export interface TestFlags {
+  attack: boolean;
+  outputCorrect: boolean;
+  both: boolean;
+  /** Gold ran on the input (the input is valid). */
+  goldValid: boolean;
+}
+
+/** The reference semantics of one test, from executed statuses and comparisons. */
+export function scoreTest(t: TestVerdictInput): TestFlags {
+  if (t.parse !== "ok") return { attack: false, outputCorrect: false, both: false, goldValid: false };
+  const goldValid = t.goldStatus === "ok";
+  const buggyPasses = t.buggyStatus === "ok" && t.buggyMatchesGold === true;
+  const attack = goldValid && !buggyPasses;
+  const outputCorrect = goldValid && t.predictedParsed === true && t.predictedMatchesGold === true;
+  return { attack, outputCorrect, both: attack && outputCorrect, goldValid };
+}
+
+/** Per-problem tallies: counts of tests and successes per metric. */
+export interface ProblemTally {
+  taskId: string;
+  tests: number;
+  attack: number;
+  outputCorrect: number;
+  both: number;
+}
+
+export function tallyProblem(taskId: string, flags: Pick<TestFlags, MetricName>[]): ProblemTally {
+  const t: ProblemTally = { taskId, tests: flags.length, attack: 0, outputCorrect: 0, both: 0 };
+  for (const f of flags) for (const m of METRICS) if (f[m]) t[m]++;
+  return t;
+}
+
+/** Pooled rate in [0, 1] over problems (sum of successes / sum of tests). 0 when there are no tests. */
+export function pooledRate(tallies: ProblemTally[], metric: MetricName): number {
+  let s = 0;
+  let n = 0;
+  for (const t of tallies) {
+    s += t[metric];
+    n += t.tests;
+  }
+  return n === 0 ? 0 : s / n;
+}
+
+/** Deterministic 32-bit PRNG (mulberry32): same seed → same bootstrap. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface Interval {
+  lo: number;
+  hi: number;
+}
+
+/** Linear-interpolated quantile of a sorted array (numpy's default "linear" method). */
+export function quantileSorted(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+/**
+ * Percentile bootstrap over problems: resample problems with replacement `samples` times, compute the pooled
+ * rate of each metric, return the [2.5%, 97.5%] quantiles (for `level` 0.95). Seeded, so reports are stable.
+ */
+export function bootstrapCI(
+  tallies: ProblemTally[],
+  opts: { samples: number; seed: number; level?: number },
+): Record<MetricName, Interval> {
+  const level = opts.level ?? 0.95;
+  const out = {} as Record<MetricName, Interval>;
+  const k = tallies.length;
+  if (k === 0) {
+    for (const m of METRICS) out[m] = { lo: 0, hi: 0 };
+    return out;
+  }
+  const rand = mulberry32(opts.seed);
+  const draws: Record<MetricName, number[]> = { attack: [], outputCorrect: [], both: [] };
+  for (let b = 0; b < opts.samples; b++) {
+    let n = 0;
+    const s = { attack: 0, outputCorrect: 0, both: 0 };
+    for (let i = 0; i < k; i++) {
+      const t = tallies[Math.floor(rand() * k)];
+      n += t.tests;
+      s.attack += t.attack;
+      s.outputCorrect += t.outputCorrect;
+      s.both += t.both;
+    }
+    for (const m of METRICS) draws[m].push(n === 0 ? 0 : s[m] / n);
+  }
+  const a = (1 - level) / 2;
+  for (const m of METRICS) {
+    const sorted = draws[m].sort((x, y) => x - y);
+    out[m] = { lo: quantileSorted(sorted, a), hi: quantileSorted(sorted, 1 - a) };
+  }
+  return out;
+}
+
+export interface MetricSummary {
+  /** Pooled over every run's tests, in [0, 1]. */
+  value: number;
+  ci: Interval;
+  /** One value per run, in [0, 1]. */
+  perRun: number[];
+  /** Sample standard deviation across runs (0 with one run). */
+  runStd: number;
+}
+
+export interface Summary {
+  problems: number;
+  tests: number;
+  /** Tests whose arguments parsed and whose input gold accepted. */
+  validInputs: number;
+  metrics: Record<MetricName, MetricSummary>;
+  /** Unparsable or partly unparsable responses, by reason. */
+  failures: Record<string, number>;
+}
+
+function std(xs: number[]): number {
+  if (xs.length < 2) return 0;
+  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1));
+}
+
+/** Merge per-run tallies of the same problems into one tally per problem (pooled over runs). */
+export function mergeRuns(runs: ProblemTally[][]): ProblemTally[] {
+  const byId = new Map<string, ProblemTally>();
+  for (const run of runs)
+    for (const t of run) {
+      const cur = byId.get(t.taskId) ?? { taskId: t.taskId, tests: 0, attack: 0, outputCorrect: 0, both: 0 };
+      cur.tests += t.tests;
+      for (const m of METRICS) cur[m] += t[m];
+      byId.set(t.taskId, cur);
+    }
+  return [...byId.values()];
+}
+
+/** Summary of one model on one set from its per-run tallies. */
+export function summarize(
+  runs: ProblemTally[][],
+  extra: { validInputs: number; failures: Record<string, number> },
+  boot: { samples: number; seed: number },
+): Summary {
+  const pooled = mergeRuns(runs);
+  const ci = bootstrapCI(pooled, boot);
+  const metrics = {} as Record<MetricName, MetricSummary>;
+  for (const m of METRICS) {
+    const perRun = runs.map((r) => pooledRate(r, m));
+    metrics[m] = { value: pooledRate(pooled, m), ci: ci[m], perRun, runStd: std(perRun) };
+  }
+  return {
+    problems: pooled.length,
+    tests: pooled.reduce((a, t) => a + t.tests, 0),
+    validInputs: extra.validInputs,
+    metrics,
+    failures: extra.failures,
+  };
+}
+
+/** Percent with two decimals, as the paper's tables. */
+export function pct(x: number): string {
+  return (100 * x).toFixed(2);
+}
