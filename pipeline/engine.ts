@@ -467,9 +467,15 @@ async function loadOutcomes(sdir: string, m: ChunkMarker): Promise<Outcome[]> {
 }
 
 async function maybeFinalize(o: EngineOptions, m: StageManifest): Promise<void> {
-  if (!o.stage.finalize || o.shard) return;
-  if (m.finalizedFor === m.outputDigest && !o.force) return;
-  await o.stage.finalize(o.ctx, () => readStageRecords(o.runDir, o.stage.name, { manifest: m }));
+  if (o.shard) return; // shard slices are finalized by `merge`
+  await finalizeStage(o.stage, o.ctx, o.runDir, m, o.force);
+}
+
+/** Run a stage's whole-output step when its output changed since the last one (or when forced). */
+export async function finalizeStage(stage: DataflowStage, ctx: StageContext, runDir: string, m: StageManifest, force = false): Promise<void> {
+  if (!stage.finalize) return;
+  if (m.finalizedFor === m.outputDigest && !force) return;
+  await stage.finalize(ctx, () => readStageRecords(runDir, stage.name, { manifest: m }));
   m.finalizedFor = m.outputDigest;
-  await writeManifest(o.runDir, m);
+  await writeManifest(runDir, m);
 }
