@@ -30,7 +30,7 @@ import {
   type StageManifest,
 } from "./store.ts";
 import type { DataflowStage, Drop, Outcome, Rec, StageContext, StageRuntime } from "./stage.ts";
-import { atomicWrite, hashValue, sha256, shardOf, stableStringify, writeJson } from "./util.ts";
+import { atomicWrite, hashValue, lineageRoot, sha256, shardOf, stableStringify, writeJson } from "./util.ts";
 import { UserError, oneLine } from "./errors.ts";
 import type { Progress } from "./progress.ts";
 
@@ -376,7 +376,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   let taken = 0;
   for await (const rec of o.input()) {
     if (fatal) break;
-    if (o.shard && shardOf(rec.id, o.shard.count) !== o.shard.index) continue;
+    if (o.shard && shardOf(lineageRoot(rec.id), o.shard.count) !== o.shard.index) continue;
     if (o.limit !== null && taken >= o.limit) break;
     taken++;
     buf.push(rec);

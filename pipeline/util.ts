@@ -116,3 +116,11 @@ export async function readJsonlAll<T = any>(file: string): Promise<T[]> {
 export function shardOf(id: string, n: number): number {
   return parseInt(sha256(id).slice(0, 8), 16) % n;
 }
+
+/**
+ * The source-level id of a derived record: lineage segments (`/bug1`, `/ut3`, …: letters then digits) are
+ * stripped from the end. `--shard` hashes this, so a problem and everything derived from it stay on one slice.
+ */
+export function lineageRoot(id: string): string {
+  return id.replace(/(?:\/[a-z]+\d+)+$/, "") || id;
+}
