@@ -10,7 +10,7 @@ export interface Candidate {
   step: number | null;
   /** Pooled per-problem tallies on the selection set. */
   tallies: ProblemTally[];
-  ci?: Record<string, Interval>;
+  ci?: unknown;
 }
 
 export interface Scored extends Candidate {
