@@ -1,0 +1,246 @@
+/**
+ * attack (paper §3.2 step II): per buggy version, sample unit-test inputs and keep the failing ones.
+ *  - LLM backend: the UTGen prompt (description, signature, buggy code), `attempts` samples in one request
+ *    (cached per sample); each response's `Arguments: f(…)` is parsed as a call literal.
+ *  - heuristic backend (or `fuzz.extra` on an LLM run): type-aware fuzzing (stages/heuristic/fuzz.ts),
+ *    `attempts × fuzz.inputs_per_attempt` candidate inputs.
+ * An input is valid when gold runs on it without error within `gold_timeout_s`; it is failing when the
+ * buggy code errors, times out, or returns something `outputsMatch` says differs from gold. The expected
+ * output is always gold's. Up to `max_failing` distinct failing inputs are kept, as `<bug id>/ut<j>`.
+ * A version with none is dropped: `equivalent_mutant` when valid inputs existed but none separated the two
+ * programs, `no_failing_input` when no valid input was found at all.
+ */
+import { z } from "zod";
+import type { DataflowStage, Drop, Outcome, StageContext } from "../pipeline/stage.ts";
+import type { CallArgs, CallResult, PyValue } from "../pipeline/executor/types.ts";
+import { buggyTimeoutFor, formatCall, formatPyValue, outputsMatch, parseCallLiteral } from "../pipeline/executor/index.ts";
+import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, stageLlmFingerprint } from "./common.ts";
+import { callKey, entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "./heuristic/fuzz.ts";
+import { fuzzHypothesis, fuzzInputReasoning } from "./heuristic/templates.ts";
+import { parseUt, templateHashes, utgenPrompt } from "./heuristic/llm-io.ts";
+import type { BugRec } from "./perturb.ts";
+
+export const attackConfigSchema = z.strictObject({
+  /** Sampling attempts per buggy version (paper: 5). */
+  attempts: z.number().int().min(1).max(64).default(5),
+  /** Distinct failing inputs kept per buggy version. */
+  max_failing: z.number().int().min(1).max(64).default(1),
+  /** Seed of the fuzzer. */
+  seed: z.number().int().default(0),
+  fuzz: z
+    .strictObject({
+      /** Candidate inputs per attempt on the heuristic backend. */
+      inputs_per_attempt: z.number().int().min(1).max(200).default(8),
+      /** Also fuzz on an LLM run (inputs added after the model's). */
+      extra: z.boolean().default(false),
+      /** Gold calls used to probe the types of unannotated parameters without examples. */
+      probe_rounds: z.number().int().min(1).max(200).default(24),
+    })
+    .prefault({}),
+  /** Gold's per-call limit: an input on which gold errors or runs longer is invalid (UTGen: 1 s). */
+  gold_timeout_s: z.number().positive().default(1),
+  llm: llmOverrideSchema,
+  concurrency: z.number().int().positive().default(8),
+});
+export type AttackConfig = z.infer<typeof attackConfigSchema>;
+
+export interface UnitTest {
+  args_text: string;
+  args: CallArgs;
+  gold_output: PyValue;
+  gold_output_text: string;
+  buggy_status: CallResult["status"];
+  buggy_output?: PyValue;
+  buggy_output_text?: string;
+  buggy_error?: string;
+  sampler: "llm" | "fuzz";
+  hypothesis?: string;
+  error_pattern?: string;
+  input_reasoning?: string;
+  /** The sampler's own predicted output (LLM only; kept for analysis, never used as the label). */
+  predicted_output_text?: string;
+}
+
+export interface TestRec extends BugRec {
+  test: UnitTest;
+}
+
+interface Candidate {
+  args: CallArgs;
+  sampler: "llm" | "fuzz";
+  hypothesis?: string;
+  error_pattern?: string;
+  input_reasoning?: string;
+  predicted_output_text?: string;
+}
+
+export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
+  kind: "dataflow",
+  name: "attack",
+  version: "1",
+  description: "sample unit-test inputs for each buggy version; keep those on which gold and buggy code disagree",
+  input: "perturb",
+  inputFields: ["prompt", "code", "entry_point", "signature", "buggy_code", "bug"],
+  outputFields: ["test"],
+  configSchema: attackConfigSchema,
+  perfKeys: ["concurrency"],
+  async fingerprintExtra({ config, root }) {
+    const heuristic = await isHeuristic(root, "attack");
+    return {
+      llm: await stageLlmFingerprint(root, "attack"),
+      templates: heuristic ? {} : await templateHashes(["utgen_ut"]),
+      fuzz: heuristic || config.fuzz.extra ? "fuzz-v1" : null,
+    };
+  },
+  async open(ctx: StageContext<AttackConfig>) {
+    const cfg = ctx.config;
+    const heuristic = await isHeuristic(ctx.root, "attack");
+    const executor = await ctx.getExecutor();
+    const llm = heuristic ? undefined : await ctx.getLlm();
+
+    const process = async (rec: BugRec): Promise<Outcome<TestRec>> => {
+      const drop: Drop[] = [];
+      const candidates: Candidate[] = [];
+      const unparsable: string[] = [];
+
+      // 1. The model's inputs.
+      if (llm) {
+        const { result, error } = await countedChat(ctx, llm, { ...(await utgenPrompt(rec)), n: cfg.attempts });
+        if (!result && !cfg.fuzz.extra) return { out: [], drop: [{ id: rec.id, reason: "llm_failed", detail: clip(error ?? "") }] };
+        for (const text of result?.texts ?? []) {
+          const ut = parseUt(text, rec.entry_point);
+          if (!("args_text" in ut)) {
+            unparsable.push(ut.reason);
+            continue;
+          }
+          const args = callArgsOf(ut.args_text, rec.entry_point);
+          if (!args) {
+            unparsable.push("unparsable_literal");
+            continue;
+          }
+          candidates.push({
+            args,
+            sampler: "llm",
+            hypothesis: ut.hypothesis,
+            error_pattern: ut.error_pattern,
+            input_reasoning: ut.input_reasoning,
+            predicted_output_text: ut.output_text,
+          });
+        }
+        if (unparsable.length) ctx.counters.add("unparsable_samples", unparsable.length);
+      }
+
+      // 2. Fuzzed inputs.
+      if (!llm || cfg.fuzz.extra) {
+        const rng = new Rng(cfg.seed, "attack", rec.id);
+        const params = await entryParams(executor, rec.code, rec.entry_point, Math.max(5, cfg.gold_timeout_s));
+        if (!params) return { out: [], drop: [{ id: rec.id, reason: "gold_error", detail: `gold has no function ${rec.entry_point}()` }] };
+        const seeds: CallArgs[] = [];
+        for (const t of exampleCallTexts(rec.prompt, rec.entry_point)) {
+          const args = callArgsOf(t, rec.entry_point); // prose that only looks like a call is skipped
+          if (args) seeds.push(args);
+        }
+        const probe = async (calls: CallArgs[]) =>
+          (await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: calls, timeoutS: cfg.gold_timeout_s })).map(
+            (r) => r.status === "ok",
+          );
+        const plan = await planFuzz({ params, seeds, rng, probe, probeRounds: cfg.fuzz.probe_rounds });
+        ctx.counters.add(`fuzz_typed_by_${plan.typedBy}`, 1);
+        for (const args of fuzzInputs(plan, rng, cfg.attempts * cfg.fuzz.inputs_per_attempt)) candidates.push({ args, sampler: "fuzz" });
+      }
+
+      // 3. Distinct candidates; gold decides validity and the expected output.
+      const seen = new Set<string>();
+      const distinct = candidates.filter((c) => {
+        const k = callKey(c.args);
+        if (seen.has(k)) return false;
+        seen.add(k);
+        return true;
+      });
+      if (!distinct.length) {
+        return {
+          out: [],
+          drop: [{ id: rec.id, reason: unparsable.length ? mostCommon(unparsable) : "no_failing_input", detail: "no parsable test input among the samples" }],
+        };
+      }
+      const gold = await executor.runCalls({
+        program: rec.code,
+        entryPoint: rec.entry_point,
+        inputs: distinct.map((c) => c.args),
+        timeoutS: cfg.gold_timeout_s,
+      });
+      const valid = distinct.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
+      if (!valid.length) {
+        const errs = [...new Set(gold.map((g) => g.errorType ?? g.status))].slice(0, 3).join(", ");
+        return { out: [], drop: [{ id: rec.id, reason: "no_failing_input", detail: `no valid input: gold rejected all ${distinct.length} (${errs})` }] };
+      }
+      const maxGoldMs = Math.max(...valid.map((v) => v.g.ms));
+      const buggy = await executor.runCalls({
+        program: rec.buggy_code,
+        entryPoint: rec.entry_point,
+        inputs: valid.map((v) => v.c.args),
+        timeoutS: buggyTimeoutFor(maxGoldMs / 1000),
+      });
+
+      // 4. Failing tests, in candidate order.
+      const out: TestRec[] = [];
+      for (let i = 0; i < valid.length && out.length < cfg.max_failing; i++) {
+        const { c, g } = valid[i];
+        const b = buggy[i];
+        if (b.status === "invalid_input") continue;
+        const failing = b.status !== "ok" || !outputsMatch(g.value!, b.value!);
+        if (!failing) continue;
+        const argsText = formatCall(rec.entry_point, c.args);
+        const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
+        const test: UnitTest = {
+          args_text: argsText,
+          args: c.args,
+          gold_output: g.value!,
+          gold_output_text: formatPyValue(g.value!),
+          buggy_status: b.status,
+          sampler: c.sampler,
+        };
+        if (b.status === "ok") {
+          test.buggy_output = b.value;
+          test.buggy_output_text = buggyOut;
+        } else test.buggy_error = clip(`${b.errorType ?? b.status}${b.message ? `: ${b.message}` : ""}`);
+        if (c.sampler === "llm") {
+          Object.assign(test, {
+            hypothesis: c.hypothesis,
+            error_pattern: c.error_pattern,
+            input_reasoning: c.input_reasoning,
+            predicted_output_text: c.predicted_output_text,
+          });
+        } else {
+          Object.assign(test, fuzzHypothesis(rec.bug, rec.entry_point), {
+            input_reasoning: fuzzInputReasoning(argsText, { status: b.status, outputText: buggyOut, errorType: b.errorType }),
+          });
+        }
+        out.push({ ...rec, id: `${rec.id}/ut${out.length + 1}`, parent_id: rec.id, test });
+      }
+      if (!out.length) {
+        drop.push({
+          id: rec.id,
+          reason: "equivalent_mutant",
+          detail: `all ${valid.length} valid input${valid.length === 1 ? "" : "s"} gave matching outputs`,
+        });
+      }
+      ctx.counters.add("inputs_tried", distinct.length);
+      ctx.counters.add("inputs_valid", valid.length);
+      return { out, drop };
+    };
+    return { process, concurrency: cfg.concurrency };
+  },
+};
+
+/** A call literal `f(…)` parsed without evaluation, or undefined. */
+export function callArgsOf(text: string, entryPoint: string): CallArgs | undefined {
+  const r = parseCallLiteral(text, entryPoint);
+  return r.ok ? r.args : undefined;
+}
+
+function mostCommon(xs: string[]): string {
+  const n = new Map<string, number>();
+  for (const x of xs) n.set(x, (n.get(x) ?? 0) + 1);
+  return [...n.entries()].sort((a, b) => b[1] - a[1])[0][0];
+}

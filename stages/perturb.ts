@@ -1,0 +1,244 @@
+/**
+ * perturb (paper §3.2 step I): per gold item, `n_bugs` corrupted versions of the gold code.
+ *  - LLM backend: the code-corruption prompt (App. E), `n_bugs` samples in one request; optionally
+ *    `mutation.extra` AST mutants on top, to diversify the bugs.
+ *  - heuristic backend: AST mutation operators only (stages/heuristic/ast_tools.py, run in the sandbox),
+ *    picked round-robin over operators in an order seeded by the record id.
+ * A version is dropped when the response has no code, the code does not parse/compile at module level,
+ * lacks the entry point, is identical to gold after normalisation, or repeats an earlier version.
+ * Ids: `<problem>/bug<k>` (k = sample index + 1; mutants continue after the LLM samples).
+ */
+import { z } from "zod";
+import type { DataflowStage, Drop, Outcome, Rec, StageContext } from "../pipeline/stage.ts";
+import type { Executor } from "../pipeline/executor/types.ts";
+import {
+  Rng,
+  clip,
+  countedChat,
+  helperHash,
+  isHeuristic,
+  llmOverrideSchema,
+  normalizePrograms,
+  runAstTool,
+  stageLlmFingerprint,
+} from "./common.ts";
+import { corruptPrompt, parseCorruption, templateHashes } from "./heuristic/llm-io.ts";
+
+export const MUTATION_OPERATORS = [
+  "comparison_swap",
+  "arithmetic_swap",
+  "constant_off_by_one",
+  "range_bounds",
+  "slice_bounds",
+  "boolean_swap",
+  "negate_condition",
+  "drop_statement",
+  "drop_branch",
+  "return_value",
+  "call_swap",
+] as const;
+
+export const perturbConfigSchema = z.strictObject({
+  /** Corrupted versions per gold item (paper: 2). */
+  n_bugs: z.number().int().min(1).max(32).default(2),
+  /** Seed of the mutant choice (heuristic backend and mutation extras). */
+  seed: z.number().int().default(0),
+  mutation: z
+    .strictObject({
+      /** Operators allowed (default: all). */
+      operators: z.array(z.enum(MUTATION_OPERATORS)).min(1).default([...MUTATION_OPERATORS]),
+      /** Mutants added per item on an LLM backend (0 = LLM bugs only). */
+      extra: z.number().int().min(0).max(32).default(0),
+    })
+    .prefault({}),
+  /** Module-level execution limit when checking a corrupted version, seconds. */
+  check_timeout_s: z.number().positive().default(5),
+  llm: llmOverrideSchema,
+  concurrency: z.number().int().positive().default(8),
+});
+export type PerturbConfig = z.infer<typeof perturbConfigSchema>;
+
+export interface GoldRec extends Rec {
+  source: string;
+  prompt: string;
+  code: string;
+  entry_point: string;
+  signature: string;
+}
+
+export interface BugInfo {
+  origin: "llm" | "mutation";
+  operator?: string;
+  reasoning?: string;
+  line?: number;
+}
+
+export interface BugRec extends GoldRec {
+  parent_id: string;
+  problem_id: string;
+  buggy_code: string;
+  bug: BugInfo;
+}
+
+interface Mutant {
+  operator: string;
+  line: number;
+  description: string;
+  code: string;
+}
+
+/** All mutants of `code` (reachable from the entry point), in a seeded round-robin order over operators. */
+export async function orderedMutants(
+  executor: Executor,
+  rec: { id: string; code: string; entry_point: string },
+  operators: readonly string[],
+  seed: number,
+): Promise<Mutant[]> {
+  const res = await runAstTool<{ mutants: Mutant[] }>(executor, {
+    op: "mutants",
+    code: rec.code,
+    entry_point: rec.entry_point,
+    operators,
+    max_per_operator: 40,
+  });
+  const rng = new Rng(seed, "perturb", rec.id);
+  const groups = new Map<string, Mutant[]>();
+  for (const m of res.mutants) {
+    const g = groups.get(m.operator) ?? [];
+    g.push(m);
+    groups.set(m.operator, g);
+  }
+  const order = rng.shuffle([...groups.keys()].sort()).map((k) => rng.shuffle(groups.get(k)!));
+  const out: Mutant[] = [];
+  for (let i = 0; out.length < res.mutants.length; i++) for (const g of order) if (i < g.length) out.push(g[i]);
+  return out;
+}
+
+/** Why a candidate version is unusable, or undefined when it is fine. */
+async function checkVersion(
+  executor: Executor,
+  code: string,
+  entryPoint: string,
+  timeoutS: number,
+): Promise<{ reason: string; detail: string } | undefined> {
+  const chk = await executor.checkProgram(code, { timeoutS });
+  if (chk.status === "syntax_error") return { reason: "compile_error", detail: `does not parse: ${chk.message ?? ""}` };
+  if (chk.status !== "ok")
+    return { reason: "compile_error", detail: `module level ${chk.status}: ${chk.errorType ?? ""} ${chk.message ?? ""}`.trim() };
+  if (!chk.functions.some((f) => f.name === entryPoint))
+    return { reason: "missing_entry_point", detail: `no top-level function ${entryPoint}()` };
+  return undefined;
+}
+
+export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
+  kind: "dataflow",
+  name: "perturb",
+  version: "1",
+  description: "corrupt gold code into realistic buggy versions (LLM corruption prompt or AST mutation operators)",
+  input: "filter",
+  inputFields: ["prompt", "code", "entry_point", "signature"],
+  outputFields: ["id", "parent_id", "problem_id", "buggy_code", "bug"],
+  configSchema: perturbConfigSchema,
+  perfKeys: ["concurrency", "check_timeout_s"],
+  async fingerprintExtra({ config, root }) {
+    const heuristic = await isHeuristic(root, "perturb");
+    return {
+      llm: await stageLlmFingerprint(root, "perturb"),
+      templates: heuristic ? {} : await templateHashes(["corrupt_code"]),
+      mutation: heuristic || config.mutation.extra > 0 ? helperHash("ast_tools.py") : null,
+    };
+  },
+  async open(ctx: StageContext<PerturbConfig>) {
+    const cfg = ctx.config;
+    const heuristic = await isHeuristic(ctx.root, "perturb");
+    const executor = await ctx.getExecutor();
+    const llm = heuristic ? undefined : await ctx.getLlm();
+
+    const process = async (rec: GoldRec): Promise<Outcome<BugRec>> => {
+      const out: BugRec[] = [];
+      const drop: Drop[] = [];
+      const base = {
+        id: rec.id,
+        source: rec.source,
+        prompt: rec.prompt,
+        code: rec.code,
+        entry_point: rec.entry_point,
+        signature: rec.signature,
+      };
+      const make = (k: number, buggy: string, bug: BugInfo): BugRec => ({
+        ...rec,
+        ...base,
+        id: `${rec.id}/bug${k}`,
+        parent_id: rec.id,
+        problem_id: rec.id,
+        buggy_code: buggy,
+        bug,
+      });
+      const [goldNorm] = await normalizePrograms(executor, [rec.code]);
+      if (goldNorm === undefined) return { out, drop: [{ id: rec.id, reason: "gold_error", detail: "gold code does not parse" }] };
+      const seen = new Set<string>([goldNorm]);
+
+      // 1. LLM corruptions (one request, n samples; cached per sample).
+      let nextK = 1;
+      if (llm) {
+        const req = await corruptPrompt(rec);
+        const { result, error } = await countedChat(ctx, llm, { ...req, n: cfg.n_bugs });
+        if (!result) {
+          for (let k = 1; k <= cfg.n_bugs; k++) drop.push({ id: `${rec.id}/bug${k}`, reason: "llm_failed", detail: clip(error ?? "") });
+        } else {
+          const parsed = result.texts.map((t) => parseCorruption(t));
+          const codes = parsed.map((p) => ("code" in p ? p.code : ""));
+          const norms = await normalizePrograms(executor, codes);
+          for (let i = 0; i < parsed.length; i++) {
+            const id = `${rec.id}/bug${i + 1}`;
+            const p = parsed[i];
+            if (!("code" in p)) {
+              drop.push({ id, reason: p.reason, detail: p.detail });
+              continue;
+            }
+            if (norms[i] !== undefined && seen.has(norms[i]!)) {
+              drop.push({ id, reason: norms[i] === goldNorm ? "identical_to_gold" : "duplicate_bug", detail: "same program after normalisation" });
+              continue;
+            }
+            const bad = await checkVersion(executor, p.code, rec.entry_point, cfg.check_timeout_s);
+            if (bad) {
+              drop.push({ id, ...bad, buggy_code: p.code });
+              continue;
+            }
+            seen.add(norms[i]!);
+            out.push(make(i + 1, p.code, { origin: "llm", reasoning: p.reasoning }));
+          }
+        }
+        nextK = cfg.n_bugs + 1;
+      }
+
+      // 2. AST mutants: all bugs on the heuristic backend, `mutation.extra` more on an LLM run.
+      const want = llm ? cfg.mutation.extra : cfg.n_bugs;
+      if (want > 0) {
+        const mutants = await orderedMutants(executor, rec, cfg.mutation.operators, cfg.seed);
+        let got = 0;
+        let tried = 0;
+        for (const m of mutants) {
+          if (got >= want || tried >= want * 4) break;
+          tried++;
+          const bad = await checkVersion(executor, m.code, rec.entry_point, cfg.check_timeout_s);
+          if (bad) {
+            ctx.counters.add("mutants_rejected", 1);
+            continue;
+          }
+          out.push(make(nextK + got, m.code, { origin: "mutation", operator: m.operator, reasoning: m.description, line: m.line }));
+          got++;
+        }
+        if (got === 0 && out.length === 0) {
+          drop.push({
+            id: rec.id,
+            reason: "no_mutation_site",
+            detail: mutants.length ? `${tried} mutants tried, none compiled with ${rec.entry_point}()` : "no mutable code reachable from the entry point",
+          });
+        }
+      }
+      return { out, drop };
+    };
+    return { process, concurrency: cfg.concurrency };
+  },
+};
