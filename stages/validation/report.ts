@@ -184,7 +184,8 @@ const CHART_JS = String.raw`
       if (pts.length > 1) el("polyline", { points: p, fill: "none", stroke: m.color, "stroke-width": 3, "class": "metric-line" });
       pts.forEach(function (c) {
         var s = c.sets[set][m.key];
-        el("line", { x1: X(c.step), x2: X(c.step), y1: Y(s.lo), y2: Y(s.hi), stroke: m.color, "stroke-width": 1, opacity: 0.6 });
+        var xo = X(c.step) + (mi - 1) * 5;
+        el("line", { x1: xo, x2: xo, y1: Y(s.lo), y2: Y(s.hi), stroke: m.color, "stroke-width": 1.5, opacity: 0.5, "class": "ci" });
         var dot = el("circle", { cx: X(c.step), cy: Y(s.v), r: 5, fill: m.color, "class": "metric-dot" });
         var t = document.createElementNS(NS, "title");
         t.textContent = c.name + " · " + m.label + ": " + (100 * s.v).toFixed(2) + "% [" + (100 * s.lo).toFixed(2) + ", " + (100 * s.hi).toFixed(2) + "]";
