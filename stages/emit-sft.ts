@@ -11,7 +11,7 @@
  */
 import * as path from "node:path";
 import { z } from "zod";
-import type { DataflowStage, Outcome, StageContext } from "../pipeline/stage.ts";
+import type { DataflowStage, Outcome, Rec, StageContext } from "../pipeline/stage.ts";
 import { readManifest, type ChunkStats } from "../pipeline/store.ts";
 import { atomicWrite, sha256, writeJsonl } from "../pipeline/util.ts";
 import { DATA_STAGES } from "../pipeline/registry.ts";
@@ -46,7 +46,7 @@ export interface SftMetadata {
   buggy_status: string;
 }
 
-export interface SftRec {
+export interface SftRec extends Rec {
   id: string;
   source: string;
   problem_id: string;
