@@ -1,0 +1,10 @@
+/** Child of bench/filter.ts: runs the filter through the real runner and prints its peak RSS. */
+import { main } from "../pipeline/cli.ts";
+
+let peak = 0;
+const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 200);
+const code = await main(process.argv.slice(2), { stdout: () => {}, stderr: () => {} });
+clearInterval(timer);
+const maxRss = Math.max(peak, process.resourceUsage().maxRSS * 1024);
+process.stdout.write(JSON.stringify({ code, maxRssMb: maxRss / 2 ** 20 }) + "\n");
+process.exit(code);

@@ -1,0 +1,136 @@
+/**
+ * The filter stage end to end through the runner on the shipped demo fixture: each edge case is dropped
+ * under its named reason, re-runs are incremental (no-change, config change with the reason, appended
+ * rows), and a real `kill -9` mid-stage followed by a re-run gives exactly the uninterrupted result.
+ */
+import { describe, expect, it } from "vitest";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { spawn } from "node:child_process";
+import { main } from "../pipeline/cli.ts";
+import { readStageDrops, readStageRecords } from "../pipeline/store.ts";
+
+const ROOT = path.resolve(__dirname, "..");
+const DEMO = path.join(ROOT, "data/demo/tulu-demo.jsonl");
+
+async function run(args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(["--config", path.join(ROOT, "configs/demo.yaml"), ...args], { stdout: (l) => out.push(l), stderr: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const a: T[] = [];
+  for await (const x of it) a.push(x);
+  return a;
+}
+const tmp = () => mkdtempSync(path.join(tmpdir(), "utgen-filter-"));
+
+const EXPECTED_DROPS: Record<string, string> = {
+  "demo-wildchat-0104": "no_code_block",
+  "demo-wildchat-0105": "no_assistant_turn",
+  "demo-evol_codealpaca-0106": "non_python_code",
+  "demo-personahub_code-0107": "syntax_error",
+  "demo-evol_codealpaca-0108": "exec_error",
+  "demo-wildchat-0109": "exec_error",
+  "demo-wildchat-0110": "exec_timeout",
+  "demo-personahub_code-0111": "no_function",
+  "demo-wildchat-0112": "prompt_too_long",
+  "demo-wildchat-0113": "invalid_unicode",
+  "demo-wildchat-0114": "duplicate",
+  "demo-evol_codealpaca-0115": "no_python_mention",
+  "demo-personahub_code-0116": "no_def_mention",
+  "demo-wildchat-0117": "no_python_mention",
+};
+
+describe("filter stage through the runner", () => {
+  it("keeps the good tasks and drops each edge case under its reason", async () => {
+    const dir = tmp();
+    const r = await run(["--stage", "filter", "--run-dir", dir]);
+    expect(r.err).not.toMatch(/^error/m);
+    expect(r.code).toBe(0);
+    const kept = await collect(readStageRecords(dir, "filter"));
+    const drops = await collect(readStageDrops(dir, "filter"));
+    const byId = Object.fromEntries(drops.map((d) => [d.id, d.reason]));
+    expect(byId).toEqual(EXPECTED_DROPS);
+    expect(kept).toHaveLength(23);
+    const k = kept.find((x) => x.id === "demo-personahub_code-0001")!;
+    expect(k.entry_point).toBe("sum_of_squares");
+    expect(k.signature).toMatch(/^sum_of_squares\(n: int\)/);
+    expect(k.code).toContain("def sum_of_squares");
+    // the multi-turn row keeps the LAST user turn as the task and the last assistant code
+    const multi = kept.find((x) => x.id === "demo-personahub_code-0102")!;
+    expect(multi.provenance).toMatchObject({ turns: 4 });
+    // stats: per source and reason, and the printed table
+    const stats = JSON.parse(readFileSync(path.join(dir, "filter/stats.json"), "utf8"));
+    expect(stats.in).toBe(37);
+    expect(stats.out).toBe(23);
+    expect(stats.reasons.exec_error).toBe(2);
+    expect(stats.bySource["demo/wildchat"].reasons.duplicate).toBe(1);
+    expect(r.err).toMatch(/\| TOTAL +\| 37 +\| 23 /);
+  });
+
+  it("re-runs incrementally: nothing changed → no work; config change → recompute with the reason; new rows → only those", async () => {
+    const dir = tmp();
+    const input = path.join(dir, "src.jsonl");
+    const lines = readFileSync(DEMO, "utf8").split("\n").filter(Boolean);
+    writeFileSync(input, lines.slice(0, 30).join("\n") + "\n");
+    const first = await run(["--stage", "filter", "--run-dir", dir, "--input", input]);
+    expect(first.code).toBe(0);
+    const again = await run(["--stage", "filter", "--run-dir", dir, "--input", input]);
+    expect(again.err).toMatch(/filter: up to date/);
+    const st = await run(["--status", "--run-dir", dir, "--input", input, "--set", "filter.max_prompt_tokens=100"]);
+    expect(st.out).toMatch(/\| filter +\| stale +\|.*config filter\.max_prompt_tokens: 2048 → 100/);
+    const perf = await run(["--status", "--run-dir", dir, "--input", input, "--set", "filter.concurrency=3"]);
+    expect(perf.out).toMatch(/\| filter +\| done +\|/);
+    writeFileSync(input, lines.join("\n") + "\n");
+    const grown = await run(["--stage", "filter", "--run-dir", dir, "--input", input]);
+    expect(grown.err).toMatch(/filter: done .* 7 record\(s\) processed/);
+    // equals a fresh build
+    const fresh = tmp();
+    await run(["--stage", "filter", "--run-dir", fresh, "--input", input]);
+    expect(await collect(readStageRecords(dir, "filter"))).toEqual(await collect(readStageRecords(fresh, "filter")));
+  });
+
+  it("survives kill -9 mid-stage: the re-run completes with exactly the uninterrupted records", async () => {
+    const dir = tmp();
+    const input = path.join(dir, "big.jsonl");
+    const lines = readFileSync(DEMO, "utf8").split("\n").filter(Boolean);
+    const rows: string[] = [];
+    for (let k = 0; k < 8; k++)
+      for (const l of lines) {
+        const r = JSON.parse(l);
+        r.id = `${r.id}-copy${k}`;
+        r.messages[0].content += ` (variant ${k})`;
+        rows.push(JSON.stringify(r));
+      }
+    writeFileSync(input, rows.join("\n") + "\n");
+    const ref = tmp();
+    const args = ["--stage", "filter", "--input", input, "--set", "run.shard_size=10"];
+    expect((await run([...args, "--run-dir", ref])).code).toBe(0);
+    const child = spawn(path.join(ROOT, "node_modules/.bin/zx"), ["pipeline/run.mjs", "--config", "configs/demo.yaml", ...args, "--run-dir", dir], {
+      cwd: ROOT,
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    // Kill once some shards are complete but not all.
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        const shards = path.join(dir, "filter", "shards");
+        const done = existsSync(shards) ? require("node:fs").readdirSync(shards).filter((f: string) => f.endsWith(".done.json")).length : 0;
+        if (done >= 3) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 25);
+    });
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    expect(existsSync(path.join(dir, "filter", "manifest.json"))).toBe(false);
+    const resumed = await run([...args, "--run-dir", dir]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.err).toMatch(/reused/);
+    expect(await collect(readStageRecords(dir, "filter"))).toEqual(await collect(readStageRecords(ref, "filter")));
+    expect(await collect(readStageDrops(dir, "filter"))).toEqual(await collect(readStageDrops(ref, "filter")));
+  });
+});
