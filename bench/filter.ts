@@ -5,7 +5,7 @@
  * `json` + `re` pass over the same JSONL (keyword test + code-block regex, no tokenizer, no execution).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { writeSyntheticTulu } from "./synth-tulu.ts";
@@ -48,7 +48,7 @@ function runFilter(file: string, rows: number, format: string): Row {
   const last = r.stdout.trim().split("\n").pop() ?? "{}";
   const info = JSON.parse(last);
   if (info.code !== 0) throw new Error(`filter failed on ${file}: ${r.stderr.slice(-500)}`);
-  const stats = JSON.parse(require("node:fs").readFileSync(path.join(runDir, "filter/stats.json"), "utf8"));
+  const stats = JSON.parse(readFileSync(path.join(runDir, "filter/stats.json"), "utf8"));
   rmSync(runDir, { recursive: true, force: true });
   return { format, rows, s, rowsPerS: rows / s, rssMb: info.maxRssMb, kept: stats.out };
 }

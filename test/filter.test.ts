@@ -4,7 +4,7 @@
  * rows), and a real `kill -9` mid-stage followed by a re-run gives exactly the uninterrupted result.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
@@ -117,7 +117,7 @@ describe("filter stage through the runner", () => {
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         const shards = path.join(dir, "filter", "shards");
-        const done = existsSync(shards) ? require("node:fs").readdirSync(shards).filter((f: string) => f.endsWith(".done.json")).length : 0;
+        const done = existsSync(shards) ? readdirSync(shards).filter((f: string) => f.endsWith(".done.json")).length : 0;
         if (done >= 3) {
           clearInterval(timer);
           resolve();
