@@ -379,7 +379,7 @@ export class ValueGen {
       else if (pairs.length) {
         const i = rng.int(0, pairs.length - 1);
         pairs[i] = [pairs[i][0], this.mutate(pairs[i][1], depth + 1)];
-      } else pairs.push([this.str(), this.int()]);
+      }
       return { $dict: pairs };
     }
     return v;
@@ -387,8 +387,9 @@ export class ValueGen {
 
   private mutateList(xs: PyValue[], depth: number, fixedLength = false): PyValue[] {
     const rng = this.rng;
+    if (!xs.length) return xs; // element type unknown: nothing type-safe to add
     const out = [...xs];
-    const i = out.length ? rng.int(0, out.length - 1) : 0;
+    const i = rng.int(0, out.length - 1);
     const op = fixedLength ? 0 : rng.int(0, 7);
     switch (op) {
       case 0:
@@ -401,7 +402,7 @@ export class ValueGen {
         if (out.length) out.splice(i, 0, out[i]);
         break;
       case 3:
-        out.push(out.length ? this.mutate(out[out.length - 1], depth + 1) : this.int());
+        out.push(this.mutate(out[out.length - 1], depth + 1));
         break;
       case 4:
         out.reverse();
@@ -412,7 +413,7 @@ export class ValueGen {
         return rng.shuffle(out);
       default:
         if (out.every((x) => typeof x === "number")) (out as number[]).sort((a, b) => a - b);
-        else out.unshift(out.length ? this.mutate(out[0], depth + 1) : this.int());
+        else out.unshift(this.mutate(out[0], depth + 1));
     }
     return out;
   }
