@@ -42,7 +42,7 @@ describe("hub source through the runner", () => {
       process.env.HF_ENDPOINT = hub.url;
       process.env.HF_HUB_CACHE = tmp();
       process.env.HF_TOKEN = "hf_testtoken";
-      const sets = ["--set", "source.kind=hub", "--set", "source.path=null", "--set", `source.revision=${REV}`, "--set", "source.files=data/*.jsonl"];
+      const sets = ["--set", "source.kind=hub", "--set", `source.revision=${REV}`, "--set", "source.files=data/*.jsonl"];
       const hubRun = tmp();
       const r = await run(["--stage", "filter", "--run-dir", hubRun, ...sets]);
       expect(r.err).not.toMatch(/^error/m);
@@ -65,7 +65,7 @@ describe("hub source through the runner", () => {
   it("an unreachable Hub is a one-line error that shows --input", async () => {
     process.env.HF_ENDPOINT = "http://127.0.0.1:9";
     process.env.HF_HUB_CACHE = tmp();
-    const r = await run(["--stage", "filter", "--run-dir", tmp(), "--set", "source.kind=hub", "--set", "source.path=null"]);
+    const r = await run(["--stage", "filter", "--run-dir", tmp(), "--set", "source.kind=hub"]);
     expect(r.code).toBe(2);
     expect(r.err.split("\n")).toHaveLength(1);
     expect(r.err).toMatch(/^error: cannot reach the Hugging Face Hub at http:\/\/127\.0\.0\.1:9.*--input/);
