@@ -62,6 +62,13 @@ import numpy as _np  # noqa: E402  (already imported by the prelude)
 
 MAX_SAFE = 2**53 - 1
 
+try:
+    import ctypes as _ctypes
+
+    _prctl = _ctypes.CDLL(None).prctl
+except Exception:  # pragma: no cover - ctypes missing
+    _prctl = None
+
 
 def _baseline_vm_bytes():
     try:
@@ -222,7 +229,7 @@ def _exc_info(e):
     return name[:100], _one_line(msg)
 
 
-def _child_setup(w, cpu_s):
+def _child_setup(w, cpu_s, cpu_hard_s):
     """Runs first in every forked child: session, stdio, fds, rlimits, cwd, signals."""
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -239,24 +246,24 @@ def _child_setup(w, cpu_s):
     os.environ.update({"TMPDIR": d, "HOME": d})
     tempfile.tempdir = d
     cpu = int(math.ceil(cpu_s)) + 1
+    cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
+    except (ValueError, OSError):
+        pass
     for lim, val in (
         (resource.RLIMIT_AS, AS_LIMIT),
         (resource.RLIMIT_NPROC, 0),
         (resource.RLIMIT_FSIZE, FSIZE),
         (resource.RLIMIT_NOFILE, NOFILE),
         (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_CPU, cpu),
     ):
         try:
             resource.setrlimit(lim, (val, val))
         except (ValueError, OSError):
             pass
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
-    except Exception:
-        pass
+    if _prctl is not None:
+        _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no ptrace, no /proc/<pid>/mem of the child
     return d
 
 
@@ -337,8 +344,9 @@ def _raise_cpu(timeout):
     try:
         used = resource.getrusage(resource.RUSAGE_SELF)
         cur = used.ru_utime + used.ru_stime
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         lim = int(math.ceil(cur + timeout)) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (lim, lim))
+        resource.setrlimit(resource.RLIMIT_CPU, (min(lim, hard), hard))
     except (ValueError, OSError):
         pass
 
@@ -349,8 +357,7 @@ def child_calls(w, req, start):
     load_timeout = float(req.get("load_timeout") or timeout)
     ns = dict(_prelude_ns)
     ns["__name__"] = "solution"
-    if start == 0 or True:
-        fail = _exec_module(req["program"], ns, load_timeout)
+    fail = _exec_module(req["program"], ns, load_timeout)
     if fail is not None:
         _emit(w, {"load": fail})
         return
@@ -490,7 +497,7 @@ def _rmtree(d):
 class Child:
     """A forked child plus the server's reader for its result pipe."""
 
-    def __init__(self, body, cpu_s):
+    def __init__(self, body, cpu_s, cpu_hard_s=0):
         r, w = os.pipe()
         before = set(os.listdir(TMP_ROOT))
         pid = os.fork()
@@ -498,7 +505,7 @@ class Child:
             code = 0
             try:
                 os.close(r)
-                _child_setup(w, cpu_s)
+                _child_setup(w, cpu_s, cpu_hard_s)
                 body(w)
             except BaseException:
                 code = 3
@@ -577,8 +584,8 @@ def serve_calls(req):
     load_timeout = float(req.get("load_timeout") or timeout)
     start = 0
     while start < n:
-        cpu = load_timeout + timeout
-        child = Child(lambda w, s=start: child_calls(w, req, s), cpu)
+        child = Child(lambda w, s=start: child_calls(w, req, s), load_timeout,
+                      load_timeout + (n - start) * (timeout + 1) + 5)
         deadline = time.monotonic() + load_timeout + GRACE
         loaded = False
         k = start
@@ -616,7 +623,7 @@ def serve_calls(req):
                 fill = child.died_status("call" if loaded else "module level")
             if not loaded:
                 fill["message"] = _one_line("module level: " + fill["message"])
-        fill.setdefault("ms", 0)
+        fill["ms"] = round((time.monotonic() - (deadline - (timeout if loaded else load_timeout) - GRACE)) * 1000, 3)
         if not loaded:
             for j in range(k, n):
                 out({"id": rid, "i": j, "r": fill})

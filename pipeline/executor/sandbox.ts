@@ -1,0 +1,156 @@
+/**
+ * Builds the command line that starts one sandboxed Python fork server, and checks that the isolation
+ * it relies on is available (fail closed). The server runs as
+ *   setpriv --reuid=65534 --regid=65534 --clear-groups        (only when we are root: real uid drop, so
+ *                                                               RLIMIT_NPROC applies and no root caps)
+ *   bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --disable-userns
+ *         read-only /usr, /etc (and /bin, /lib… as the host has them), fresh /proc, /dev, a size-capped
+ *         private tmpfs /tmp, --clearenv
+ *   /usr/bin/python3 -I -c <server.py> <limits json>
+ * `--unshare-all` gives it no network (own empty net namespace), no view of host pids, IPC or hostname.
+ * With `unsafe_no_sandbox` the server is started directly (empty environment, rlimits only).
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { UserError } from "../errors.ts";
+
+export const NOBODY = 65534;
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+let serverSource: string | undefined;
+
+/** The fork server's source, passed with `-c` so the sandbox needs no view of the repository. */
+export function serverScript(): string {
+  serverSource ??= readFileSync(path.join(HERE, "server.py"), "utf8");
+  return serverSource;
+}
+
+export interface SandboxOptions {
+  python: string;
+  unsafe: boolean;
+  tmpfsMb: number;
+  /** Limits handed to server.py (memory_mb, nofile, fsize, grace_s, out_cap). */
+  limits: Record<string, number>;
+}
+
+function which(cmd: string): string | undefined {
+  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]) {
+    const p = path.join(dir, cmd);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** Read-only view of the system: /usr and /etc bound, top-level symlinks (merged /usr) recreated. */
+function systemBinds(python: string): string[] {
+  const args: string[] = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"];
+  for (const top of ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]) {
+    if (!existsSync(top)) continue;
+    const st = lstatSync(top);
+    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(top), top);
+    else if (st.isDirectory()) args.push("--ro-bind", top, top);
+  }
+  // A python outside /usr (a venv, /opt/…): bind its installation prefix read-only too.
+  const real = realpathSync(python);
+  if (!real.startsWith("/usr/")) {
+    const prefix = path.dirname(path.dirname(real));
+    args.push("--ro-bind", prefix, prefix);
+    if (python !== real && !python.startsWith("/usr/")) {
+      const vprefix = path.dirname(path.dirname(python));
+      if (vprefix !== prefix) args.push("--ro-bind", vprefix, vprefix);
+    }
+  }
+  return args;
+}
+
+/** argv that starts one fork server. */
+export function serverCommand(o: SandboxOptions): string[] {
+  const py = [o.python, "-I", "-c", serverScript(), JSON.stringify({ ...o.limits, tmp: "/tmp" })];
+  if (o.unsafe) return py;
+  const bwrap = which("bwrap")!;
+  const inner = [
+    bwrap,
+    "--unshare-all",
+    "--unshare-user",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--disable-userns",
+    ...systemBinds(o.python),
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--size",
+    String(o.tmpfsMb * 1024 * 1024),
+    "--tmpfs",
+    "/tmp",
+    "--chdir",
+    "/tmp",
+    "--clearenv",
+    "--setenv",
+    "OPENBLAS_NUM_THREADS",
+    "1",
+    "--setenv",
+    "OMP_NUM_THREADS",
+    "1",
+    "--setenv",
+    "MKL_NUM_THREADS",
+    "1",
+    "--setenv",
+    "LANG",
+    "C.UTF-8",
+    ...py,
+  ];
+  if (process.getuid?.() === 0) {
+    return [which("setpriv")!, `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", ...inner];
+  }
+  return inner;
+}
+
+/** The minimal environment the sandbox launcher itself gets (the server's is cleared by bwrap). */
+export const launcherEnv = { PATH: "/usr/bin:/bin" };
+
+/**
+ * Fail closed: throw a one-line UserError naming what to install when the isolation is unavailable.
+ * Runs a real sandboxed python once so a kernel without user namespaces is caught here too.
+ */
+export function checkSandbox(o: SandboxOptions): void {
+  if (!existsSync(o.python)) {
+    throw new UserError(
+      `executor.python ${o.python} does not exist: install python3 (apt-get install python3 python3-numpy) or set executor.python`,
+    );
+  }
+  if (o.unsafe) return;
+  if (!which("bwrap")) {
+    throw new UserError(
+      "the code sandbox needs bubblewrap: apt-get install bubblewrap (or set executor.unsafe_no_sandbox: true to run generated code WITHOUT isolation at your own risk)",
+    );
+  }
+  if (process.getuid?.() === 0 && !which("setpriv")) {
+    throw new UserError(
+      "running as root, the code sandbox needs setpriv to drop to an unprivileged uid: apt-get install util-linux (or set executor.unsafe_no_sandbox: true at your own risk)",
+    );
+  }
+  const cmd = serverCommand({ ...o, limits: {} });
+  // Replace the server with a probe that reports the uid and whether numpy imports.
+  const probe = cmd.slice(0, cmd.indexOf("-c") + 1).concat([
+    "import os, sys\ntry:\n import numpy\n n = 1\nexcept Exception:\n n = 0\nprint(os.getuid(), n)",
+  ]);
+  const r = spawnSync(probe[0], probe.slice(1), { env: launcherEnv, encoding: "utf8", timeout: 30_000 });
+  if (r.status !== 0) {
+    const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split("\n")[0];
+    throw new UserError(
+      `the code sandbox (bubblewrap) cannot start here (${why}): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0) or set executor.unsafe_no_sandbox: true at your own risk`,
+    );
+  }
+  const [uid, numpy] = r.stdout.trim().split(/\s+/);
+  if (uid === "0") {
+    throw new UserError("the code sandbox still runs as uid 0: check setpriv/bubblewrap (util-linux, bubblewrap) installation");
+  }
+  if (numpy !== "1") {
+    throw new UserError(`numpy is not importable by ${o.python} (the UTGen prelude imports it): apt-get install python3-numpy`);
+  }
+}
