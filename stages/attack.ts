@@ -37,8 +37,8 @@ export const attackConfigSchema = z.strictObject({
       probe_rounds: z.number().int().min(1).max(200).default(24),
     })
     .prefault({}),
-  /** Gold's per-call limit: an input on which gold errors or runs longer is invalid (UTGen: 1 s). */
-  gold_timeout_s: z.number().positive().default(1),
+  /** Gold's per-call limit: an input on which gold errors or runs longer is invalid (default: executor.gold_timeout_s, UTGen 1 s). */
+  gold_timeout_s: z.number().positive().optional(),
   llm: llmOverrideSchema,
   concurrency: z.number().int().positive().default(8),
 });
@@ -97,6 +97,8 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
     const heuristic = await isHeuristic(ctx.root, "attack");
     const executor = await ctx.getExecutor();
     const llm = heuristic ? undefined : await ctx.getLlm();
+    const execCfg = (ctx.root.executor ?? {}) as Record<string, unknown>;
+    const goldTimeoutS = cfg.gold_timeout_s ?? (typeof execCfg.gold_timeout_s === "number" ? execCfg.gold_timeout_s : 1);
 
     const process = async (rec: BugRec): Promise<Outcome<TestRec>> => {
       const drop: Drop[] = [];
@@ -133,7 +135,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
       // 2. Fuzzed inputs.
       if (!llm || cfg.fuzz.extra) {
         const rng = new Rng(cfg.seed, "attack", rec.id);
-        const params = await entryParams(executor, rec.code, rec.entry_point, Math.max(5, cfg.gold_timeout_s));
+        const params = await entryParams(executor, rec.code, rec.entry_point, Math.max(5, goldTimeoutS));
         if (!params) return { out: [], drop: [{ id: rec.id, reason: "gold_error", detail: `gold has no function ${rec.entry_point}()` }] };
         const seeds: CallArgs[] = [];
         for (const t of exampleCallTexts(rec.prompt, rec.entry_point)) {
@@ -141,7 +143,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
           if (args) seeds.push(args);
         }
         const probe = async (calls: CallArgs[]) =>
-          (await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: calls, timeoutS: cfg.gold_timeout_s })).map(
+          (await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: calls, timeoutS: goldTimeoutS })).map(
             (r) => r.status === "ok",
           );
         const plan = await planFuzz({ params, seeds, rng, probe, probeRounds: cfg.fuzz.probe_rounds });
@@ -167,7 +169,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
         program: rec.code,
         entryPoint: rec.entry_point,
         inputs: distinct.map((c) => c.args),
-        timeoutS: cfg.gold_timeout_s,
+        timeoutS: goldTimeoutS,
       });
       const valid = distinct.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
       if (!valid.length) {
@@ -179,7 +181,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
         program: rec.buggy_code,
         entryPoint: rec.entry_point,
         inputs: valid.map((v) => v.c.args),
-        timeoutS: buggyTimeoutFor(maxGoldMs / 1000),
+        timeoutS: buggyTimeoutFor(maxGoldMs, execCfg),
       });
 
       // 4. Failing tests, in candidate order.

@@ -1,0 +1,55 @@
+/**
+ * AST mutation (heuristic perturb): the mutation operators of stages/heuristic/ast_tools.py, and the
+ * seeded round-robin order in which perturb takes their mutants.
+ */
+import type { Executor } from "../../pipeline/executor/types.ts";
+import { Rng, runAstTool } from "../common.ts";
+
+export const MUTATION_OPERATORS = [
+  "comparison_swap",
+  "arithmetic_swap",
+  "constant_off_by_one",
+  "range_bounds",
+  "slice_bounds",
+  "boolean_swap",
+  "negate_condition",
+  "drop_statement",
+  "drop_branch",
+  "return_value",
+  "call_swap",
+] as const;
+
+export interface Mutant {
+  operator: string;
+  line: number;
+  description: string;
+  code: string;
+}
+
+/** All mutants of `code` (reachable from the entry point), in a seeded round-robin order over operators. */
+export async function orderedMutants(
+  executor: Executor,
+  rec: { id: string; code: string; entry_point: string },
+  operators: readonly string[],
+  seed: number,
+): Promise<Mutant[]> {
+  const res = await runAstTool<{ mutants: Mutant[] }>(executor, {
+    op: "mutants",
+    code: rec.code,
+    entry_point: rec.entry_point,
+    operators,
+    max_per_operator: 40,
+  });
+  const rng = new Rng(seed, "perturb", rec.id);
+  const groups = new Map<string, Mutant[]>();
+  for (const m of res.mutants) {
+    const g = groups.get(m.operator) ?? [];
+    g.push(m);
+    groups.set(m.operator, g);
+  }
+  const order = rng.shuffle([...groups.keys()].sort()).map((k) => rng.shuffle(groups.get(k)!));
+  const out: Mutant[] = [];
+  for (let i = 0; out.length < res.mutants.length; i++) for (const g of order) if (i < g.length) out.push(g[i]);
+  return out;
+}
+
