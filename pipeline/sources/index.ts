@@ -21,7 +21,7 @@ export const DEFAULT_FILES = "data/*.parquet";
 
 export const sourceConfigSchema = z
   .object({
-    kind: z.enum(["hub", "local"]),
+    kind: z.enum(["hub", "local"]).default("hub"),
     /** Local file or folder (kind: local). */
     path: z.string().min(1).optional(),
     /** Hub dataset repo (kind: hub). */
