@@ -33,17 +33,12 @@ export const llmConfigSchema = z
     requests_per_second: z.number().positive().optional(),
     timeout_s: z.number().positive().default(120),
     max_retries: z.int().min(0).default(6),
-  })
-  .superRefine((c, ctx) => {
-    if (c.backend !== "openai") return;
-    if (!c.model) ctx.addIssue({ code: "custom", path: ["model"], message: "llm.model is required with backend openai (the served model or adapter name)" });
-    if (c.base_urls.length === 0) ctx.addIssue({ code: "custom", path: ["base_urls"], message: "llm.base_urls needs at least one URL like http://127.0.0.1:8000/v1" });
   });
 
 export type LlmConfig = z.output<typeof llmConfigSchema>;
 
 /** Config keys that change speed, never results: left out of fingerprints. */
-export const LLM_PERF_KEYS = ["base_urls", "api_key_env", "concurrency", "requests_per_second", "timeout_s", "max_retries"] as const;
+export const LLM_PERF_KEYS: string[] = ["base_urls", "api_key_env", "concurrency", "requests_per_second", "timeout_s", "max_retries"];
 
 /** One-line failure of the LLM backend. `code` 2 for configuration/request problems, 1 for server trouble. */
 export class LlmError extends UserError {
@@ -86,6 +81,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function createLlmClient(cfg: LlmConfig, opts: LlmClientOptions): LlmClient {
   if (cfg.backend === "heuristic") return heuristicClient();
+  // Checked here, not in the schema, so a stage may supply the model under `<stage>.llm:`.
+  if (!cfg.model) throw new UserError(`${opts.stage}: llm.model is required with llm.backend openai (the served model or adapter name)`);
+  if (cfg.base_urls.length === 0) throw new UserError(`${opts.stage}: llm.base_urls needs at least one URL like http://127.0.0.1:8000/v1`);
   return new OpenAIClient(cfg, opts);
 }
 
