@@ -1,0 +1,166 @@
+// End to end: the real runner on configs/demo.yaml (heuristic backend) into temp run folders.
+// Asserts on the emitted examples themselves: every example's input, re-run in the sandbox, makes the
+// buggy code disagree with gold, and its Output literal is gold's output. Then the incremental cases:
+// a re-run does nothing, a rationalize-only change reuses perturb and attack, kill -9 during attack
+// followed by a re-run gives the same examples, and --shard 0/2 + 1/2 + merge equals the whole run.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { main } from "../pipeline/cli.ts";
+import { readStageRecords } from "../pipeline/store.ts";
+import { createExecutor, formatPyValue, outputsMatch, parseCallLiteral, type Executor } from "../pipeline/executor/index.ts";
+import { parseUnitTest } from "../stages/parsers.ts";
+
+const ROOT = path.resolve(__dirname, "..");
+const DEMO = path.join(ROOT, "configs/demo.yaml");
+const dirs: string[] = [];
+let executor: Executor;
+
+function tmp(): string {
+  const d = mkdtempSync(path.join(tmpdir(), "utgen-e2e-"));
+  dirs.push(d);
+  return d;
+}
+
+async function cli(args: string[]) {
+  const err: string[] = [];
+  const code = await main(["--config", DEMO, ...args], { stdout: () => {}, stderr: (l) => err.push(l) });
+  return { code, err: err.join("\n") };
+}
+
+function readJsonl(file: string): any[] {
+  return readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+}
+
+function sft(runDir: string, name: string): any[] {
+  return readJsonl(path.join(runDir, "emit-sft", "sft", name));
+}
+
+/** The examples of a run as a sorted list of (id, assistant text), for comparing runs. */
+function examples(runDir: string): string[] {
+  return [...sft(runDir, "train.messages.jsonl"), ...sft(runDir, "valid.messages.jsonl")]
+    .map((r) => `${r.metadata.id}\u0000${r.messages.at(-1).content}`)
+    .sort();
+}
+
+beforeAll(async () => {
+  executor = await createExecutor({});
+});
+afterAll(async () => {
+  await executor?.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe("demo config end to end (heuristic backend)", () => {
+  let whole: string;
+
+  it("emits a non-empty SFT set whose every example is verified in the sandbox", async () => {
+    whole = tmp();
+    const r = await cli(["--run-dir", whole]);
+    expect(r.code, r.err).toBe(0);
+    const train = sft(whole, "train.messages.jsonl");
+    const valid = sft(whole, "valid.messages.jsonl");
+    expect(train.length).toBeGreaterThan(0);
+    expect(valid.length).toBeGreaterThan(0);
+
+    // join every example with its upstream record (gold and buggy code)
+    const recs = new Map<string, any>();
+    for await (const rec of readStageRecords(whole, "rationalize")) recs.set(rec.id, rec);
+    for (const ex of [...train, ...valid]) {
+      const rec = recs.get(ex.metadata.id);
+      expect(rec, ex.metadata.id).toBeDefined();
+      const [user, assistant] = ex.messages;
+      expect(user.role).toBe("user");
+      expect(user.content).toContain(rec.buggy_code.trim());
+      expect(assistant.role).toBe("assistant");
+
+      // the assistant message parses back (with the validate stage's parser) to the example's input and output
+      const pu = parseUnitTest(assistant.content, rec.entry_point);
+      expect(pu.ok, assistant.content).toBe(true);
+      if (!pu.ok) continue;
+      const call = parseCallLiteral(pu.argsText, rec.entry_point);
+      expect(call.ok).toBe(true);
+      if (!call.ok) continue;
+
+      const [gold] = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: [call.args], timeoutS: 2 });
+      const [buggy] = await executor.runCalls({ program: rec.buggy_code, entryPoint: rec.entry_point, inputs: [call.args], timeoutS: 2 });
+      expect(gold.status, `${ex.metadata.id}: gold runs on ${pu.argsText}`).toBe("ok");
+      expect(pu.outputText?.trim()).toBe(formatPyValue(gold.value!));
+      expect(ex.metadata.gold_output_text).toBe(formatPyValue(gold.value!));
+      const disagrees = buggy.status !== "ok" || !outputsMatch(gold.value!, buggy.value!);
+      expect(disagrees, `${ex.metadata.id}: buggy code disagrees with gold on ${pu.argsText}`).toBe(true);
+    }
+
+    // split by problem: no problem on both sides; valid.problems has one row per held-out buggy program
+    const trainProblems = new Set(train.map((e) => e.metadata.problem_id));
+    const validProblems = new Set(valid.map((e) => e.metadata.problem_id));
+    for (const p of validProblems) expect(trainProblems.has(p)).toBe(false);
+    const problems = sft(whole, "valid.problems.jsonl");
+    expect(new Set(problems.map((p) => p.task_id))).toEqual(new Set(valid.map((e) => e.metadata.bug_id)));
+    for (const p of problems) expect(Object.keys(p).sort()).toEqual(["canonical_solution", "code", "entry_point", "prompt", "signature", "task_id"]);
+
+    // prompt-completion variant holds the same examples
+    const pc = sft(whole, "train.prompt_completion.jsonl");
+    expect(pc.map((r) => r.completion[0].content)).toEqual(train.map((r) => r.messages.at(-1).content));
+    expect(pc.every((r) => r.prompt.at(-1).role === "user")).toBe(true);
+
+    const card = readFileSync(path.join(whole, "emit-sft", "sft", "data_card.md"), "utf8");
+    expect(card).toMatch(/\| attack \| \d+ \| \d+ \| \d+ \|/);
+    expect(card).toContain(`| train | ${train.length} |`);
+  });
+
+  it("re-runs nothing; a rationalize-only change reuses perturb and attack", async () => {
+    const again = await cli(["--run-dir", whole]);
+    expect(again.code, again.err).toBe(0);
+    for (const s of ["filter", "perturb", "attack", "rationalize", "emit-sft"]) expect(again.err).toContain(`${s}: up to date`);
+
+    const before = examples(whole);
+    const changed = await cli(["--run-dir", whole, "--set", "rationalize.min_prose_chars=41"]);
+    expect(changed.code, changed.err).toBe(0);
+    expect(changed.err).toContain("perturb: up to date");
+    expect(changed.err).toContain("attack: up to date");
+    expect(changed.err).not.toContain("rationalize: up to date");
+    expect(examples(whole)).toEqual(before); // template rationales do not depend on that knob
+  });
+
+  it("kill -9 during attack, then a re-run, gives the same examples", async () => {
+    const runDir = tmp();
+    const child = spawn(process.execPath, [path.join(ROOT, "pipeline/run.mjs"), "--config", DEMO, "--run-dir", runDir, "--set", "run.shard_size=3"], {
+      cwd: ROOT,
+      detached: true,
+      stdio: "ignore",
+    });
+    const shards = path.join(runDir, "attack", "shards");
+    const deadline = Date.now() + 120_000;
+    let killed = false;
+    while (Date.now() < deadline) {
+      if (existsSync(shards) && readdirSync(shards).some((f) => f.endsWith(".done.json"))) {
+        process.kill(-child.pid!, "SIGKILL");
+        killed = true;
+        break;
+      }
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(killed, "the run was still in the attack stage when killed").toBe(true);
+    await new Promise((r) => child.once("exit", r));
+    expect(existsSync(path.join(runDir, "emit-sft", "sft", "train.messages.jsonl"))).toBe(false);
+    const resumed = await cli(["--run-dir", runDir, "--set", "run.shard_size=3"]);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(resumed.err).toContain("perturb: up to date");
+    expect(examples(runDir)).toEqual(examples(whole));
+  });
+
+  it("--shard 0/2 and 1/2 then merge equal the whole run", async () => {
+    const runDir = tmp();
+    for (const s of ["0/2", "1/2"]) {
+      const r = await cli(["--run-dir", runDir, "--shard", s]);
+      expect(r.code, r.err).toBe(0);
+    }
+    const m = await cli(["--run-dir", runDir, "--stage", "merge"]);
+    expect(m.code, m.err).toBe(0);
+    expect(examples(runDir)).toEqual(examples(whole));
+  });
+});
