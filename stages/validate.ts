@@ -92,7 +92,12 @@ export function safeName(name: string): string {
 }
 
 /** The models this config validates, in report order (baselines, checkpoints, explicit models). */
-export async function resolveModels(cfg: ValidateConfig, root: Record<string, any>, runDir: string): Promise<ModelInfo[]> {
+export async function resolveModels(
+  cfg: ValidateConfig,
+  root: Record<string, any>,
+  runDir: string,
+  warn?: (m: string) => void,
+): Promise<ModelInfo[]> {
   const out: ModelInfo[] = [];
   let reg: Registry | undefined;
   if (cfg.checkpoints_from) reg = await readRegistry(runDir, cfg.checkpoints_from);
@@ -106,10 +111,14 @@ export async function resolveModels(cfg: ValidateConfig, root: Record<string, an
       step: null,
       epoch: null,
       requestModel: base,
-      template: b === "random" ? "random_ut" : "utgen_ut",
+      template: b === "random" ? "random_joint_ut" : "utgen_ut",
     });
   }
-  for (const c of reg?.checkpoints ?? [])
+  for (const c of reg?.checkpoints ?? []) {
+    if (c.adapter === false) {
+      warn?.(`checkpoint ${c.name} has no adapter_config.json (not a LoRA adapter): left out; serve it as a model and list it under validate.models`);
+      continue;
+    }
     out.push({
       name: c.name,
       kind: "checkpoint",
@@ -120,6 +129,7 @@ export async function resolveModels(cfg: ValidateConfig, root: Record<string, an
       template: "utgen_ut",
       trainName: cfg.checkpoints_from,
     });
+  }
   for (const m of cfg.models)
     out.push({ name: m, kind: "model", step: null, epoch: null, requestModel: m, template: "utgen_ut" });
   const seen = new Map<string, string>();
@@ -230,7 +240,7 @@ export const validateStage: CommandStage<ValidateConfig> = {
     const stageDir = ctx.stageDir;
     const boot = cfg.bootstrap;
     const settings = { n: cfg.n, runs: cfg.runs, temperature: cfg.temperature, top_p: cfg.top_p, max_tokens: cfg.max_tokens };
-    const allModels = await resolveModels(cfg, ctx.root, ctx.runDir);
+    const allModels = await resolveModels(cfg, ctx.root, ctx.runDir, (m) => ctx.log.warn(m));
     const only = typeof ctx.flags.checkpoint === "string" ? ctx.flags.checkpoint : undefined;
     if (only && !allModels.some((m) => m.name === only))
       throw new UserError(
@@ -252,6 +262,9 @@ export const validateStage: CommandStage<ValidateConfig> = {
       const templates = new Map<string, Awaited<ReturnType<typeof loadTemplate>>>();
       for (const m of targets) if (!templates.has(m.template)) templates.set(m.template, await loadTemplate(m.template as any));
       const sampling = { temperature: cfg.temperature, top_p: cfg.top_p, max_tokens: cfg.max_tokens, stop: cfg.stop, extra: cfg.extra_body };
+      // Root/stage llm settings that still reach the request (seed, extra_body) join the key too.
+      const stageLlm = await llmConfigForStage(ctx.root, "validate");
+      const llmExtra = { seed: stageLlm.seed, extra_body: stageLlm.extra_body };
 
       // Plan: every (model, set, run) result's key; compute only the missing ones.
       const planned = new Map<string, Map<string, RunSlot[]>>();
@@ -273,6 +286,7 @@ export const validateStage: CommandStage<ValidateConfig> = {
               run,
               n: cfg.n,
               sampling,
+              llm: llmExtra,
               semantics,
             });
             slots.push({ run, key, file: runFilePath(stageDir, m.name, set.name, run, key) });
@@ -368,7 +382,8 @@ async function computeJobs(
       buggyTimeout: (goldMs: number) => buggyTimeoutFor(goldMs, execCfg),
     };
     const queue = new PQueue({ concurrency: cfg.concurrency });
-    for (const job of jobs) {
+    // All jobs share one queue, so the server sees requests for several adapters at once.
+    const runJob = async (job: Job) => {
       const tpl = templates.get(job.model.template)!;
       const maxRun = Math.max(...job.runs.map((r) => r.run));
       const wanted = new Set(job.runs.map((r) => r.run));
@@ -410,6 +425,13 @@ async function computeJobs(
         await writeJson(slot.file, rf);
       }
       ctx.log.info(`validate: ${job.model.name} on ${job.set.name}: ${job.runs.length} run(s) done`);
+    };
+    try {
+      await Promise.all(jobs.map(runJob));
+    } catch (e) {
+      queue.clear();
+      await queue.onIdle();
+      throw e;
     }
   } finally {
     const st = llm.stats();

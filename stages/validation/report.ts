@@ -18,7 +18,7 @@ export interface ModelInfo {
   path?: string;
   /** Name sent as `model` in requests (adapter name or base model). */
   requestModel: string;
-  /** Prompt template used (`utgen_ut` or `random_ut`). */
+  /** Prompt template used (`utgen_ut` or `random_joint_ut`). */
   template: string;
   trainName?: string;
 }
