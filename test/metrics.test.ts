@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   bootstrapCI,
   mergeRuns,
-  mulberry32,
+  seededRandom,
   pooledRate,
   quantileSorted,
   scoreTest,
@@ -72,7 +72,7 @@ describe("aggregation", () => {
 });
 
 describe("bootstrap CI over problems", () => {
-  const rand = mulberry32(42);
+  const rand = seededRandom(42, "test-data");
   const tallies = Array.from({ length: 60 }, (_, i) => {
     const tests = 9;
     const attack = Math.floor(rand() * (tests + 1));

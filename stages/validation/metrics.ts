@@ -12,6 +12,7 @@
  * resamples problems.
  */
 import type { CallStatus } from "../../pipeline/executor/types.ts";
+import { Rng } from "../common.ts";
 
 export const METRICS = ["attack", "outputCorrect", "both"] as const;
 export type MetricName = (typeof METRICS)[number];
@@ -79,16 +80,10 @@ export function pooledRate(tallies: ProblemTally[], metric: MetricName): number 
   return n === 0 ? 0 : s / n;
 }
 
-/** Deterministic 32-bit PRNG (mulberry32): same seed → same bootstrap. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Seeded uniform [0, 1) stream for the bootstrap (the project's keyed PRNG): same seed → same intervals. */
+export function seededRandom(seed: number, label = "bootstrap"): () => number {
+  const rng = new Rng(label, seed);
+  return () => rng.next();
 }
 
 export interface Interval {
@@ -120,7 +115,7 @@ export function bootstrapCI(
     for (const m of METRICS) out[m] = { lo: 0, hi: 0 };
     return out;
   }
-  const rand = mulberry32(opts.seed);
+  const rand = seededRandom(opts.seed);
   const draws: Record<MetricName, number[]> = { attack: [], outputCorrect: [], both: [] };
   for (let b = 0; b < opts.samples; b++) {
     let n = 0;

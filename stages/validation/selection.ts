@@ -3,7 +3,7 @@
  * then the earlier step. The runner-up margin comes with a paired bootstrap interval over problems (same
  * resampled problems for both checkpoints), so the report can say when the margin is within noise.
  */
-import { METRICS, mulberry32, pooledRate, quantileSorted, type Interval, type ProblemTally } from "./metrics.ts";
+import { METRICS, seededRandom, pooledRate, quantileSorted, type Interval, type ProblemTally } from "./metrics.ts";
 
 export interface Candidate {
   name: string;
@@ -51,7 +51,7 @@ export function pairedDiffCI(
   const bMap = new Map(b.map((t) => [t.taskId, t]));
   const pairs = a.filter((t) => bMap.has(t.taskId)).map((t) => [t, bMap.get(t.taskId)!] as const);
   if (pairs.length === 0) return { lo: 0, hi: 0 };
-  const rand = mulberry32(opts.seed);
+  const rand = seededRandom(opts.seed, "paired-bootstrap");
   const diffs: number[] = [];
   for (let s = 0; s < opts.samples; s++) {
     let na = 0, sa = 0, nb = 0, sb = 0;
