@@ -18,6 +18,7 @@ import { writeTuluParquet, type TuluRow } from "../test/fixtures/tulu/parquet.ts
 /** Bump when the generated content changes, so cached files are rebuilt. */
 const GENERATOR_VERSION = 1;
 
+/** Deterministic 32-bit PRNG (mulberry32). */
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
