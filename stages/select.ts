@@ -12,7 +12,7 @@ import { z } from "zod";
 import type { CommandContext, CommandStage } from "../pipeline/stage.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { readJson, writeJson } from "../pipeline/util.ts";
-import { readRegistry, safeName, validateConfigSchema } from "./validate.ts";
+import { defaultTrainName, readRegistry, safeName, validateConfigSchema } from "./validate.ts";
 import type { ModelResult } from "./validation/report.ts";
 import { selectBest, type Scored } from "./validation/selection.ts";
 
@@ -51,9 +51,9 @@ export const selectStage: CommandStage<SelectConfig> = {
   async run(ctx: CommandContext<SelectConfig>): Promise<number> {
     const cfg = selectConfigSchema.parse(ctx.config ?? {});
     const vcfg = validateConfigSchema.parse(ctx.root.validate ?? {});
-    const trainName = cfg.train ?? vcfg.checkpoints_from;
+    const trainName = cfg.train ?? defaultTrainName(vcfg, ctx.root);
     if (!trainName)
-      throw new UserError("select needs a training run: set validate.checkpoints_from (or select.train) to the train name");
+      throw new UserError("select needs a training run: set validate.checkpoints_from (or select.train, or train.name) to the train name");
     const setName = cfg.set ?? vcfg.sets[0].name;
     const reg = await readRegistry(ctx.runDir, trainName);
     const validateDir = path.join(ctx.runDir, "validate");

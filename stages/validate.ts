@@ -86,6 +86,11 @@ export async function readRegistry(runDir: string, trainName: string): Promise<R
   return reg;
 }
 
+/** The train run whose checkpoints compete: validate.checkpoints_from, else an explicit train.name. */
+export function defaultTrainName(cfg: ValidateConfig, root: Record<string, any>): string | undefined {
+  return cfg.checkpoints_from ?? (typeof root.train?.name === "string" ? root.train.name : undefined);
+}
+
 /** File-system-safe model name for `<runDir>/validate/<name>.json`. */
 export function safeName(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^\.+/, "_");
@@ -100,7 +105,9 @@ export async function resolveModels(
 ): Promise<ModelInfo[]> {
   const out: ModelInfo[] = [];
   let reg: Registry | undefined;
+  const trainName = defaultTrainName(cfg, root);
   if (cfg.checkpoints_from) reg = await readRegistry(runDir, cfg.checkpoints_from);
+  else if (trainName && (await exists(registryPath(runDir, trainName)))) reg = await readRegistry(runDir, trainName);
   const base = cfg.base_model ?? reg?.base_model ?? (root.validate?.llm?.model as string | undefined) ?? (root.llm?.model as string | undefined);
   for (const b of cfg.baselines) {
     if (!base)
@@ -127,7 +134,7 @@ export async function resolveModels(
       path: c.path,
       requestModel: c.name,
       template: "utgen_ut",
-      trainName: cfg.checkpoints_from,
+      trainName: reg!.train_name ?? trainName,
     });
   }
   for (const m of cfg.models)
