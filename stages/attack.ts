@@ -110,7 +110,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
         const { result, error } = await countedChat(ctx, llm, { ...(await utgenPrompt(rec)), n: cfg.attempts });
         if (!result && !cfg.fuzz.extra) return { out: [], drop: [{ id: rec.id, reason: "llm_failed", detail: clip(error ?? "") }] };
         for (const text of result?.texts ?? []) {
-          const ut = parseUt(text, rec.entry_point);
+          const ut = await parseUt(text, rec.entry_point);
           if (!("args_text" in ut)) {
             unparsable.push(ut.reason);
             continue;
@@ -165,70 +165,72 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
           drop: [{ id: rec.id, reason: unparsable.length ? mostCommon(unparsable) : "no_failing_input", detail: "no parsable test input among the samples" }],
         };
       }
-      const gold = await executor.runCalls({
-        program: rec.code,
-        entryPoint: rec.entry_point,
-        inputs: distinct.map((c) => c.args),
-        timeoutS: goldTimeoutS,
-      });
-      const valid = distinct.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
-      if (!valid.length) {
-        const errs = [...new Set(gold.map((g) => g.errorType ?? g.status))].slice(0, 3).join(", ");
-        return { out: [], drop: [{ id: rec.id, reason: "no_failing_input", detail: `no valid input: gold rejected all ${distinct.length} (${errs})` }] };
-      }
-      const maxGoldMs = Math.max(...valid.map((v) => v.g.ms));
-      const buggy = await executor.runCalls({
-        program: rec.buggy_code,
-        entryPoint: rec.entry_point,
-        inputs: valid.map((v) => v.c.args),
-        timeoutS: buggyTimeoutFor(maxGoldMs, execCfg),
-      });
-
-      // 4. Failing tests, in candidate order.
+      // Batches of one attempt each (the model's samples form one batch): gold first, then the buggy code
+      // on the inputs gold accepted; stop as soon as `max_failing` failing inputs are found.
+      const batchSize = llm && !cfg.fuzz.extra ? distinct.length : cfg.fuzz.inputs_per_attempt;
       const out: TestRec[] = [];
-      for (let i = 0; i < valid.length && out.length < cfg.max_failing; i++) {
-        const { c, g } = valid[i];
-        const b = buggy[i];
-        if (b.status === "invalid_input") continue;
-        const failing = b.status !== "ok" || !outputsMatch(g.value!, b.value!);
-        if (!failing) continue;
-        const argsText = formatCall(rec.entry_point, c.args);
-        const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
-        const test: UnitTest = {
-          args_text: argsText,
-          args: c.args,
-          gold_output: g.value!,
-          gold_output_text: formatPyValue(g.value!),
-          buggy_status: b.status,
-          sampler: c.sampler,
-        };
-        if (b.status === "ok") {
-          test.buggy_output = b.value;
-          test.buggy_output_text = buggyOut;
-        } else test.buggy_error = clip(`${b.errorType ?? b.status}${b.message ? `: ${b.message}` : ""}`);
-        if (c.sampler === "llm") {
-          Object.assign(test, {
-            hypothesis: c.hypothesis,
-            error_pattern: c.error_pattern,
-            input_reasoning: c.input_reasoning,
-            predicted_output_text: c.predicted_output_text,
-          });
-        } else {
-          Object.assign(test, fuzzHypothesis(rec.bug, rec.entry_point), {
-            input_reasoning: fuzzInputReasoning(argsText, { status: b.status, outputText: buggyOut, errorType: b.errorType }),
-          });
-        }
-        out.push({ ...rec, id: `${rec.id}/ut${out.length + 1}`, parent_id: rec.id, test });
-      }
-      if (!out.length) {
-        drop.push({
-          id: rec.id,
-          reason: "equivalent_mutant",
-          detail: `all ${valid.length} valid input${valid.length === 1 ? "" : "s"} gave matching outputs`,
+      let nValid = 0;
+      let tried = 0;
+      const goldErrors = new Set<string>();
+      for (let start = 0; start < distinct.length && out.length < cfg.max_failing; start += batchSize) {
+        const batch = distinct.slice(start, start + batchSize);
+        tried += batch.length;
+        const gold = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: batch.map((c) => c.args), timeoutS: goldTimeoutS });
+        gold.forEach((g) => g.status !== "ok" && goldErrors.add(g.errorType ?? g.status));
+        const valid = batch.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
+        if (!valid.length) continue;
+        nValid += valid.length;
+        const maxGoldMs = Math.max(...valid.map((v) => v.g.ms));
+        const buggy = await executor.runCalls({
+          program: rec.buggy_code,
+          entryPoint: rec.entry_point,
+          inputs: valid.map((v) => v.c.args),
+          timeoutS: buggyTimeoutFor(maxGoldMs, execCfg),
         });
+        // Failing tests, in candidate order.
+        for (let i = 0; i < valid.length && out.length < cfg.max_failing; i++) {
+          const { c, g } = valid[i];
+          const b = buggy[i];
+          if (b.status === "invalid_input") continue;
+          const failing = b.status !== "ok" || !outputsMatch(g.value!, b.value!);
+          if (!failing) continue;
+          const argsText = formatCall(rec.entry_point, c.args);
+          const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
+          const test: UnitTest = {
+            args_text: argsText,
+            args: c.args,
+            gold_output: g.value!,
+            gold_output_text: formatPyValue(g.value!),
+            buggy_status: b.status,
+            sampler: c.sampler,
+          };
+          if (b.status === "ok") {
+            test.buggy_output = b.value;
+            test.buggy_output_text = buggyOut;
+          } else test.buggy_error = clip(`${b.errorType ?? b.status}${b.message ? `: ${b.message}` : ""}`);
+          if (c.sampler === "llm") {
+            Object.assign(test, {
+              hypothesis: c.hypothesis,
+              error_pattern: c.error_pattern,
+              input_reasoning: c.input_reasoning,
+              predicted_output_text: c.predicted_output_text,
+            });
+          } else {
+            Object.assign(test, fuzzHypothesis(rec.bug, rec.entry_point), {
+              input_reasoning: fuzzInputReasoning(argsText, { status: b.status, outputText: buggyOut, errorType: b.errorType }),
+            });
+          }
+          out.push({ ...rec, id: `${rec.id}/ut${out.length + 1}`, parent_id: rec.id, test });
+        }
       }
-      ctx.counters.add("inputs_tried", distinct.length);
-      ctx.counters.add("inputs_valid", valid.length);
+      ctx.counters.add("inputs_tried", tried);
+      ctx.counters.add("inputs_valid", nValid);
+      if (!out.length && !nValid) {
+        const errs = [...goldErrors].slice(0, 3).join(", ");
+        drop.push({ id: rec.id, reason: "no_failing_input", detail: `no valid input: gold rejected all ${distinct.length} (${errs})` });
+      } else if (!out.length) {
+        drop.push({ id: rec.id, reason: "equivalent_mutant", detail: `all ${nValid} valid input${nValid === 1 ? "" : "s"} gave matching outputs` });
+      }
       return { out, drop };
     };
     return { process, concurrency: cfg.concurrency };

@@ -13,6 +13,7 @@ import type { Executor } from "../pipeline/executor/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { sha256 } from "../pipeline/util.ts";
 import { llmConfigForStage, llmFingerprintForStage } from "../pipeline/config.ts";
+import { LlmError } from "../pipeline/llm/client.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -110,8 +111,20 @@ export async function normalizePrograms(executor: Executor, codes: string[]): Pr
 }
 
 /**
+ * Does this LLM error concern only this request (dropped as `llm_failed`, e.g. a 5xx after retries, a
+ * timeout, a prompt the server rejects as too long)? Errors that would hit every request — server
+ * unreachable, bad model name or key, a misconfigured request — abort the stage instead, so that a re-run
+ * resumes rather than leaving a complete shard full of drops.
+ */
+export function isRecordFailure(e: unknown): boolean {
+  if (!(e instanceof LlmError)) return !(e instanceof UserError);
+  if (e.kind === "http") return !(e.status === 401 || e.status === 403 || e.status === 404);
+  return e.kind === "timeout" || e.kind === "malformed";
+}
+
+/**
  * One chat call with the stage's counters bumped (requests actually sent, cache hits, tokens, failures).
- * Returns undefined when the client gave up (LlmError after its retries): the caller drops with `llm_failed`.
+ * Returns {error} when the client gave up on this request (see isRecordFailure): the caller drops with `llm_failed`.
  */
 export async function countedChat(
   ctx: StageContext,
@@ -128,7 +141,7 @@ export async function countedChat(
     ctx.counters.add("tokens", result.usage.prompt_tokens + result.usage.completion_tokens);
     return { result };
   } catch (e) {
-    if (e instanceof UserError) throw e;
+    if (!isRecordFailure(e)) throw e;
     ctx.counters.add("failures", 1);
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
     return { error: msg };

@@ -102,7 +102,7 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
       const { result, error } = await countedChat(ctx, llm, { ...req, n: 1 });
       if (!result) return { out: [], drop: [{ id: rec.id, reason: "llm_failed", detail: clip(error ?? "") }] };
       const text = result.texts[0] ?? "";
-      const parsed = parseRat(text);
+      const parsed = await parseRat(text);
       if (!("reasoning" in parsed)) {
         const reason = parsed.reason === "empty" ? "empty_rationale" : parsed.reason;
         return { out: [], drop: [{ id: rec.id, reason, detail: parsed.detail ?? clip(text), response: text }] };

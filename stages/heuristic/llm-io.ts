@@ -6,7 +6,10 @@
  */
 import type { ChatRequest } from "../../pipeline/llm/types.ts";
 import { loadTemplate } from "../prompts/index.ts";
-import { parseCorruptedCode, parseRationale, parseUnitTest } from "../parsers.ts";
+
+/** The response parsers, loaded on first use (only LLM backends need them). */
+let parsersP: Promise<typeof import("../parsers.ts")> | undefined;
+const parsers = () => (parsersP ??= import("../parsers.ts"));
 
 type TemplateName = Parameters<typeof loadTemplate>[0];
 
@@ -69,18 +72,18 @@ export function rationalizePrompt(rec: ProblemFields, unitInput: string, unitOut
 export type Parsed<T> = T | { reason: string; detail?: string };
 
 /** A corrupted-code response → the code and the reasoning given outside it. */
-export function parseCorruption(text: string): Parsed<{ code: string; reasoning?: string }> {
-  const r = parseCorruptedCode(text) as any;
+export async function parseCorruption(text: string): Promise<Parsed<{ code: string; reasoning?: string }>> {
+  const r = (await parsers()).parseCorruptedCode(text) as any;
   if (!r.ok) return { reason: r.reason, detail: r.detail };
   return { code: r.code, reasoning: r.reasoning || undefined };
 }
 
 /** A UTGen response → the argument text and the sampler's reasoning fields. */
-export function parseUt(
+export async function parseUt(
   text: string,
   entryPoint: string,
-): Parsed<{ args_text: string; output_text?: string; hypothesis?: string; error_pattern?: string; input_reasoning?: string }> {
-  const r = parseUnitTest(text, entryPoint) as any;
+): Promise<Parsed<{ args_text: string; output_text?: string; hypothesis?: string; error_pattern?: string; input_reasoning?: string }>> {
+  const r = (await parsers()).parseUnitTest(text, entryPoint) as any;
   if (!r.ok) return { reason: r.reason, detail: r.detail };
   return {
     args_text: r.argsText,
@@ -92,8 +95,8 @@ export function parseUt(
 }
 
 /** A rationalization response → the reasoning and the final answer it states, if any. */
-export function parseRat(text: string): Parsed<{ reasoning: string; final_answer?: string }> {
-  const r = parseRationale(text) as any;
+export async function parseRat(text: string): Promise<Parsed<{ reasoning: string; final_answer?: string }>> {
+  const r = (await parsers()).parseRationale(text) as any;
   if (!r.ok) return { reason: r.reason, detail: r.detail };
   return { reasoning: r.reasoning, final_answer: r.finalAnswer ?? undefined };
 }
@@ -117,12 +120,10 @@ export function utgenAssistantMessage(t: {
     "",
     "### Input Arguments",
     (t.input_reasoning ?? "").trim(),
-    "",
     `Arguments: \`\`\`${t.args_text}\`\`\``,
     "",
     "### Output",
     t.rationale.trim(),
-    "",
     `Output: \`\`\`${t.gold_output_text}\`\`\``,
   ];
   return parts.join("\n");
