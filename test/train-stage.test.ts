@@ -226,7 +226,7 @@ describe("train stage: dry run, renders and preflight refusals", () => {
     expect(lines.some((l) => l.startsWith("launch:"))).toBe(false);
   });
 
-  it("preflight refuses missing packages and too few GPUs, each on its own line", async () => {
+  it("preflight refuses missing packages, each on its own line", async () => {
     process.env.FAKE_ENV_REPORT = JSON.stringify({
       python: "3.11.9", executable: fake,
       packages: { torch: "2.15.0", transformers: "5.23.0", trl: null, peft: "0.21.2", accelerate: "1.15.0", datasets: "5.2.0", bitsandbytes: null, deepspeed: null },
