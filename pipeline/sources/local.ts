@@ -3,6 +3,7 @@
  * JSON Lines under a .json name) and parquet (hyparquet, one row group per read, so memory is
  * bounded by the largest row group, not the file). Files of a folder are read in sorted order.
  */
+import { createHash } from "node:crypto";
 import { createReadStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { createGunzip } from "node:zlib";
@@ -10,7 +11,6 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type AsyncBuffe
 import { compressors } from "hyparquet-compressors";
 import StreamArray from "stream-json/streamers/StreamArray.js";
 import { UserError } from "../errors.ts";
-import { sha256 } from "../util.ts";
 import { badRow, normalizeRow, type SourceRow } from "./rows.ts";
 
 export type FileFormat = "jsonl" | "json" | "parquet";
@@ -80,7 +80,9 @@ export async function fingerprintFiles(files: { file: string; rel: string }[]): 
   for (const f of files) {
     const st = await fsp.stat(f.file);
     if (st.size <= HASH_FINGERPRINT_MAX_BYTES) {
-      out.push({ name: f.rel, size: st.size, sha256: sha256(await fsp.readFile(f.file)) });
+      const h = createHash("sha256");
+      for await (const chunk of createReadStream(f.file)) h.update(chunk as Buffer);
+      out.push({ name: f.rel, size: st.size, sha256: h.digest("hex") });
     } else {
       out.push({ name: f.rel, size: st.size, mtimeMs: Math.floor(st.mtimeMs) });
     }
