@@ -44,6 +44,14 @@ describe("HTML report", () => {
     expect(JSON.parse(embedJson({ s: "</script>&\u2028" }))).toEqual({ s: "</script>&\u2028" });
   });
 
+  it("lists per-problem counts only when there are more tests than it embeds", () => {
+    const html = renderHtml(results, { ...opts, maxTestRows: 50 });
+    expect(html).toContain("100 generated tests are more than the 50");
+    expect(html).not.toContain('<details class="problem">');
+    expect((html.match(/<div class="problem">/g) ?? []).length).toBe(25);
+    expect(html).toContain("T0 <code>f</code> — attack");
+  });
+
   it.skipIf(!CHROMIUM)("renders in headless Chromium without errors and draws the chart", async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "report-"));
     const file = path.join(dir, "report.html");

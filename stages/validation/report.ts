@@ -220,8 +220,16 @@ function testRow(t: TestRecord): string {
   return `<tr><td>${t.run}.${t.sample}</td><td><code>${esc(t.input)}</code></td><td>${pred}</td><td>${ex(t.gold)}</td><td>${ex(t.buggy)}</td>${flag(t.attack)}${flag(t.outputCorrect)}${flag(t.both)}</tr>`;
 }
 
-function drillDown(results: ModelResult[]): string {
+/** Test rows embedded in the HTML at most; above it the drill-down lists per-problem counts only. */
+export const MAX_TEST_ROWS = 20_000;
+
+function drillDown(results: ModelResult[], maxTestRows: number): string {
+  const total = results.reduce((a, r) => a + Object.values(r.sets).reduce((b, s) => b + s.summary.tests, 0), 0);
+  const withTests = total <= maxTestRows;
   const out: string[] = [];
+  if (!withTests)
+    out.push(`<p class="note">${total} generated tests are more than the ${maxTestRows} this page embeds: per-problem counts only; ` +
+      `every test (input, predicted, gold and buggy outputs, statuses) is in the per-model JSON files beside this report.</p>`);
   for (const r of orderModels(results)) {
     for (const [set, s] of Object.entries(r.sets)) {
       out.push(
@@ -232,9 +240,13 @@ function drillDown(results: ModelResult[]): string {
       for (const p of s.problems) {
         const n = p.tests.length;
         const c = (m: MetricName) => p.tests.filter((t) => t[m]).length;
+        const head = `${esc(p.taskId)} <code>${esc(p.entryPoint)}</code> — attack ${c("attack")}/${n}, output ${c("outputCorrect")}/${n}, both ${c("both")}/${n}`;
+        if (!withTests) {
+          out.push(`<div class="problem">${head}</div>`);
+          continue;
+        }
         out.push(
-          `<details class="problem"><summary>${esc(p.taskId)} <code>${esc(p.entryPoint)}</code> — attack ${c("attack")}/${n}, ` +
-            `output ${c("outputCorrect")}/${n}, both ${c("both")}/${n}</summary><table><thead><tr><th>run.sample</th><th>input</th>` +
+          `<details class="problem"><summary>${head}</summary><table><thead><tr><th>run.sample</th><th>input</th>` +
             `<th>predicted</th><th>gold</th><th>buggy</th><th>attack</th><th>output</th><th>both</th></tr></thead><tbody>` +
             p.tests.map(testRow).join("") +
             `</tbody></table></details>`,
@@ -250,9 +262,12 @@ const CSS = `body{font-family:system-ui,sans-serif;margin:24px;color:#222;backgr
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 6px;font-size:13px;vertical-align:top}
 th{background:#f4f4f4}code,pre{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-all}
 td.y{color:#2a7a2a}td.n{color:#a33}.st{color:#a60;font-weight:600}details.model{margin:6px 0;border:1px solid #ccc;padding:4px 8px}
-details.problem{margin:2px 0 2px 16px}summary{cursor:pointer}#chart{display:block;border:1px solid #eee}`;
+details.problem,div.problem{margin:2px 0 2px 16px}.note{color:#a60}summary{cursor:pointer}#chart{display:block;border:1px solid #eee}`;
 
-export function renderHtml(results: ModelResult[], opts: { bootstrapSamples: number; seed: number; title?: string }): string {
+export function renderHtml(
+  results: ModelResult[],
+  opts: { bootstrapSamples: number; seed: number; title?: string; maxTestRows?: number },
+): string {
   const ordered = orderModels(results);
   const tables: string[] = [];
   for (const set of setNames(ordered)) {
@@ -278,7 +293,7 @@ ${opts.bootstrapSamples} resamples, seed ${opts.seed}) against training step. Ba
 <h2>Summary</h2>
 ${tables.join("\n")}
 <h2>Per-problem results</h2>
-${drillDown(ordered)}
+${drillDown(ordered, opts.maxTestRows ?? MAX_TEST_ROWS)}
 <script type="application/json" id="report-data">${embedJson(chartData(ordered))}</script>
 <script>${CHART_JS}</script>
 </body></html>
