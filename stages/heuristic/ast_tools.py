@@ -25,6 +25,10 @@ OP_TEXT = {
     ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**", ast.And: "and", ast.Or: "or",
 }
 CALL_SWAPS = {"min": "max", "max": "min", "any": "all", "all": "any"}
+METHOD_SWAPS = {"lower": "upper", "upper": "lower", "startswith": "endswith", "endswith": "startswith",
+                "find": "rfind", "rfind": "find", "lstrip": "rstrip", "rstrip": "lstrip", "isupper": "islower",
+                "islower": "isupper", "index": "rindex", "rindex": "index"}
+DROPPABLE_CALLS = {"reversed", "sorted", "abs", "set", "round"}
 ALL_OPERATORS = [
     "comparison_swap", "arithmetic_swap", "constant_off_by_one", "range_bounds", "slice_bounds",
     "boolean_swap", "negate_condition", "drop_statement", "drop_branch", "return_value", "call_swap",
@@ -144,10 +148,15 @@ def int_const(node):
     return isinstance(node, ast.Constant) and type(node.value) is int
 
 
+def int_node(v):
+    """An int literal as the parser builds it (negative numbers are USub applied to a constant)."""
+    return ast.Constant(v) if v >= 0 else ast.UnaryOp(ast.USub(), ast.Constant(-v))
+
+
 def plus(expr, k):
     """expr + k, folding integer constants (x+1-1 → x)."""
     if int_const(expr):
-        return ast.Constant(expr.value + k)
+        return int_node(expr.value + k)
     if isinstance(expr, ast.BinOp) and isinstance(expr.op, (ast.Add, ast.Sub)) and int_const(expr.right):
         v = expr.right.value if isinstance(expr.op, ast.Add) else -expr.right.value
         v += k
@@ -155,7 +164,7 @@ def plus(expr, k):
             return copy.deepcopy(expr.left)
         return ast.BinOp(copy.deepcopy(expr.left), ast.Add() if v > 0 else ast.Sub(), ast.Constant(abs(v)))
     if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub) and int_const(expr.operand):
-        return ast.Constant(-expr.operand.value + k)
+        return int_node(-expr.operand.value + k)
     return ast.BinOp(copy.deepcopy(expr), ast.Add() if k > 0 else ast.Sub(), ast.Constant(abs(k)))
 
 
@@ -267,7 +276,9 @@ class Mutator:
             if int_const(node) and not isinstance(parent, (ast.Subscript, ast.Slice)) and \
                     not isinstance(parents.get(id(parent)), ast.Slice):
                 for k in (1, -1):
-                    self.add("constant_off_by_one", node, ast.Constant(node.value + k),
+                    if node.value + k < 0 and isinstance(parent, (ast.BinOp, ast.UnaryOp)):
+                        continue  # would read `a--1`
+                    self.add("constant_off_by_one", node, int_node(node.value + k),
                              f"the constant {node.value} is off by one ({node.value + k})", new_text=repr(node.value + k))
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" \
                     and 1 <= len(node.args) <= 3 and not node.keywords:
@@ -335,6 +346,19 @@ class Mutator:
                 self.add("call_swap", node.func, rep.func,
                          f"calls `{CALL_SWAPS[node.func.id]}` where `{node.func.id}` is needed",
                          new_text=CALL_SWAPS[node.func.id])
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in METHOD_SWAPS:
+                new_attr = METHOD_SWAPS[node.func.attr]
+                rep = copy.deepcopy(node)
+                rep.func.attr = new_attr
+                self.add("call_swap", node, rep, f"calls `.{new_attr}()` where `.{node.func.attr}()` is needed")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DROPPABLE_CALLS \
+                    and len(node.args) == 1 and not node.keywords:
+                self.add("call_swap", node, copy.deepcopy(node.args[0]),
+                         f"forgets to apply `{node.func.id}()` to `{text(node.args[0])}`")
+                if node.func.id == "sorted":
+                    rep = copy.deepcopy(node)
+                    rep.keywords = [ast.keyword("reverse", ast.Constant(True))]
+                    self.add("call_swap", node, rep, f"sorts `{text(node.args[0])}` in the wrong (descending) order")
             if isinstance(node, ast.Return) and node.value is not None:
                 v = node.value
                 reps = []

@@ -29,7 +29,7 @@ export interface BugLike {
 /** Hypothesis and error pattern of the fuzz sampler. */
 export function fuzzHypothesis(bug: BugLike, entryPoint: string): { hypothesis: string; error_pattern: string } {
   if (bug.origin === "mutation" && bug.operator) {
-    const where = bug.line ? ` (line ${bug.line})` : "";
+    const where = bug.line && !/\bline \d+/.test(bug.reasoning ?? "") ? ` (line ${bug.line})` : "";
     return {
       hypothesis:
         `Let's compare the code with the task step by step. In \`${entryPoint}\`${where}, ${bug.reasoning ?? "one step differs from what the task asks"}. ` +
