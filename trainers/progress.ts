@@ -18,7 +18,7 @@ export type ProgressEvent =
   | { kind: "log"; source: "callback" | "stdout"; step: number | null; maxSteps: number | null; epoch: number | null; metrics: Metrics }
   | { kind: "save"; step: number; epoch: number | null; checkpoint: string | null }
   | { kind: "end"; step: number; maxSteps: number; epoch: number | null }
-  | { kind: "bar"; current: number; total: number; secondsPerStep: number | null };
+  | { kind: "bar"; current: number; total: number; secondsPerStep: number | null; described: boolean };
 
 export const CALLBACK_PREFIX = "[utgen] ";
 
@@ -53,12 +53,16 @@ export function parsePythonDict(line: string): Metrics | null {
 
 const BAR_RE = /(\d+)%\|[^|]*\|\s*(\d+)\/(\d+)\s*\[[^\]]*?(?:,\s*([\d.]+)(s\/it|it\/s))?\]/;
 
-export function parseTqdm(line: string): { current: number; total: number; secondsPerStep: number | null } | null {
+/**
+ * A tqdm bar. `described` bars carry a label ("Loading checkpoint shards:", "Map:", "Tokenizing …"):
+ * the Trainer's own training and evaluation bars have none.
+ */
+export function parseTqdm(line: string): { current: number; total: number; secondsPerStep: number | null; described: boolean } | null {
   const m = BAR_RE.exec(line);
   if (!m) return null;
   const rate = m[4] ? Number(m[4]) : null;
   const secondsPerStep = rate === null || rate === 0 ? null : m[5] === "s/it" ? rate : 1 / rate;
-  return { current: Number(m[2]), total: Number(m[3]), secondsPerStep };
+  return { current: Number(m[2]), total: Number(m[3]), secondsPerStep, described: line.slice(0, m.index).trim() !== "" };
 }
 
 /** One console line → an event (or null). */
@@ -144,7 +148,9 @@ export class ProgressState {
         this.step = Math.max(this.step, ev.step);
         return null;
       case "bar":
-        // Evaluation bars have other totals: follow the training bar (max_steps when known).
+        // Labelled bars (shard loading, dataset maps) and evaluation bars (other totals) are not training
+        // progress: follow the first unlabelled bar, or the one whose total is max_steps when known.
+        if (ev.described) return null;
         if (this.maxSteps ? ev.total !== this.maxSteps : this.barTotal !== null && ev.total !== this.barTotal) return null;
         this.barTotal = ev.total;
         if (!this.maxSteps) this.maxSteps = ev.total;
