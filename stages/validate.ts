@@ -172,6 +172,8 @@ interface Job {
   model: ModelInfo;
   set: LoadedSet;
   runs: RunSlot[];
+  /** Adapter identity (checkpoints): joins the response-cache key, so retrained weights are re-sampled. */
+  adapterFp?: Record<string, unknown>;
 }
 
 interface RunFile {
@@ -301,7 +303,7 @@ export const validateStage: CommandStage<ValidateConfig> = {
           perSet.set(set.name, slots);
           const missing: RunSlot[] = [];
           for (const sl of slots) if (await exists(sl.file)) reused++; else missing.push(sl);
-          if (missing.length) jobs.push({ model: m, set, runs: missing });
+          if (missing.length) jobs.push({ model: m, set, runs: missing, adapterFp });
         }
       }
       ctx.counters.add("results_reused", reused);
@@ -402,7 +404,7 @@ async function computeJobs(
               messages: messagesFor(tpl, p),
               n: cfg.n * (maxRun + 1),
               sampling,
-              templateHash: tpl.hash,
+              templateHash: job.adapterFp ? hashValue({ template: tpl.hash, adapter: job.adapterFp }) : tpl.hash,
               model: job.model.requestModel,
             });
             const responses: Response[] = [];

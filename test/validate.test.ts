@@ -140,9 +140,17 @@ describe("validate → select", () => {
     expect(more.counters.results_computed).toBe(2);
     expect(rates(await readResult("r1-step40"))).toEqual([0.5, 0.5, 0.5]);
 
+    // Retrained weights under the same adapter name: that checkpoint is re-sampled and re-scored, only it.
+    const n0 = server.requests.length;
+    await fsp.writeFile(path.join(runDir, "train", "r1", "checkpoint-10", "adapter_model.safetensors"), "new weights for step 10");
+    const retrained = makeCtx("validate", runDir, root(), executor);
+    expect(await validateStage.run(retrained.ctx)).toBe(0);
+    expect(server.requests.slice(n0).map((b) => b.model)).toEqual(Array(4).fill("r1-step10"));
+    expect(retrained.counters.results_computed).toBe(2);
+
     const report = makeCtx("validate", runDir, root(), executor, { "report-only": true });
     expect(await validateStage.run(report.ctx)).toBe(0);
-    expect(server.requests.length).toBe(before + 4);
+    expect(server.requests.length).toBe(before + 8);
 
     const s = makeCtx("select", runDir, root(), undefined);
     expect(await selectStage.run(s.ctx)).toBe(0);

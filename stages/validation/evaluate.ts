@@ -78,9 +78,11 @@ export function parseResponse(problem: Problem, resp: Response): Parsed {
     outputCorrect: false,
     both: false,
   };
-  const pu = parseUnitTest(resp.text, problem.entryPoint);
+  // Output not required here: as in the reference, a test whose output is missing still counts for attack.
+  const pu = parseUnitTest(resp.text, problem.entryPoint, { expectOutput: false, finishReason: resp.finishReason });
   if (!pu.ok) {
-    rec.parse = resp.finishReason === "length" && pu.reason !== "truncated" ? "truncated" : pu.reason;
+    rec.parse = pu.reason;
+    if (pu.detail) rec.parseDetail = pu.detail;
     rec.raw = resp.text.slice(0, RAW_KEEP);
     return { rec };
   }
@@ -93,8 +95,8 @@ export function parseResponse(problem: Problem, resp: Response): Parsed {
   }
   rec.input = formatCall(problem.entryPoint, call.args);
   let predicted: PyValue | undefined;
-  if (pu.outputText === undefined || pu.outputText === null) {
-    rec.outputParse = "no_output";
+  if (pu.outputText === undefined) {
+    rec.outputParse = resp.finishReason === "length" ? "truncated_output" : "no_output";
   } else {
     const lit = parseLiteral(pu.outputText);
     if (lit.ok) {
