@@ -118,7 +118,7 @@ try {
 
   // 2. batched vs per-input execution (same inputs)
   const subset = items.slice(0, QUICK ? 6 : 20);
-  const prepared = [];
+  const prepared: { it: Item; inputs: CallArgs[] }[] = [];
   for (const it of subset) prepared.push({ it, inputs: await inputsFor(executor, it, false) });
   const time = async (batched: boolean) => {
     const t0 = performance.now();

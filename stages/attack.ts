@@ -109,8 +109,8 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
       if (llm) {
         const { result, error } = await countedChat(ctx, llm, { ...(await utgenPrompt(rec)), n: cfg.attempts });
         if (!result && !cfg.fuzz.extra) return { out: [], drop: [{ id: rec.id, reason: "llm_failed", detail: clip(error ?? "") }] };
-        for (const text of result?.texts ?? []) {
-          const ut = await parseUt(text, rec.entry_point);
+        for (const [i, text] of (result?.texts ?? []).entries()) {
+          const ut = await parseUt(text, rec.entry_point, result!.finishReasons[i]);
           if (!("args_text" in ut)) {
             unparsable.push(ut.reason);
             continue;

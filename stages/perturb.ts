@@ -131,7 +131,7 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
         if (!result) {
           for (let k = 1; k <= cfg.n_bugs; k++) drop.push({ id: `${rec.id}/bug${k}`, reason: "llm_failed", detail: clip(error ?? "") });
         } else {
-          const parsed = await Promise.all(result.texts.map((t) => parseCorruption(t)));
+          const parsed = await Promise.all(result.texts.map((t, i) => parseCorruption(t, rec.entry_point, result.finishReasons[i])));
           const codes = parsed.map((p) => ("code" in p ? p.code : ""));
           const norms = await normalizePrograms(executor, codes);
           for (let i = 0; i < parsed.length; i++) {

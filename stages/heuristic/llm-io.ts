@@ -72,8 +72,8 @@ export function rationalizePrompt(rec: ProblemFields, unitInput: string, unitOut
 export type Parsed<T> = T | { reason: string; detail?: string };
 
 /** A corrupted-code response → the code and the reasoning given outside it. */
-export async function parseCorruption(text: string): Promise<Parsed<{ code: string; reasoning?: string }>> {
-  const r = (await parsers()).parseCorruptedCode(text) as any;
+export async function parseCorruption(text: string, entryPoint: string, finishReason?: string): Promise<Parsed<{ code: string; reasoning?: string }>> {
+  const r = (await parsers()).parseCorruptedCode(text, entryPoint, { finishReason });
   if (!r.ok) return { reason: r.reason, detail: r.detail };
   return { code: r.code, reasoning: r.reasoning || undefined };
 }
@@ -82,8 +82,9 @@ export async function parseCorruption(text: string): Promise<Parsed<{ code: stri
 export async function parseUt(
   text: string,
   entryPoint: string,
+  finishReason?: string,
 ): Promise<Parsed<{ args_text: string; output_text?: string; hypothesis?: string; error_pattern?: string; input_reasoning?: string }>> {
-  const r = (await parsers()).parseUnitTest(text, entryPoint) as any;
+  const r = (await parsers()).parseUnitTest(text, entryPoint, { finishReason });
   if (!r.ok) return { reason: r.reason, detail: r.detail };
   return {
     args_text: r.argsText,
@@ -96,9 +97,9 @@ export async function parseUt(
 
 /** A rationalization response → the reasoning and the final answer it states, if any. */
 export async function parseRat(text: string): Promise<Parsed<{ reasoning: string; final_answer?: string }>> {
-  const r = (await parsers()).parseRationale(text) as any;
+  const r = (await parsers()).parseRationale(text);
   if (!r.ok) return { reason: r.reason, detail: r.detail };
-  return { reasoning: r.reasoning, final_answer: r.finalAnswer ?? undefined };
+  return { reasoning: r.reasoning, final_answer: r.statedAnswer };
 }
 
 /** The SFT assistant message in the UTGen response format (App. E). */
