@@ -98,7 +98,11 @@ describe.skipIf(!HAVE)("oracle checks on MBPP+Fix (Hard) dev", () => {
       if (attacks !== fails) mismatches.push(`${pp.task_id}: attack ${attacks} vs gold-check fails ${fails}`);
     }
     expect(mismatches).toEqual([]);
+    // Meaningful only if the buggy code fails on some of the chosen inputs and passes on others.
+    expect(expectedFails).toBeGreaterThan(0);
+    expect(expectedFails).toBeLessThan(rows.length * K);
     const attackRate = all.filter((t) => t.attack).length / all.length;
+    console.log(`oracle: ${rows.length} problems × ${K} inputs: attack rate ${(100 * attackRate).toFixed(2)}% (gold-check failures ${expectedFails})`);
     expect(attackRate).toBeCloseTo(expectedFails / (rows.length * K), 12);
     // Acc∩Attack equals attack here, since every output is right.
     expect(all.filter((t) => t.both).length).toBe(all.filter((t) => t.attack).length);
