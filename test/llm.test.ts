@@ -65,7 +65,7 @@ describe("llm client", () => {
     // Reverse the choice order on the wire: the client must sort by `index`.
     const reversing: typeof fetch = async (url, init) => {
       const res = await fetch(url, init);
-      const j = await res.json();
+      const j = (await res.json()) as { choices: unknown[] };
       j.choices.reverse();
       return new Response(JSON.stringify(j), { status: res.status, headers: res.headers });
     };
