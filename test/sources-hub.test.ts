@@ -138,6 +138,28 @@ describe("hub source", () => {
   });
 });
 
+describe("loopback Hub server", () => {
+  it("serves HEAD and byte ranges with the headers the client expects", async () => {
+    const rel = "data/train-00000-of-00002.parquet";
+    const whole = await fsp.readFile(path.join(repoRoot, rel));
+    const url = `${server.url}/datasets/${REPO}/resolve/${COMMIT}/${rel}`;
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    const head = await fetch(url, { method: "HEAD", headers: auth });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("x-repo-commit")).toBe(COMMIT);
+    expect(head.headers.get("x-linked-size")).toBe(String(whole.length));
+    expect(head.headers.get("etag")).toMatch(/^"[0-9a-f]{64}"$/);
+    const part = await fetch(url, { headers: { ...auth, Range: "bytes=4-11" } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get("content-range")).toBe(`bytes 4-11/${whole.length}`);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(whole.subarray(4, 12));
+    const tail = await fetch(url, { headers: { ...auth, Range: "bytes=-4" } });
+    expect(Buffer.from(await tail.arrayBuffer()).toString()).toBe("PAR1");
+    const bad = await fetch(url, { headers: { ...auth, Range: `bytes=${whole.length}-` } });
+    expect(bad.status).toBe(416);
+  });
+});
+
 describe("hub errors", () => {
   it("says the Hub is unreachable in one line and points at --input", async () => {
     const port = await new Promise<number>((resolve) => {
