@@ -102,6 +102,14 @@ export async function parseRat(text: string): Promise<Parsed<{ reasoning: string
   return { reasoning: r.reasoning, final_answer: r.statedAnswer };
 }
 
+/**
+ * A Python literal that can sit inside a ``` fence: backtick runs can only occur inside string literals
+ * of formatted values, where `\x60` denotes the same character.
+ */
+export function fenceSafe(literal: string): string {
+  return literal.includes("``") ? literal.replace(/`/g, "\\x60") : literal;
+}
+
 /** The SFT assistant message in the UTGen response format (App. E). */
 export function utgenAssistantMessage(t: {
   hypothesis?: string;
@@ -121,11 +129,11 @@ export function utgenAssistantMessage(t: {
     "",
     "### Input Arguments",
     (t.input_reasoning ?? "").trim(),
-    `Arguments: \`\`\`${t.args_text}\`\`\``,
+    `Arguments: \`\`\`${fenceSafe(t.args_text)}\`\`\``,
     "",
     "### Output",
     t.rationale.trim(),
-    `Output: \`\`\`${t.gold_output_text}\`\`\``,
+    `Output: \`\`\`${fenceSafe(t.gold_output_text)}\`\`\``,
   ];
   return parts.join("\n");
 }
