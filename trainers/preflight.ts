@@ -269,7 +269,7 @@ export function checkEnvironment(
     if (!v) errors.push(`${pkg} is not installed in ${r.executable}; ${venvHint}`);
     else if (MIN_VERSIONS[pkg] && !versionAtLeast(v, MIN_VERSIONS[pkg]))
       errors.push(`${pkg} ${v} is older than the ${MIN_VERSIONS[pkg]} this trainer needs; install trainers/requirements.txt (${pkg}==${pins[pkg] ?? MIN_VERSIONS[pkg]})`);
-    else if (pins[pkg] && pins[pkg] !== v) warnings.push(`${pkg} ${v} differs from the pinned ${pins[pkg]} (trainers/requirements.txt)`);
+    else if (pins[pkg] && pins[pkg] !== v.split("+")[0]) warnings.push(`${pkg} ${v} differs from the pinned ${pins[pkg]} (trainers/requirements.txt)`);
   }
   if (errors.length) return { errors, warnings };
   if (r.torch_error) errors.push(`torch cannot initialise CUDA (${r.torch_error}); check the NVIDIA driver and the torch build`);
