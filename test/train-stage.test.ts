@@ -261,3 +261,31 @@ describe("train stage: dry run, renders and preflight refusals", () => {
     await expect(trainStage.run(ctx)).rejects.toThrow("train.nodes is 2: multi-node runs start on every node at once; use --render slurm and submit the sbatch script");
   });
 });
+
+describe("Ctrl-C on the supervising process", () => {
+  it("SIGINT to the supervisor is forwarded to the trainer, which exits cleanly; the supervisor then exits by itself", async () => {
+    const dir = path.join(tmp, "drv");
+    await fsp.mkdir(dir, { recursive: true });
+    const cfg = path.join(dir, "cfg.json");
+    await fsp.writeFile(cfg, JSON.stringify({ sft: { output_dir: path.join(dir, "output"), num_train_epochs: 3 }, lora: { r: 16, lora_alpha: 32 } }));
+    const { spawn } = await import("node:child_process");
+    const drv = spawn(process.execPath, ["--import", "tsx", path.join(FIX, "sigint_driver.ts"), fake, cfg, dir], { cwd: path.resolve(__dirname, ".."), stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let sent = false;
+    drv.stdout.setEncoding("utf8").on("data", (c: string) => {
+      out += c;
+      if (!sent && out.includes("registered")) {
+        sent = true;
+        drv.kill("SIGINT");
+      }
+    });
+    drv.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
+    const code = await new Promise<number | null>((r) => drv.on("close", (c) => r(c)));
+    expect(code, out).toBe(0);
+    const result = JSON.parse(out.split("\n").find((l) => l.startsWith("RESULT "))!.slice(7));
+    expect(result).toEqual({ exitCode: 130, signal: null, interrupted: true, step: 2 });
+    expect(await fsp.readFile(path.join(dir, "train.log"), "utf8")).toContain("KeyboardInterrupt: training stopped by the user");
+    const reg = (await readJson<CheckpointRegistryFile>(path.join(dir, "checkpoints.json")))!;
+    expect(reg.checkpoints.map((c) => c.name)).toEqual(["drv-step2"]);
+  });
+});

@@ -316,6 +316,10 @@ def main(argv=None):
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C / the supervisor's SIGINT: no partial save; the last complete checkpoint is the resume point.
+        print("interrupted: training stopped; continue from the last complete checkpoint with --resume", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":
