@@ -19,7 +19,7 @@ let tmp: string;
 let repoRoot: string;
 let server: Awaited<ReturnType<typeof startHubServer>>;
 const saved: Record<string, string | undefined> = {};
-const ENV = ["HF_TOKEN", "HF_ENDPOINT", "HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE"];
+const ENV = ["HF_TOKEN", "HF_ENDPOINT", "HF_HUB_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_DOWNLOAD_TIMEOUT"];
 
 async function collect(rows: AsyncIterable<SourceRow>): Promise<SourceRow[]> {
   const out: SourceRow[] = [];
@@ -175,6 +175,26 @@ describe("hub errors", () => {
     expect(err.message).toBe(
       `cannot reach the Hugging Face Hub at http://127.0.0.1:${port} (ECONNREFUSED); download the files elsewhere and pass --input <folder>`,
     );
+  });
+
+  it("gives up on a Hub that accepts connections but never answers", async () => {
+    const sockets: import("node:net").Socket[] = [];
+    const silent = createServer((s) => sockets.push(s));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const port = (silent.address() as { port: number }).port;
+    process.env["HF_ENDPOINT"] = `http://127.0.0.1:${port}`;
+    process.env["HF_HUB_DOWNLOAD_TIMEOUT"] = "0.3";
+    try {
+      const err = await openSource(cfg).catch((e) => e);
+      expect(err).toBeInstanceOf(UserError);
+      expect(err.message).toBe(
+        `cannot reach the Hugging Face Hub at http://127.0.0.1:${port} (no response within 0.3 s); download the files elsewhere and pass --input <folder>`,
+      );
+    } finally {
+      delete process.env["HF_HUB_DOWNLOAD_TIMEOUT"];
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it("explains a refused token and a bad token format", async () => {

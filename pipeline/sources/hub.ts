@@ -60,6 +60,34 @@ function accessToken(): string | undefined {
   return t;
 }
 
+/** Seconds to wait for a Hub response's headers (`HF_HUB_DOWNLOAD_TIMEOUT`, default 30). */
+export function hubTimeoutMs(): number {
+  const v = Number(process.env["HF_HUB_DOWNLOAD_TIMEOUT"] ?? "30");
+  return (Number.isFinite(v) && v > 0 ? v : 30) * 1000;
+}
+
+/**
+ * A fetch that gives up when the response headers do not arrive in time, so a Hub that accepts
+ * connections but never answers fails with a clear error instead of hanging. The body (a large
+ * download) is not limited.
+ */
+function withTimeout(base: typeof fetch = fetch): typeof fetch {
+  return async (input, init) => {
+    const ms = hubTimeoutMs();
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new Error(`no response within ${ms / 1000} s`)), ms);
+    const signal = init?.signal ? AbortSignal.any([init.signal, ctl.signal]) : ctl.signal;
+    try {
+      return await base(input, { ...init, signal });
+    } catch (e) {
+      if (ctl.signal.aborted) throw Object.assign(new Error("timeout"), { cause: { message: `no response within ${ms / 1000} s` } });
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
 /** `<cache>/datasets--owner--name`, as Python's huggingface_hub names it. */
 export function repoCacheFolder(p: HubParams): string {
   return path.join(p.cacheDir ?? hubCacheDir(), [`${p.repoType}s`, ...p.repo.split("/")].join("--"));
@@ -116,7 +144,7 @@ export async function hubListFiles(p: HubParams & { under?: string }): Promise<H
         recursive: true,
         hubUrl: url,
         accessToken: accessToken(),
-        fetch: p.fetch,
+        fetch: withTimeout(p.fetch),
       })) {
         if (f.type !== "file") continue;
         all.push({ path: f.path, size: f.size, oid: f.lfs?.oid ?? f.oid ?? "" });
@@ -164,7 +192,7 @@ export async function hubDownload(
         hubUrl: url,
         cacheDir,
         accessToken: accessToken(),
-        fetch: p.fetch,
+        fetch: withTimeout(p.fetch),
       });
     } catch (e) {
       throw hubError(e, `downloading ${p.repo}/${p.path}@${revision}`, url);
