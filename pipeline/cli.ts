@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { UserError, oneLine } from "./errors.ts";
 import { CHAIN, DATA_STAGES, loadRegistry, optionalImport, type Registered } from "./registry.ts";
@@ -365,7 +366,28 @@ class Runner {
       rows.push([name, state, `${m.counts.in} → ${m.counts.out}`, m.fingerprint, why]);
     }
     for (const line of table(rows)) this.io.stdout(line);
+    for (const line of await this.commandStatus()) this.io.stdout(line);
     return 0;
+  }
+
+  /** One line each for training runs (registered checkpoints), validation reports and the selection. */
+  private async commandStatus(): Promise<string[]> {
+    const lines: string[] = [];
+    const trainDir = path.join(this.runDir, "train");
+    for (const name of (await exists(trainDir)) ? (await readdir(trainDir)).sort() : []) {
+      const reg = await readJson<{ checkpoints?: { step: number }[] }>(path.join(trainDir, name, "checkpoints.json"));
+      if (!reg) continue;
+      const steps = (reg.checkpoints ?? []).map((c) => c.step);
+      lines.push(`train ${name}: ${steps.length} checkpoint(s) registered${steps.length ? `, last step ${Math.max(...steps)}` : ""}`);
+    }
+    const valDir = path.join(this.runDir, "validate");
+    if (await exists(valDir)) {
+      const reports = (await readdir(valDir)).filter((f) => f.endsWith(".json") && f !== "selection.json");
+      lines.push(`validate: ${reports.length} report(s) in ${valDir}`);
+      const sel = await readJson<{ reason?: string }>(path.join(valDir, "selection.json"));
+      if (sel?.reason) lines.push(`select: ${sel.reason}`);
+    }
+    return lines;
   }
 
   async writeRunManifest(selection: string[]): Promise<void> {
