@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserError } from "../pipeline/errors.ts";
-import { describe as describeTask, loadSet } from "../stages/validation/datasets.ts";
+import { loadSet } from "../stages/validation/datasets.ts";
 import { startHubServer } from "./servers/hub.ts";
 
 const MINI = path.resolve(__dirname, "fixtures/validate/mini.jsonl");
@@ -23,12 +23,6 @@ describe("validation sets", () => {
     const two = await loadSet({ name: "mini", path: MINI }, { runDir: tmp, limit: 2 });
     expect(two.problems).toHaveLength(2);
     expect(two.hash).not.toBe(s.hash);
-  });
-
-  it("uses the docstring of a HumanEval-style prompt as the description", () => {
-    const he = 'def f(x: int) -> int:\n    """ Return x doubled.\n    >>> f(2)\n    4\n    """\n';
-    expect(describeTask(he)).toBe("Return x doubled.\n>>> f(2)\n4\n");
-    expect(describeTask("Write a function to double x.")).toBe("Write a function to double x.");
   });
 
   it("reads the held-out split emit-sft writes, and says to run emit-sft when it is missing", async () => {

@@ -27,7 +27,7 @@ export interface Problem {
   taskId: string;
   /** The task text as given in the row. */
   prompt: string;
-  /** What the prompt templates get as {description}: the prompt, or its docstring for HumanEval-style rows. */
+  /** What the prompt templates get as {description}: the row's prompt as is (the released scripts do the same, HE+Fix included). */
   description: string;
   signature: string;
   entryPoint: string;
@@ -47,17 +47,6 @@ export interface LoadedSet {
 
 export const HELDOUT_PATH = ["emit-sft", "sft", "valid.problems.jsonl"] as const;
 
-/** HumanEval-style prompt (signature + docstring): the description is the docstring, lines stripped. */
-export function describe(prompt: string): string {
-  if (!/\bdef\s+\w+\s*\(/.test(prompt)) return prompt;
-  const m = /("""|''')([\s\S]*?)\1/.exec(prompt);
-  if (!m) return prompt;
-  return m[2]
-    .split("\n")
-    .map((l) => l.trim())
-    .join("\n");
-}
-
 const REQUIRED = ["task_id", "prompt", "signature", "entry_point", "canonical_solution", "code"] as const;
 
 /** Check and normalise one row; `where` is `file:line` for the error message. */
@@ -76,7 +65,7 @@ export function toProblem(row: any, where: string): Problem {
   return {
     taskId: String(row.task_id),
     prompt: row.prompt,
-    description: describe(row.prompt),
+    description: row.prompt,
     signature: row.signature,
     entryPoint: row.entry_point,
     gold: row.canonical_solution,
