@@ -66,7 +66,12 @@ function systemBinds(python: string): string[] {
 
 /** argv that starts one fork server. */
 export function serverCommand(o: SandboxOptions): string[] {
-  const py = [o.python, "-I", "-c", serverScript(), JSON.stringify({ ...o.limits, tmp: "/tmp" })];
+  return sandboxedPython(o, serverScript(), [JSON.stringify({ ...o.limits, tmp: "/tmp" })]);
+}
+
+/** argv that runs Python `source` (passed with -c) inside the sandbox, as the fork servers run. */
+export function sandboxedPython(o: SandboxOptions, source: string, args: string[] = []): string[] {
+  const py = [o.python, "-I", "-c", source, ...args];
   if (o.unsafe) return py;
   const bwrap = which("bwrap")!;
   const inner = [
@@ -153,4 +158,11 @@ export function checkSandbox(o: SandboxOptions): void {
   if (numpy !== "1") {
     throw new UserError(`numpy is not importable by ${o.python} (the UTGen prelude imports it): apt-get install python3-numpy`);
   }
+}
+
+/** The UTGen prelude the fork server preloads (the `PRELUDE = """…"""` block of server.py). */
+export function preludeSource(): string {
+  const m = /PRELUDE = """([\s\S]*?)"""/.exec(serverScript());
+  if (!m) throw new Error("server.py: PRELUDE block not found");
+  return m[1];
 }
