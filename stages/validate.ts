@@ -256,12 +256,15 @@ export const validateStage: CommandStage<ValidateConfig> = {
         `--checkpoint ${only} is not among the configured models (${allModels.map((m) => m.name).join(", ")})`,
       );
     const reportOnly = ctx.flags["report-only"] === true;
+    // The runner's global --limit N caps the problems per set too (validate.limit wins when set).
+    const flagLimit = ctx.flags.limit === undefined ? undefined : Number(ctx.flags.limit);
+    const limit = cfg.limit ?? (flagLimit && Number.isInteger(flagLimit) && flagLimit > 0 ? flagLimit : undefined);
     const targets = reportOnly ? [] : allModels.filter((m) => !only || m.name === only);
 
     if (targets.length) {
       const sets: LoadedSet[] = [];
       for (const s of cfg.sets)
-        sets.push(await loadSet(s, { runDir: ctx.runDir, limit: cfg.limit}));
+        sets.push(await loadSet(s, { runDir: ctx.runDir, limit }));
       if (new Set(sets.map((s) => s.name)).size !== sets.length)
         throw new UserError("validate.sets has two sets with the same name: give each a unique name");
       const execCfg = executorConfigSchema.parse(ctx.root.executor ?? {});
