@@ -105,6 +105,7 @@ function pyEq(a: PyValue, b: PyValue, strict: boolean, tol?: { atol: number; rto
         const fy = y as number;
         if (Number.isNaN(fx) || Number.isNaN(fy)) return Number.isNaN(fx) && Number.isNaN(fy);
         if (fx === fy) return true;
+        if (!Number.isFinite(fx) || !Number.isFinite(fy)) return false;
         return !!tol && Math.abs(fx - fy) <= tol.atol + tol.rtol * Math.abs(fy);
       }
     }
@@ -254,7 +255,8 @@ function allclose(a: PyValue, b: PyValue, rtol: number, atol: number): boolean {
     }
     const p = x.data[ix];
     const q = y.data[iy];
-    if (p === q) continue; // equal infinities are close
+    if (p === q) continue;
+    if (!Number.isFinite(p) || !Number.isFinite(q)) return false; // numpy: non-finite only equal to itself
     if (!(Math.abs(p - q) <= atol + rtol * Math.abs(q))) return false;
   }
   return true;
