@@ -54,11 +54,14 @@ export interface EvalDeps {
 }
 
 const RAW_KEEP = 2000;
+/** Literal texts kept in the records (comparisons use the full values; huge ones are shortened for reports). */
+const VALUE_KEEP = 2000;
+const clip = (s: string) => (s.length > VALUE_KEEP ? `${s.slice(0, VALUE_KEEP)}… (${s.length} chars)` : s);
 
 function describeResult(r: CallResult): ExecOutcome {
   const o: ExecOutcome = { status: r.status, ms: Math.round(r.ms * 10) / 10 };
-  if (r.status === "ok") o.value = formatPyValue(r.value as PyValue);
-  else o.error = [r.errorType, r.message].filter(Boolean).join(": ") || r.status;
+  if (r.status === "ok") o.value = clip(formatPyValue(r.value as PyValue));
+  else o.error = clip([r.errorType, r.message].filter(Boolean).join(": ") || r.status);
   return o;
 }
 
@@ -93,7 +96,7 @@ export function parseResponse(problem: Problem, resp: Response): Parsed {
     rec.raw = resp.text.slice(0, RAW_KEEP);
     return { rec };
   }
-  rec.input = formatCall(problem.entryPoint, call.args);
+  rec.input = clip(formatCall(problem.entryPoint, call.args));
   let predicted: PyValue | undefined;
   if (pu.outputText === undefined) {
     rec.outputParse = resp.finishReason === "length" ? "truncated_output" : "no_output";
@@ -102,7 +105,7 @@ export function parseResponse(problem: Problem, resp: Response): Parsed {
     if (lit.ok) {
       rec.outputParse = "ok";
       predicted = lit.value;
-      rec.predicted = formatPyValue(lit.value);
+      rec.predicted = clip(formatPyValue(lit.value));
     } else {
       rec.outputParse = "unparsable_output";
       rec.predicted = pu.outputText.slice(0, RAW_KEEP);
