@@ -213,7 +213,7 @@ async function runTrain(ctx: CommandContext<TrainConfig>): Promise<number> {
       train_rows: data.rows,
       ...(p.eval ? { eval_file: p.validFile, eval_sha256: await fileSha256(p.validFile), eval_rows: data.evalRows } : {}),
     },
-    plan: { ...p, preset: p.preset.key },
+    plan: { ...p, preset: p.preset.key, env: recordedEnv(p.env, {}) },
     git_sha: gitSha(),
   };
   const launchJson = path.join(p.trainDir, "launch.json");

@@ -143,6 +143,8 @@ describe("recipe defaults and profiles", () => {
     expect(() => plan({ lora: { rank: 4 } })).toThrow(/^train\.lora: Unrecognized key/);
     expect(() => plan({ save: { strategy: "steps" } })).toThrow(/save\.strategy: steps needs train\.save\.steps/);
     expect(() => plan({ launcher: "python", gpus_per_node: 2, micro_batch_size: 1 })).toThrow(/launcher: python runs one process/);
+    expect(() => plan({ distributed: "none", gpus_per_node: 2, micro_batch_size: 1 })).toThrow(/distributed: none runs one process, but 2 GPUs/);
+    expect(plan({ gpus_per_node: 2, micro_batch_size: 1 }).distributed).toBe("ddp"); // the 1-GPU profile scaled up
   });
 });
 

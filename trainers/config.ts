@@ -205,7 +205,11 @@ export function resolvePlan(raw: unknown, runDir: string): TrainPlan {
   const gpusPerNode = pick("gpus_per_node") ?? 1;
   const nodes = pick("nodes") ?? 1;
   const worldSize = gpusPerNode * nodes;
+  if (user.distributed === "none" && worldSize > 1) {
+    throw new UserError(`train.distributed: none runs one process, but ${worldSize} GPUs are configured; use ddp, zero2, zero3 or fsdp`);
+  }
   let distributed = pick("distributed") ?? (worldSize > 1 ? "ddp" : "none");
+  // A single-GPU profile scaled up by the user's gpus_per_node / nodes becomes data parallel.
   if (worldSize > 1 && distributed === "none") distributed = "ddp";
   if (launcher === "python" && worldSize > 1) {
     throw new UserError(

@@ -251,9 +251,7 @@ def _dtype(torch, name):
 def train(cfg, resume_from_checkpoint=None):
     # Heavy imports only here: --help, --check-data and --env-report run without them.
     import torch
-    import transformers
     from datasets import Dataset
-    from packaging.version import Version
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -262,11 +260,14 @@ def train(cfg, resume_from_checkpoint=None):
     train_ds = Dataset.from_list(load_rows(data["train_file"], data["format"]))
     eval_ds = Dataset.from_list(load_rows(data["eval_file"], data["format"])) if data.get("eval_file") else None
 
+    # The training arguments come first: under DeepSpeed ZeRO-3 they switch on partitioned loading
+    # (zero.Init) for the from_pretrained call below.
+    args = SFTConfig(**cfg["sft"])
+
     m = cfg["model"]
     dtype = _dtype(torch, m.get("dtype", "bfloat16"))
-    # transformers renamed `torch_dtype` to `dtype` in 4.56.
-    dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56.0") else "torch_dtype"
-    load_kwargs = {dtype_key: dtype, "attn_implementation": m.get("attn_implementation", "sdpa")}
+    # `dtype` (transformers >= 4.56, checked by preflight) is explicit: TRL's CLI default would be float32.
+    load_kwargs = {"dtype": dtype, "attn_implementation": m.get("attn_implementation", "sdpa")}
     q = cfg.get("quantization")
     if q:
         qkw = dict(q)
@@ -285,7 +286,6 @@ def train(cfg, resume_from_checkpoint=None):
         tokenizer.pad_token = tokenizer.eos_token
 
     lora = LoraConfig(**cfg["lora"])
-    args = SFTConfig(**cfg["sft"])
     trainer = SFTTrainer(
         model=model,
         args=args,

@@ -4,7 +4,7 @@
  * complete, and stop it cleanly on Ctrl-C / abort (SIGINT to the group, SIGTERM after a grace period,
  * SIGKILL last). On a non-zero exit the last log lines and the likely cause are returned.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import cliProgress from "cli-progress";
@@ -154,7 +154,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
     view.update();
   };
 
-  let child;
+  let child: ChildProcess;
   try {
     child = spawn(o.argv[0], o.argv.slice(1), { cwd: o.cwd, env: o.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   } catch (e) {
