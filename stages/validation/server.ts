@@ -169,7 +169,11 @@ export async function startServer(
       /* already gone */
     }
   };
+  // If this process dies without stopping it, do not leave a GPU server behind.
+  const onExit = () => kill("SIGKILL");
+  process.once("exit", onExit);
   const stop = async () => {
+    process.removeListener("exit", onExit);
     if (exited === undefined) {
       kill("SIGTERM");
       const t = setTimeout(() => kill("SIGKILL"), cfg.stop_timeout_s * 1000);
