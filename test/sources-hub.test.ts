@@ -1,5 +1,6 @@
 // Hub source against the project's loopback Hub server: listing (paginated), downloads into the
 // HF cache layout, token forwarding, HF_ENDPOINT, pinned revision, cache reuse, unreachable Hub.
+import { spawnSync } from "node:child_process";
 import { promises as fsp } from "node:fs";
 import { createServer } from "node:net";
 import * as os from "node:os";
@@ -127,6 +128,24 @@ describe("hub source", () => {
     expect(listed.map((f) => f.path)).toEqual(["data/notes.txt", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]);
   });
 
+  it("downloads a file once when asked twice at the same time, and takes over a dead process's lock", async () => {
+    const rel = "data/train-00001-of-00002.parquet";
+    const args = { repo: REPO, repoType: "dataset" as const, path: rel, revision: COMMIT };
+    const [a, b] = await Promise.all([hubDownload(args), hubDownload(args)]);
+    expect(a).toBe(b);
+    const gets = server.requests.filter((r) => r.path.endsWith(rel) && r.method === "GET" && !r.headers["range"]);
+    expect(gets.length).toBe(1);
+
+    // A lock left behind by a process that no longer exists does not block the next run.
+    const dead = spawnSync(process.execPath, ["-e", "process.pid"]).pid!;
+    const lock = path.join(cache, "datasets--test-org--tulu-mini", ".utgen-locks", `${COMMIT}--README.md.lock`);
+    await fsp.mkdir(path.dirname(lock), { recursive: true });
+    await fsp.writeFile(lock, JSON.stringify({ pid: dead, host: os.hostname() }));
+    const readme = await hubDownload({ ...args, path: "README.md" });
+    expect(await fsp.readFile(readme, "utf8")).toBe("# tulu-mini\n");
+    await expect(fsp.access(lock)).rejects.toThrow();
+  });
+
   it("uses a custom fetch when given one", async () => {
     const seen: string[] = [];
     const f: typeof fetch = (input, init) => {
@@ -207,6 +226,15 @@ describe("hub errors", () => {
   it("rejects an unknown revision and a glob that matches nothing", async () => {
     await expect(openSource({ ...cfg, revision: "f".repeat(40) })).rejects.toThrow(/not found on the Hugging Face Hub .*HTTP 404/);
     await expect(openSource({ ...cfg, files: "data/*.arrow" })).rejects.toThrow(/no \.parquet\/\.jsonl\/\.json files match source\.files "data\/\*\.arrow"/);
+  });
+
+  it("says when the cache folder cannot be written", async () => {
+    const file = path.join(cache, "a-file");
+    await fsp.writeFile(file, "x");
+    process.env["HF_HUB_CACHE"] = path.join(file, "hub");
+    const err = await openSource(cfg).catch((e) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/^cannot write the Hugging Face cache \(ENOTDIR on .*a-file.*\); check HF_HUB_CACHE/);
   });
 
   it("refuses to go online under HF_HUB_OFFLINE with an empty cache", async () => {

@@ -110,6 +110,12 @@ export function hubError(e: unknown, what: string, url = hubUrl()): UserError {
       `cannot reach the Hugging Face Hub at ${url} (HTTP ${s} for ${what}); download the files elsewhere and pass --input <folder>`,
     );
   }
+  const fsErr = e as NodeJS.ErrnoException;
+  if (fsErr && typeof fsErr.code === "string" && fsErr.syscall && fsErr.path) {
+    return new UserError(
+      `cannot write the Hugging Face cache (${fsErr.code} on ${fsErr.path}); check HF_HUB_CACHE, its permissions and free disk space`,
+    );
+  }
   const err = e as Error & { cause?: { code?: string; message?: string } };
   const cause = err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
   return new UserError(
@@ -153,7 +159,13 @@ export async function hubListFiles(p: HubParams & { under?: string }): Promise<H
       throw hubError(e, `listing ${p.repoType} ${p.repo}@${revision}`, url);
     }
     all.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    if (cached) await atomicWrite(cached, JSON.stringify(all));
+    if (cached) {
+      try {
+        await atomicWrite(cached, JSON.stringify(all));
+      } catch (e) {
+        throw hubError(e, "caching the file list", url);
+      }
+    }
   }
   const under = p.under?.replace(/\/+$/, "");
   return under ? all.filter((f) => f.path.startsWith(under + "/")) : all;
@@ -183,19 +195,24 @@ export async function hubDownload(
       throw new UserError(`HF_HUB_OFFLINE is set and ${p.repo}/${p.path}@${revision} is not cached; unset it or pass --input <folder>`);
     }
     const url = hubUrl();
-    p.log?.(`downloading ${p.repo}/${p.path}@${revision.slice(0, 12)}${p.expectedSize ? ` (${p.expectedSize} bytes)` : ""}`);
+    const lock = path.join(repoCacheFolder({ ...p, cacheDir }), ".utgen-locks", `${revision}--${p.path.replace(/[^\w.-]+/g, "_")}.lock`);
+    const what = `downloading ${p.repo}/${p.path}@${revision}`;
     try {
-      local = await downloadFileToCacheDir({
-        repo: { type: p.repoType, name: p.repo },
-        path: p.path,
-        revision,
-        hubUrl: url,
-        cacheDir,
-        accessToken: accessToken(),
-        fetch: withTimeout(p.fetch),
+      local = await withFileLock(lock, async () => {
+        p.log?.(`downloading ${p.repo}/${p.path}@${revision.slice(0, 12)}${p.expectedSize ? ` (${p.expectedSize} bytes)` : ""}`);
+        // Checks the snapshot pointer again first: another process may have just fetched it.
+        return downloadFileToCacheDir({
+          repo: { type: p.repoType, name: p.repo },
+          path: p.path,
+          revision,
+          hubUrl: url,
+          cacheDir,
+          accessToken: accessToken(),
+          fetch: withTimeout(p.fetch),
+        });
       });
     } catch (e) {
-      throw hubError(e, `downloading ${p.repo}/${p.path}@${revision}`, url);
+      throw hubError(e, what, url);
     }
   }
   if (p.expectedSize !== undefined) {
@@ -207,6 +224,43 @@ export async function hubDownload(
     }
   }
   return local;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Runs `fn` holding an exclusive lock file, so that parallel runs (shards on one machine) never
+ * download the same blob at once. A lock left by a dead process on this host is taken over.
+ */
+export async function withFileLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
+  await fsp.mkdir(path.dirname(lock), { recursive: true });
+  const me = { pid: process.pid, host: os.hostname() };
+  for (;;) {
+    try {
+      await fsp.writeFile(lock, JSON.stringify(me), { flag: "wx" });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const owner = await readJson<{ pid: number; host: string }>(lock).catch(() => undefined);
+      if (owner && owner.host === me.host && !pidAlive(owner.pid)) {
+        await fsp.rm(lock, { force: true });
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fsp.rm(lock, { force: true });
+  }
 }
 
 /** Minimal glob for repo paths: `*` and `?` stay within a path segment, `**` crosses segments. */
