@@ -92,6 +92,8 @@ export function sandboxedPython(o: SandboxOptions, source: string, args: string[
     String(o.tmpfsMb * 1024 * 1024),
     "--tmpfs",
     "/tmp",
+    "--remount-ro",
+    "/",
     "--chdir",
     "/tmp",
     "--clearenv",
@@ -122,19 +124,22 @@ export const launcherEnv = { PATH: "/usr/bin:/bin" };
  * Fail closed: throw a one-line UserError naming what to install when the isolation is unavailable.
  * Runs a real sandboxed python once so a kernel without user namespaces is caught here too.
  */
-export function checkSandbox(o: SandboxOptions): void {
+export function checkSandbox(
+  o: SandboxOptions,
+  tools: { bwrap?: string; setpriv?: string } = { bwrap: which("bwrap"), setpriv: which("setpriv") },
+): void {
   if (!existsSync(o.python)) {
     throw new UserError(
       `executor.python ${o.python} does not exist: install python3 (apt-get install python3 python3-numpy) or set executor.python`,
     );
   }
   if (o.unsafe) return;
-  if (!which("bwrap")) {
+  if (!tools.bwrap) {
     throw new UserError(
       "the code sandbox needs bubblewrap: apt-get install bubblewrap (or set executor.unsafe_no_sandbox: true to run generated code WITHOUT isolation at your own risk)",
     );
   }
-  if (process.getuid?.() === 0 && !which("setpriv")) {
+  if (process.getuid?.() === 0 && !tools.setpriv) {
     throw new UserError(
       "running as root, the code sandbox needs setpriv to drop to an unprivileged uid: apt-get install util-linux (or set executor.unsafe_no_sandbox: true at your own risk)",
     );

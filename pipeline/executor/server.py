@@ -662,6 +662,8 @@ def serve_single(req, body, timeout):
 
 
 def main():
+    if _prctl is not None:
+        _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children (same uid) cannot ptrace or read our memory
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT})
     stdin = sys.stdin.buffer
     while True:
