@@ -1,0 +1,163 @@
+// End to end on an OpenAI-compatible backend: the real runner on the demo rows with the loopback server
+// standing in for the model (answers scripted by prompt content: corruptions, UTGen tests, rationales).
+// Proves the incremental contract in model calls: a re-run sends nothing, a rationalize-only change sends
+// only rationalization prompts, and one added source row costs only that row's calls.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { main } from "../pipeline/cli.ts";
+import { startOpenAIServer, type OpenAIServer, type ScriptRequest, type ScriptedReply } from "./servers/openai.ts";
+
+const ROOT = path.resolve(__dirname, "..");
+const DEMO_ROWS = path.join(ROOT, "data/demo/tulu-demo.jsonl");
+const HELD_BACK = "demo-evol_codealpaca-0009"; // gcd (no duplicate in the file): added in the last step
+let server: OpenAIServer;
+let dir: string;
+
+type Kind = "corrupt" | "utgen" | "rationalize" | "other";
+function kindOf(text: string): Kind {
+  if (text.includes("Assume you are a TA")) return "corrupt";
+  if (text.includes("**Breaks** the given code")) return "utgen";
+  if (text.includes("The teacher lets you know")) return "rationalize";
+  return "other";
+}
+
+const FIXES: [string, string][] = [
+  ["range(1, n + 1)", "range(1, n)"],
+  [" + 1", ""],
+  ["<=", "<"],
+  [" + ", " - "],
+  ["==", "!="],
+  [" > ", " >= "],
+  [" * ", " + "],
+  ["!=", "=="],
+  [" % ", " // "],
+];
+
+function script(req: ScriptRequest): ScriptedReply {
+  const text = req.messages.at(-1)!.content;
+  const kind = kindOf(text);
+  const choices: string[] = [];
+  for (let i = 0; i < req.n; i++) {
+    if (kind === "corrupt") {
+      const code = /Correct Code Solution:?\s*\n```(?:python)?\n([\s\S]*?)```/.exec(text)?.[1] ?? "";
+      const fixes = FIXES.filter(([a]) => code.includes(a));
+      const [a, b] = fixes[i % Math.max(1, fixes.length)] ?? ["", ""];
+      choices.push(`I changed \`${a}\`.\n\n## Incorrect Code Solution\n\`\`\`python\n${a ? code.replace(a, b) : code}\`\`\`\n`);
+    } else if (kind === "utgen") {
+      const fn = /Python function `([A-Za-z_]\w*)\(/.exec(text)?.[1] ?? "f";
+      const calls = [...text.matchAll(new RegExp(`assert ${fn}\\((.*)\\) ==`, "g"))].map((m) => `${fn}(${m[1]})`);
+      const call = calls[i % Math.max(1, calls.length)];
+      choices.push(
+        call
+          ? `## Hypothesis\nThe boundary looks off.\n\nError Pattern: small inputs\n\n## Unit Test\n\n### Input Arguments\nA documented example.\nArguments: \`\`\`${call}\`\`\`\n\n### Output\nNot sure.\nOutput: \`\`\`0\`\`\``
+          : "I cannot think of a test.",
+      );
+    } else if (kind === "rationalize") {
+      const out = [...text.matchAll(/^Output: (.*)$/gm)].at(-1)?.[1] ?? "";
+      choices.push(`### Reasoning\nFollowing the task step by step on this input, the function returns \`${out}\`.`);
+    } else choices.push("?");
+  }
+  return { choices };
+}
+
+function rows(withHeldBack: boolean): string {
+  return readFileSync(DEMO_ROWS, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() && (withHeldBack || !l.includes(`"id":"${HELD_BACK}"`)))
+    .join("\n") + "\n";
+}
+
+async function cli(args: string[] = []) {
+  const err: string[] = [];
+  const code = await main(["--config", path.join(dir, "c.yaml"), ...args], { stdout: () => {}, stderr: (l) => err.push(l) });
+  return { code, err: err.join("\n") };
+}
+
+function newRequests(from: number): { kind: Kind; text: string }[] {
+  return server.requests.slice(from).map((b) => {
+    const text = b.messages.at(-1).content as string;
+    return { kind: kindOf(text), text };
+  });
+}
+
+function countSft(): { n: number; first: any } {
+  const read = (f: string) => readFileSync(path.join(dir, "run", "emit-sft", "sft", f), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const all = [...read("train.messages.jsonl"), ...read("valid.messages.jsonl")];
+  return { n: all.length, first: all[0] };
+}
+
+beforeAll(async () => {
+  server = await startOpenAIServer({ script });
+  dir = mkdtempSync(path.join(tmpdir(), "utgen-e2e-llm-"));
+  writeFileSync(path.join(dir, "rows.jsonl"), rows(false));
+  writeFileSync(
+    path.join(dir, "c.yaml"),
+    [
+      `run: {dir: ${JSON.stringify(path.join(dir, "run"))}, shard_size: 5}`,
+      `source: {kind: local, path: ${JSON.stringify(path.join(dir, "rows.jsonl"))}}`,
+      `llm: {backend: openai, base_urls: [${JSON.stringify(server.url)}], model: test-model, max_retries: 0}`,
+      "filter: {tokenizer: chars, max_prompt_tokens: 8000}",
+      "perturb: {n_bugs: 2}",
+      "attack: {attempts: 3}",
+      "",
+    ].join("\n"),
+  );
+});
+afterAll(async () => {
+  await server?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("demo rows end to end on an OpenAI-compatible backend (loopback)", () => {
+  it("builds an SFT set from model corruptions, tests and rationales", async () => {
+    const r = await cli();
+    expect(r.code, r.err).toBe(0);
+    const reqs = newRequests(0);
+    expect(reqs.filter((q) => q.kind === "other")).toEqual([]);
+    expect(reqs.filter((q) => q.kind === "corrupt").length).toBeGreaterThan(10);
+    expect(reqs.some((q) => q.text.includes("def gcd"))).toBe(false);
+    const { n, first } = countSft();
+    expect(n).toBeGreaterThan(0);
+    expect(first.metadata).toMatchObject({ bug_origin: "llm", sampler: "llm", rationale_source: "llm" });
+    expect(first.messages[1].content).toContain("Error Pattern: small inputs");
+    expect(first.messages[1].content).toMatch(/returns `.+`\.\nOutput: ```/);
+  });
+
+  it("a re-run sends no request", async () => {
+    const before = server.requests.length;
+    const r = await cli();
+    expect(r.code, r.err).toBe(0);
+    expect(server.requests.length).toBe(before);
+  });
+
+  it("a rationalize-only change sends only rationalization prompts", async () => {
+    const before = server.requests.length;
+    const tests = countSft().n;
+    const r = await cli(["--set", "rationalize.llm.temperature=0.2"]);
+    expect(r.code, r.err).toBe(0);
+    const reqs = newRequests(before);
+    // one per distinct test (the demo has a duplicated task whose identical prompts share cache entries)
+    expect(reqs.length).toBeGreaterThan(0);
+    expect(reqs.length).toBeLessThanOrEqual(tests);
+    expect(reqs.every((q) => q.kind === "rationalize")).toBe(true);
+    expect(new Set(reqs.map((q) => q.text)).size).toBe(reqs.length);
+    expect(r.err).toContain("perturb: up to date");
+    expect(r.err).toContain("attack: up to date");
+  });
+
+  it("one added source row costs only that row's model calls", async () => {
+    const before = server.requests.length;
+    const n0 = countSft().n;
+    writeFileSync(path.join(dir, "rows.jsonl"), rows(true));
+    const r = await cli(["--set", "rationalize.llm.temperature=0.2"]);
+    expect(r.code, r.err).toBe(0);
+    const reqs = newRequests(before);
+    expect(reqs.length).toBeGreaterThan(0);
+    for (const q of reqs) expect(q.text).toContain("gcd(");
+    expect(reqs.filter((q) => q.kind === "corrupt")).toHaveLength(1);
+    expect(reqs.filter((q) => q.kind === "utgen").length).toBeLessThanOrEqual(2);
+    expect(countSft().n).toBeGreaterThan(n0);
+  });
+});
