@@ -5,6 +5,7 @@
  * one-line failures, servers that ignore n, load spread over several URLs, stats and the heuristic backend.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -133,8 +134,8 @@ describe("llm client", () => {
     const r = await c.chat({ messages: msgs("x") });
     expect(r.texts).toEqual(["req2-c0"]);
     expect(c.stats()).toMatchObject({ requests: 1, retries: 2, failures: 0 });
-    // The planned wait is the Retry-After (0.3 s), not the 5 ms backoff.
-    expect(logs.some((l) => /answered 429 .*retry 1\/6 in 0\.3 s/.test(l))).toBe(true);
+    // The server is cooled down for its Retry-After (the two-URL test below shows requests avoid it meanwhile).
+    expect(logs.some((l) => /answered 429 \(scripted 429\) \(Retry-After 0\.3 s: server cooling down\); retry 1\/6/.test(l))).toBe(true);
     expect(logs.some((l) => /answered 500 .*retry 2\/6 in 0\.0 s/.test(l))).toBe(true);
   });
 
@@ -213,6 +214,52 @@ describe("llm client", () => {
     } finally {
       delete process.env.UTGEN_TEST_KEY;
     }
+  });
+
+  it("a 429 cools that server down: the retry and later requests go to the other URL", async () => {
+    const limited = await server(() => ({ status: 429, retryAfterS: 120 }));
+    const ok = await server(echo);
+    const c = createLlmClient(cfg([limited.url, ok.url], { concurrency: 1 }), { cacheDir: await tmp(), stage: "t", ...fast });
+    for (let i = 0; i < 4; i++) expect((await c.chat({ messages: msgs(`q${i}`) })).texts).toHaveLength(1);
+    expect(limited.requests.length).toBeLessThanOrEqual(1);
+    expect(ok.requests).toHaveLength(4);
+  });
+
+  it("cache entries written before a kill -9 are all usable by the next process", async () => {
+    const s = await server(echo);
+    const dir = await tmp();
+    const client = path.resolve(__dirname, "../pipeline/llm/client.ts");
+    const script = path.join(dir, "child.mts");
+    await fsp.writeFile(
+      script,
+      `import { createLlmClient, llmConfigSchema } from ${JSON.stringify(client)};
+const c = createLlmClient(llmConfigSchema.parse({ backend: "openai", base_urls: [${JSON.stringify(s.url)}], model: "base" }), { cacheDir: ${JSON.stringify(dir)}, stage: "child" });
+for (let i = 0; ; i++) { const r = await c.chat({ messages: [{ role: "user", content: "k" + i }], n: 2 }); console.log("done " + i + " " + r.texts.join(",")); }
+`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: path.resolve(__dirname, ".."), stdio: ["ignore", "pipe", "inherit"] });
+    const done = new Map<number, string[]>();
+    await new Promise<void>((resolve, reject) => {
+      let buf = "";
+      child.stdout!.on("data", (d) => {
+        buf += d;
+        for (const m of buf.matchAll(/^done (\d+) (.*)$/gm)) done.set(Number(m[1]), m[2].split(","));
+        if (done.size >= 20) {
+          child.kill("SIGKILL");
+          resolve();
+        }
+      });
+      child.once("exit", (code, sig) => (sig === "SIGKILL" ? resolve() : reject(new Error(`child exited with ${code}`))));
+    });
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once("exit", r)));
+    const before = s.requests.length;
+    const c = createLlmClient(cfg([s.url]), { cacheDir: dir, stage: "t" });
+    for (const [i, texts] of done) {
+      const r = await c.chat({ messages: msgs("k" + i), n: 2 });
+      expect(r.cached).toBe(2);
+      expect(r.texts).toEqual(texts);
+    }
+    expect(s.requests.length).toBe(before);
   });
 
   it("never has more than `concurrency` requests in flight", async () => {

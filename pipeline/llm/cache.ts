@@ -11,20 +11,14 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { hashValue, sha256 } from "../util.ts";
-import type { ChatMessage } from "./types.ts";
+import type { ChatMessage, Sampling } from "./types.ts";
 
 export const CACHE_FORMAT = 1;
 
-/** What determines a sample: every field here joins the key. */
-export interface RequestIdentity {
+/** What determines a sample (model, messages, sampling incl. extras, template): every field joins the key. */
+export interface RequestIdentity extends Sampling {
   model: string;
   messages: ChatMessage[];
-  temperature: number;
-  top_p: number;
-  max_tokens: number;
-  seed?: number;
-  stop?: string[];
-  extra?: Record<string, unknown>;
   templateHash?: string;
 }
 

@@ -259,10 +259,16 @@ class OpenAIClient implements LlmClient {
       const base = this.opts.retry?.baseMs ?? 500;
       const cap = this.opts.retry?.maxMs ?? 30_000;
       const backoff = Math.min(cap, base * 2 ** attempt) * (0.5 + Math.random() * 0.5);
-      const wait = Math.max(backoff, r.retryAfterMs ?? 0);
+      // A 429 cooled its server down (pickUrl skips it); the retry waits for the backoff and a ready server.
+      const wait = Math.max(backoff, this.readyInMs());
       this.opts.log?.(`llm[${this.opts.stage}]: ${r.url} ${r.detail}; retry ${attempt + 1}/${max} in ${(wait / 1000).toFixed(1)} s`);
       await sleep(wait);
     }
+  }
+
+  /** Milliseconds until some server is out of its 429 cool-down (0 when one is ready). */
+  private readyInMs(): number {
+    return Math.max(0, Math.min(...this.urls.map((u) => u.coolUntil)) - Date.now());
   }
 
   /** Least-loaded server that is not cooling down (waits for the earliest one when all are). */
@@ -304,7 +310,8 @@ class OpenAIClient implements LlmClient {
           const ra = retryAfterMs(res.headers.get("retry-after"), this.opts.maxRetryAfterS ?? 600);
           // Cool this server down: no request goes to it before Retry-After (or the backoff) has passed.
           u.coolUntil = Math.max(u.coolUntil, Date.now() + (ra ?? 0));
-          return { ok: false, retryable: true, kind: "http", url: u.url, status: 429, retryAfterMs: ra, detail };
+          const cool = ra !== undefined ? ` (Retry-After ${(ra / 1000).toFixed(1)} s: server cooling down)` : "";
+          return { ok: false, retryable: true, kind: "http", url: u.url, status: 429, retryAfterMs: ra, detail: detail + cool };
         }
         const retryable = res.status >= 500 || res.status === 408;
         return { ok: false, retryable, kind: "http", url: u.url, status: res.status, detail };
