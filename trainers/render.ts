@@ -23,6 +23,26 @@ export type RenderKind = (typeof RENDER_KINDS)[number];
 const dtypeName = (p: TrainPlan) => (p.bf16 ? "bfloat16" : "float16");
 const sharded = (p: TrainPlan) => p.distributed === "zero3" || p.distributed === "fsdp";
 
+/** transformers TrainingArguments shared by our SFTConfig and LLaMA-Factory's YAML (same names). */
+function trainingArgs(p: TrainPlan): Record<string, unknown> {
+  return {
+    num_train_epochs: p.epochs,
+    per_device_train_batch_size: p.microBatch,
+    gradient_accumulation_steps: p.gradAccum,
+    learning_rate: p.learningRate,
+    lr_scheduler_type: p.lrScheduler,
+    warmup_ratio: p.warmupRatio,
+    bf16: p.bf16,
+    fp16: !p.bf16,
+    gradient_checkpointing: p.gradientCheckpointing,
+    save_strategy: p.save.strategy,
+    ...(p.save.strategy === "steps" ? { save_steps: p.save.steps } : {}),
+    logging_steps: p.loggingSteps,
+    report_to: "none",
+    seed: p.seed,
+  };
+}
+
 /** The training script's config: model loading, quantization, LoRA, data and SFTConfig kwargs. */
 export function renderSftConfig(p: TrainPlan, files: { deepspeed?: string } = {}): Record<string, any> {
   const quantization =
@@ -43,32 +63,19 @@ export function renderSftConfig(p: TrainPlan, files: { deepspeed?: string } = {}
   const evalStrategy = p.eval ? p.save.strategy : "no";
   const sft: Record<string, unknown> = {
     output_dir: p.outputDir,
-    num_train_epochs: p.epochs,
-    per_device_train_batch_size: p.microBatch,
-    gradient_accumulation_steps: p.gradAccum,
-    learning_rate: p.learningRate,
-    lr_scheduler_type: p.lrScheduler,
-    warmup_ratio: p.warmupRatio,
+    ...trainingArgs(p),
     weight_decay: p.weightDecay,
-    bf16: p.bf16,
-    fp16: !p.bf16,
-    gradient_checkpointing: p.gradientCheckpointing,
     // PEFT + ZeRO-3 needs reentrant checkpointing (TRL forces it); elsewhere the non-reentrant variant.
     gradient_checkpointing_kwargs: { use_reentrant: p.distributed === "zero3" },
     max_length: p.maxLength,
     packing: false,
     // Loss on the completion / assistant turn only.
     ...(p.dataFormat === "prompt_completion" ? { completion_only_loss: true } : { assistant_only_loss: true }),
-    save_strategy: p.save.strategy,
-    ...(p.save.strategy === "steps" ? { save_steps: p.save.steps } : {}),
     save_total_limit: p.save.totalLimit,
-    logging_steps: p.loggingSteps,
     logging_first_step: true,
     eval_strategy: evalStrategy,
     ...(p.eval && p.save.strategy === "steps" ? { eval_steps: p.save.steps } : {}),
     per_device_eval_batch_size: p.microBatch,
-    report_to: "none",
-    seed: p.seed,
     ...(p.distributed === "ddp" ? { ddp_find_unused_parameters: false } : {}),
     ...(files.deepspeed ? { deepspeed: files.deepspeed } : {}),
     ...p.sftArgs,
@@ -366,21 +373,8 @@ export function renderLlamaFactory(p: TrainPlan, files: { deepspeed?: string; da
     cutoff_len: p.maxLength,
     train_on_prompt: false,
     output_dir: path.join(p.trainDir, "llamafactory-output"),
-    num_train_epochs: p.epochs,
-    per_device_train_batch_size: p.microBatch,
-    gradient_accumulation_steps: p.gradAccum,
-    learning_rate: p.learningRate,
-    lr_scheduler_type: p.lrScheduler,
-    warmup_ratio: p.warmupRatio,
-    bf16: p.bf16,
-    fp16: !p.bf16,
-    gradient_checkpointing: p.gradientCheckpointing,
-    save_strategy: p.save.strategy,
-    ...(p.save.strategy === "steps" ? { save_steps: p.save.steps } : {}),
+    ...trainingArgs(p),
     ...(p.save.totalLimit ? { save_total_limit: p.save.totalLimit } : {}),
-    logging_steps: p.loggingSteps,
-    report_to: "none",
-    seed: p.seed,
     ...(files.deepspeed ? { deepspeed: files.deepspeed } : {}),
   };
   const datasetInfo = {
