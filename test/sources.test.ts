@@ -97,6 +97,11 @@ describe("JSONL", () => {
     const f = path.join(tmp, "z.jsonl.gz");
     await fsp.writeFile(f, gzipSync(await fsp.readFile(DEMO)));
     expect((await collect((await local(f)).rows)).length).toBe((await readJsonlAll(DEMO)).length);
+    const corrupt = path.join(tmp, "corrupt.jsonl.gz");
+    await fsp.writeFile(corrupt, Buffer.from("this is not gzip data"));
+    const err = await collect((await local(corrupt)).rows).catch((e) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/corrupt\.jsonl\.gz: cannot be read \(incorrect header check\); check the file/);
   });
 });
 

@@ -236,7 +236,13 @@ export async function* readParquetRows(file: AsyncBuffer, label: string): AsyncG
 
 /** Rows of one local file in the given format. */
 export async function* readFileRows(file: string, format: FileFormat): AsyncGenerator<SourceRow> {
-  if (format === "jsonl") yield* readJsonlRows(file);
-  else if (format === "json") yield* readJsonRows(file);
-  else yield* readParquetRows(await asyncBufferFromFile(file), file);
+  try {
+    if (format === "jsonl") yield* readJsonlRows(file);
+    else if (format === "json") yield* readJsonRows(file);
+    else yield* readParquetRows(await asyncBufferFromFile(file), file);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    // I/O and decompression failures (unreadable file, corrupt gzip, …)
+    throw new UserError(`${file}: cannot be read (${(e as Error).message.split("\n")[0]}); check the file`);
+  }
 }
