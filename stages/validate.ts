@@ -17,7 +17,7 @@ import type { CommandContext, CommandStage } from "../pipeline/stage.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { atomicWrite, exists, fileSha256, hashValue, readJson, writeJson } from "../pipeline/util.ts";
 import { llmConfigForStage } from "../pipeline/config.ts";
-import { createLlmClient, llmConfigSchema } from "../pipeline/llm/client.ts";
+import { createLlmClient, llmConfigSchema, type ChatMessage } from "../pipeline/llm/client.ts";
 import { buggyTimeoutFor, executorConfigSchema } from "../pipeline/executor/index.ts";
 import { loadTemplate } from "./prompts/index.ts";
 import { llmOverrideSchema } from "./common.ts";
@@ -45,6 +45,11 @@ export const validateConfigSchema = z.strictObject({
    * model's own defaults otherwise): top_k −1 and min_p 0 disable those filters, repetition_penalty 1 is none.
    */
   extra_body: z.record(z.string(), z.unknown()).default({ top_k: -1, min_p: 0, repetition_penalty: 1 }),
+  /**
+   * System message sent first in every request (default: emit-sft.system_prompt, so checkpoints see the
+   * prompt they were trained on; none otherwise, as the reference script). `""` sends none.
+   */
+  system_prompt: z.string().optional(),
   /** Explicit model names on the endpoint (validated with the UTGen prompt, no step). */
   models: z.array(z.string().min(1)).default([]),
   /** A train name: validate every checkpoint in `<runDir>/train/<name>/checkpoints.json`. */
@@ -189,14 +194,19 @@ function runFilePath(stageDir: string, model: string, set: string, run: number, 
   return path.join(stageDir, "runs", safeName(model), safeName(set), `run${run}-${key.slice(0, 16)}.json`);
 }
 
-/** Prompt messages for one problem with one template. */
-function messagesFor(tpl: { render(v: Record<string, string>): string }, p: Problem) {
-  return [
-    {
-      role: "user" as const,
-      content: tpl.render({ signature: p.signature, description: p.description, code: p.buggy, entry_point: p.entryPoint }),
-    },
-  ];
+/** Prompt messages for one problem with one template (the same rendering emit-sft trains on). */
+export function messagesFor(tpl: { render(v: Record<string, string>): string }, p: Problem, system?: string): ChatMessage[] {
+  const user: ChatMessage = {
+    role: "user",
+    content: tpl.render({ signature: p.signature, description: p.description, code: p.buggy, entry_point: p.entryPoint }),
+  };
+  return system ? [{ role: "system", content: system }, user] : [user];
+}
+
+/** The system message in effect: validate.system_prompt, else emit-sft's. */
+export function systemPromptOf(cfg: ValidateConfig, root: Record<string, any>): string | undefined {
+  const s = cfg.system_prompt ?? root["emit-sft"]?.system_prompt;
+  return typeof s === "string" && s !== "" ? s : undefined;
 }
 
 /** Assemble a model's result on one set from its per-run files. */
@@ -299,6 +309,7 @@ export const validateStage: CommandStage<ValidateConfig> = {
               n: cfg.n,
               sampling,
               llm: llmExtra,
+              system: systemPromptOf(cfg, ctx.root),
               semantics,
             });
             slots.push({ run, key, file: runFilePath(stageDir, m.name, set.name, run, key) });
@@ -394,6 +405,7 @@ async function computeJobs(
       buggyTimeout: (goldMs: number) => buggyTimeoutFor(goldMs, execCfg),
     };
     const queue = new PQueue({ concurrency: cfg.concurrency });
+    const system = systemPromptOf(cfg, ctx.root);
     // All jobs share one queue, so the server sees requests for several adapters at once.
     const runJob = async (job: Job) => {
       const tpl = templates.get(job.model.template)!;
@@ -404,7 +416,7 @@ async function computeJobs(
           queue.add(async () => {
             if (ctx.signal.aborted) throw new UserError("validation interrupted");
             const res = await llm.chat({
-              messages: messagesFor(tpl, p),
+              messages: messagesFor(tpl, p, system),
               n: cfg.n * (maxRun + 1),
               sampling,
               templateHash: job.adapterFp ? hashValue({ template: tpl.hash, adapter: job.adapterFp }) : tpl.hash,

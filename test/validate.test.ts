@@ -197,4 +197,29 @@ describe("validate → select", () => {
       await fsp.rm(other, { recursive: true, force: true });
     }
   });
+
+  it("sends emit-sft's system prompt first, so checkpoints see the prompt they were trained on", async () => {
+    const other = await fsp.mkdtemp(path.join(os.tmpdir(), "validate-sys-"));
+    try {
+      await writeRegistry(other, "r1", [20]);
+      const r = { ...root({ baselines: [], runs: 1 }), run: { dir: other }, "emit-sft": { system_prompt: "You write failing unit tests." } };
+      const before = server.requests.length;
+      const c = makeCtx("validate", other, r, executor);
+      expect(await validateStage.run(c.ctx)).toBe(0);
+      const fresh = server.requests.slice(before);
+      expect(fresh).toHaveLength(4);
+      for (const b of fresh) {
+        expect(b.messages.map((m: any) => m.role)).toEqual(["system", "user"]);
+        expect(b.messages[0].content).toBe("You write failing unit tests.");
+      }
+      // An explicit empty validate.system_prompt sends none (and is a different result key).
+      const r2 = { ...r, validate: { ...r.validate, system_prompt: "" } };
+      const c2 = makeCtx("validate", other, r2, executor);
+      expect(await validateStage.run(c2.ctx)).toBe(0);
+      expect(c2.counters.results_computed).toBe(1);
+      expect(server.requests.slice(before + 4).every((b) => b.messages.length === 1)).toBe(true);
+    } finally {
+      await fsp.rm(other, { recursive: true, force: true });
+    }
+  });
 });
