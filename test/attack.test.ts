@@ -3,28 +3,21 @@
 // OpenAI path parses the model's `Arguments:` from scripted UTGen responses (malformed ones included),
 // keeps only valid failing inputs, and a re-run makes no new request.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { createExecutor, formatPyValue, outputsMatch, parseCallLiteral, type Executor } from "../pipeline/executor/index.ts";
 import { attackStage } from "../stages/attack.ts";
 import type { BugRec } from "../stages/perturb.ts";
-import { runStage, standaloneContext } from "../stages/heuristic/context.ts";
+import { runStage, scratchDirs, standaloneContext } from "../stages/heuristic/context.ts";
 import { startOpenAIServer, type OpenAIServer, type ScriptRequest, type ScriptedReply } from "./servers/openai.ts";
 
 let executor: Executor;
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(path.join(tmpdir(), "utgen-attack-"));
-  dirs.push(d);
-  return d;
-};
+const scratch = scratchDirs("utgen-attack-");
+const tmp = () => scratch.make();
 beforeAll(async () => {
   executor = await createExecutor({});
 });
 afterAll(async () => {
   await executor?.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  scratch.removeAll();
 });
 
 const SUMSQ = "def sum_of_squares(n: int) -> int:\n    total = 0\n    for i in range(1, n + 1):\n        total += i * i\n    return total\n";

@@ -2,23 +2,18 @@
 // messages and prompt-completion files, the deterministic split by problem (never a problem on both
 // sides), valid.problems.jsonl in the UTGenDebug format, and the data card.
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseCallLiteral, parseLiteral } from "../pipeline/executor/index.ts";
 import { parseUnitTest } from "../stages/parsers.ts";
 import { emitSftStage, splitPoint, validProblems, type SftRec } from "../stages/emit-sft.ts";
 import type { RationaleRec } from "../stages/rationalize.ts";
-import { runStage, standaloneContext } from "../stages/heuristic/context.ts";
+import { runStage, scratchDirs, standaloneContext } from "../stages/heuristic/context.ts";
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(path.join(tmpdir(), "utgen-emit-"));
-  dirs.push(d);
-  return d;
-};
+const scratch = scratchDirs("utgen-emit-");
+const tmp = () => scratch.make();
 afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  scratch.removeAll();
 });
 
 function rec(problem: number, bug: number, ut: number, source = "src/a"): RationaleRec {

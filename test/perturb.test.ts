@@ -2,28 +2,21 @@
 // OpenAI path against the loopback server (corruptions scripted by prompt content, malformed responses,
 // n > 1, server errors, mutation extras) with a re-run answered entirely from the response cache.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { createExecutor, type Executor } from "../pipeline/executor/index.ts";
 import { normalizePrograms } from "../stages/common.ts";
 import { perturbStage, type GoldRec } from "../stages/perturb.ts";
-import { runStage, standaloneContext } from "../stages/heuristic/context.ts";
+import { runStage, scratchDirs, standaloneContext } from "../stages/heuristic/context.ts";
 import { startOpenAIServer, type OpenAIServer, type ScriptRequest, type ScriptedReply } from "./servers/openai.ts";
 
 let executor: Executor;
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(path.join(tmpdir(), "utgen-perturb-"));
-  dirs.push(d);
-  return d;
-};
+const scratch = scratchDirs("utgen-perturb-");
+const tmp = () => scratch.make();
 beforeAll(async () => {
   executor = await createExecutor({});
 });
 afterAll(async () => {
   await executor?.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  scratch.removeAll();
 });
 
 const gold = (id: string, entry: string, code: string, prompt = `Implement ${entry}.`): GoldRec => ({

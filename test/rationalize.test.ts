@@ -2,22 +2,15 @@
 // backend (loopback server) the keep / empty / code-only / contradicting cases, the prompt's content
 // (gold's output, not the model's) and a re-run answered from the cache.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { inputText, paramNames, proseOf, rationalizeStage } from "../stages/rationalize.ts";
 import type { TestRec } from "../stages/attack.ts";
-import { runStage, standaloneContext } from "../stages/heuristic/context.ts";
+import { runStage, scratchDirs, standaloneContext } from "../stages/heuristic/context.ts";
 import { startOpenAIServer, type OpenAIServer, type ScriptRequest, type ScriptedReply } from "./servers/openai.ts";
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(path.join(tmpdir(), "utgen-rat-"));
-  dirs.push(d);
-  return d;
-};
+const scratch = scratchDirs("utgen-rat-");
+const tmp = () => scratch.make();
 afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  scratch.removeAll();
 });
 
 function testRec(id: string, args: any[], gold: any, goldText: string): TestRec {

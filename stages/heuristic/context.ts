@@ -3,6 +3,8 @@
  * sandboxed executor and the real LLM client (root `llm:` merged with `<stage>.llm:`), counters in a plain
  * object, and the stage config parsed by the stage's own schema.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { DataflowStage, Outcome, Rec, StageContext } from "../../pipeline/stage.ts";
 import type { Executor } from "../../pipeline/executor/types.ts";
@@ -78,4 +80,19 @@ export async function runStage<I extends Rec, O extends Rec>(stage: DataflowStag
   await Promise.all(Array.from({ length: Math.min(rt.concurrency, recs.length) }, worker));
   await rt.close?.();
   return { out: results.flatMap((r) => r.out), drop: results.flatMap((r) => r.drop) };
+}
+
+/** Temporary run folders (tests, benches): `make()` a fresh one, `removeAll()` at the end. */
+export function scratchDirs(prefix: string): { make(): string; removeAll(): void } {
+  const dirs: string[] = [];
+  return {
+    make() {
+      const d = mkdtempSync(path.join(tmpdir(), prefix));
+      dirs.push(d);
+      return d;
+    },
+    removeAll() {
+      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    },
+  };
 }
