@@ -1,30 +1,25 @@
 /** select's file side: the relative `best` link, and one-line errors when there is nothing to choose from. */
 import { promises as fsp } from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { UserError } from "../pipeline/errors.ts";
 import { pointLink, selectStage } from "../stages/select.ts";
-import { makeCtx, writeRegistry } from "./fixtures/validate/context.ts";
+import { makeCtx, useTmpDir, writeRegistry } from "./fixtures/validate/context.ts";
 
-let tmp: string;
-beforeAll(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), "select-"));
-});
-afterAll(async () => fsp.rm(tmp, { recursive: true, force: true }));
+const tmpDir = useTmpDir("select-");
 
 describe("best link", () => {
   it("is relative, replaced atomically, and never clobbers a real folder", async () => {
-    const a = path.join(tmp, "t", "checkpoint-1");
-    const b = path.join(tmp, "t", "checkpoint-2");
+    const a = path.join(tmpDir(), "t", "checkpoint-1");
+    const b = path.join(tmpDir(), "t", "checkpoint-2");
     await fsp.mkdir(a, { recursive: true });
     await fsp.mkdir(b, { recursive: true });
-    const link = path.join(tmp, "t", "best");
+    const link = path.join(tmpDir(), "t", "best");
     expect(await pointLink(link, a)).toBe("checkpoint-1");
     expect(await pointLink(link, b)).toBe("checkpoint-2");
     expect(await fsp.readlink(link)).toBe("checkpoint-2");
-    expect((await fsp.readdir(path.join(tmp, "t"))).sort()).toEqual(["best", "checkpoint-1", "checkpoint-2"]);
-    const real = path.join(tmp, "t2", "best");
+    expect((await fsp.readdir(path.join(tmpDir(), "t"))).sort()).toEqual(["best", "checkpoint-1", "checkpoint-2"]);
+    const real = path.join(tmpDir(), "t2", "best");
     await fsp.mkdir(real, { recursive: true });
     await expect(pointLink(real, a)).rejects.toThrow(/not a symlink/);
   });
@@ -32,7 +27,7 @@ describe("best link", () => {
 
 describe("select errors", () => {
   it("needs a train name, a registry and validation results", async () => {
-    const runDir = path.join(tmp, "run");
+    const runDir = path.join(tmpDir(), "run");
     const none = makeCtx("select", runDir, { validate: { baselines: [] }, select: {} }, undefined);
     await expect(selectStage.run(none.ctx)).rejects.toThrow(/needs a training run/);
     const noReg = makeCtx("select", runDir, { validate: { checkpoints_from: "r9" }, select: {} }, undefined);
