@@ -1,7 +1,8 @@
 /**
  * Parsers for model responses to the App. E prompts (stages/prompts/*.v1.md). Pure text functions:
  * they return the raw literal *text* (`f(1, [2])`, `3`); the stage then parses it with the executor's
- * safe literal parser (parseCallLiteral / parseLiteral in pipeline/executor/literals.ts). Nothing is evaluated.
+ * safe literal parser (parseCallLiteral / parseLiteral in pipeline/executor/literals.ts; used here only to
+ * trim prose after an unfenced output). Nothing is evaluated.
  *
  * Tolerated variants: fenced / single-backtick / bare answers, language tags, bold labels, labels glued to
  * text, multi-line arguments, extra prose before and after, several attempts (the last answer wins),
@@ -11,6 +12,7 @@
  *                       unbalanced_arguments · truncated · no_output
  *   parseRationale:     empty_rationale · code_only_rationale
  */
+import { parseLiteral } from "../pipeline/executor/literals.ts";
 
 export type ParseFailure = { ok: false; reason: string; detail?: string };
 
@@ -133,12 +135,51 @@ function findClosingQuote(t: string, open: number): number {
   return -1;
 }
 
-/** Markdown heading lines: `## Title`, `**Title**`, `**Title:**`. */
-const HEADING = /^[ \t]*(?:#{1,6}[ \t]*(.+?)[ \t]*#*|\*\*([^*\n]+?)\*\*[ \t]*:?)[ \t]*$/gm;
+interface Line {
+  start: number;
+  /** Index of the line's end (its "\n" or the text's end). */
+  end: number;
+  /** The line without surrounding whitespace. */
+  text: string;
+}
+
+/** Lines with offsets (string methods only: no regex backtracking on long lines). */
+function linesOf(text: string): Line[] {
+  const out: Line[] = [];
+  for (let start = 0; start <= text.length; ) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    out.push({ start, end, text: text.slice(start, end).trim() });
+    start = end + 1;
+  }
+  return out;
+}
+
+/** A heading's title: `## Title ##`, `**Title**`, `**Title:**` (null when the line is not a heading). */
+function headingTitle(line: string): string | null {
+  let t: string;
+  if (line.startsWith("#")) {
+    let i = 0;
+    while (line[i] === "#") i++;
+    if (i > 6) return null;
+    t = line.slice(i);
+    let j = t.length;
+    while (j > 0 && t[j - 1] === "#") j--;
+    t = t.slice(0, j);
+  } else if (line.startsWith("**") && (line.endsWith("**") || line.endsWith("**:")) && line.length > 4) {
+    t = line.slice(2, line.endsWith(":") ? -3 : -2);
+    if (t.includes("*")) return null;
+  } else return null;
+  t = t.replace(/[*_:`]/g, "").trim();
+  return t ? t : null;
+}
 
 function headings(text: string): { start: number; end: number; title: string }[] {
   const out: { start: number; end: number; title: string }[] = [];
-  for (const m of text.matchAll(HEADING)) out.push({ start: m.index!, end: m.index! + m[0].length, title: (m[1] ?? m[2]).replace(/[*_:`]/g, "").trim() });
+  for (const l of linesOf(text)) {
+    const title = headingTitle(l.text);
+    if (title !== null) out.push({ start: l.start, end: l.end, title });
+  }
   return out;
 }
 
@@ -191,10 +232,17 @@ export function parseCorruptedCode(text: string, entryPoint: string, opts: Parse
   if (!defRe.test("\n" + code)) return { ok: false, reason: "missing_entry_point", detail: `no code defines ${entryPoint}()` };
   const rest = text.slice(0, span.start) + "\n" + text.slice(span.end);
   const reasoning = rest
-    .replace(/^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[ \t]*(?:Incorrect|Corrupted|Buggy)?[ \t]*Code(?: Solution)?[ \t]*:?[ \t]*(?:\*\*)?[ \t]*:?[ \t]*$/gim, "")
+    .split("\n")
+    .filter((l) => !/^(?:(?:incorrect|corrupted|buggy)\s+)?code(?:\s+solution)?$/i.test(bareTitle(l)))
+    .join("\n")
     .replace(/\n{3,}/g, "\n\n")
     .trim();
   return { ok: true, code, reasoning };
+}
+
+/** A line reduced to its words: heading marks, bold and a trailing colon removed. */
+function bareTitle(line: string): string {
+  return (headingTitle(line.trim()) ?? line.replace(/[*_:`]/g, "")).trim();
 }
 
 function removeSpans(text: string, spans: [number, number][]): string {
@@ -249,8 +297,8 @@ export interface UnitTestOptions extends ParseOptions {
   expectOutput?: boolean;
 }
 
-const ARGS_LABEL = /(?:\b(?:input\s+)?arguments?|\b(?:test\s+)?input)[ \t]*(?:\*\*|__)?[ \t]*:[ \t]*(?:\*\*|__)?/gi;
-const OUTPUT_LABEL = /\b(?:expected\s+|final\s+)?output[ \t]*(?:\*\*|__)?[ \t]*:[ \t]*(?:\*\*|__)?/gi;
+const ARGS_LABEL = /(?:\b(?:input\s+)?arguments?|\b(?:test\s+)?input)(?:\*\*|__)?[ \t]?:(?:\*\*|__)?/gi;
+const OUTPUT_LABEL = /\b(?:expected\s+|final\s+)?output(?:\*\*|__)?[ \t]?:(?:\*\*|__)?/gi;
 
 /** `Arguments: ```f(...)```` etc.: the call, the expected output and the reasoning sections. */
 export function parseUnitTest(text: string, entryPoint: string, opts: UnitTestOptions = {}): UnitTestResult {
@@ -350,7 +398,7 @@ export function parseUnitTest(text: string, entryPoint: string, opts: UnitTestOp
   // 3. Reasoning sections (all optional).
   const hs = headings(text);
   const hyp = hs.find((x) => /^hypothes/i.test(x.title) && x.start < callStart);
-  const ep = /\berror[ \t]+pattern[ \t]*(?:\*\*)?[ \t]*:[ \t]*(?:\*\*)?/i.exec(text);
+  const ep = /\berror[ \t]+pattern(?:\*\*)?[ \t]?:(?:\*\*)?/i.exec(text);
   const nextHeadingAfter = (pos: number) => hs.find((x) => x.start >= pos)?.start ?? text.length;
   let hypothesis: string | undefined;
   let errorPattern: string | undefined;
@@ -398,6 +446,11 @@ function valueAfter(text: string, from: number, entryPoint: string): { text: str
     raw = raw.replace(/\*\*|__/g, "").replace(/[ \t]+$/, "");
     // An unfenced value ends the sentence: its final period is prose (models write floats as `3.0`).
     if (/[^.]\.$/.test(raw)) raw = raw.slice(0, -1);
+    // `True (since 5 is odd)`: when the line is not a literal but begins with one, keep that literal.
+    if (!parseLiteral(raw.trim()).ok) {
+      const lead = leadingLiteral(raw);
+      if (lead && parseLiteral(lead).ok) raw = lead;
+    }
   }
   let v = raw.trim();
   // `f(1, 2) == 3` written as the output: keep the right-hand side.
@@ -416,15 +469,14 @@ function valueAfter(text: string, from: number, entryPoint: string): { text: str
 
 export type RationaleResult = { ok: true; reasoning: string; statedAnswer?: string } | ParseFailure;
 
-const REASONING_HEADING = /^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[ \t]*Reasoning[ \t]*(?:\*\*)?[ \t]*:?[ \t]*(?:\*\*)?[ \t]*$/gim;
 const CODE_LINE =
   /^\s*(?:def |class |return\b|import |from \S+ import|for .*:\s*$|while .*:\s*$|if .*:\s*$|elif .*:\s*$|else\s*:\s*$|try\s*:|except\b.*:\s*$|print\(|assert |[A-Za-z_][\w.[\]'"]*\s*(?:[-+*/%]|\/\/)?=(?!=)\s*\S|[A-Za-z_][\w.]*\(.*\)\s*$|[)\]}]\s*$)/;
 
 /** The text under `### Reasoning` (whole text when the header is missing), and the answer it states. */
 export function parseRationale(text: string): RationaleResult {
   if (!text || !text.trim()) return { ok: false, reason: "empty_rationale" };
-  const heads = [...text.matchAll(REASONING_HEADING)];
-  let body = heads.length ? text.slice(heads[heads.length - 1].index! + heads[heads.length - 1][0].length) : text;
+  const heads = linesOf(text).filter((l) => /^reasoning$/i.test(bareTitle(l.text)));
+  let body = heads.length ? text.slice(heads[heads.length - 1].end) : text;
   body = body.trim();
   if (!body) return { ok: false, reason: "empty_rationale", detail: "nothing under ### Reasoning" };
   const fences = findFences(body);
@@ -433,7 +485,7 @@ export function parseRationale(text: string): RationaleResult {
   if (fences.length && proseWords < 5) return { ok: false, reason: "code_only_rationale", detail: "the rationale is a code block" };
   if (!fences.length) {
     const lines = body.split("\n").filter((l) => l.trim());
-    const code = lines.filter((l) => CODE_LINE.test(l)).length;
+    const code = lines.filter((l) => CODE_LINE.test(l.trim())).length;
     if (lines.length >= 2 && code / lines.length >= 0.8) return { ok: false, reason: "code_only_rationale", detail: "the rationale is code" };
   }
   const statedAnswer = stated(prose);

@@ -56,6 +56,8 @@ describe("parseUnitTest", () => {
     expect(ut(floatDot, "half").outputText).toBe("1.5");
     const strDot = "Arguments: f('a')\nOutput: 'b'.";
     expect(ut(strDot, "f").outputText).toBe("'b'");
+    expect(ut("Arguments: odd(5)\nOutput: True (since 5 is odd)", "odd").outputText).toBe("True");
+    expect(ut("Arguments: pair(5)\nOutput: 5, 6", "pair").outputText).toBe("5, 6");
   });
 
   it("accepts python-tagged fenced blocks and multi-line arguments", () => {
@@ -222,5 +224,16 @@ Let's think step by step.
   it("keeps rationales that quote a little code inside real prose", () => {
     const r = parseRationale("### Reasoning\nThe description says to count vowels, so for \"BCDEFG\" only `e` counts.\n```\ncount = 1\n```\nHence the output is 1.");
     expect(r).toMatchObject({ ok: true, statedAnswer: "1" });
+  });
+});
+
+describe("pathological inputs", () => {
+  it("long runs of spaces, brackets and markers give named failures (linear-time scanning)", () => {
+    expect(parseUnitTest("# " + " ".repeat(50_000) + "x", "f")).toMatchObject({ ok: false, reason: "no_arguments" });
+    expect(parseUnitTest("Arguments: f(" + "[".repeat(20_000), "f")).toMatchObject({ ok: false, reason: "truncated" });
+    expect(parseUnitTest("Arguments: f(1)\nOutput: " + " ".repeat(50_000) + "!", "f")).toMatchObject({ ok: true, outputText: "!" });
+    expect(parseCorruptedCode("**" + "a".repeat(50_000), "f")).toMatchObject({ ok: false, reason: "no_code_block" });
+    expect(parseRationale("### " + " ".repeat(50_000) + "Reasoning")).toMatchObject({ ok: false, reason: "empty_rationale" });
+    expect(parseRationale("Reasoning" + " ".repeat(50_000) + ":\nIt is 3.")).toMatchObject({ ok: true, reasoning: "It is 3." });
   });
 });
