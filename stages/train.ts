@@ -63,19 +63,22 @@ function gitSha(): string | null {
   }
 }
 
+/** 5e-6 rather than 0.000005. */
+const fmtRate = (x: number) => (x < 1e-3 ? x.toExponential() : String(x));
+
 function summaryLines(p: TrainPlan, stepsPerEpoch: number | null): string[] {
   const lora = `LoRA r${p.lora.r} α${p.lora.alpha} dropout ${p.lora.dropout} on ${[p.lora.targetModules].flat().join(",")}`;
   const quant = p.method === "qlora" ? "QLoRA (4-bit NF4, double quantisation, bf16 compute)" : p.bf16 ? "bf16 weights" : "fp16 weights";
-  const steps = stepsPerEpoch ? `; ${p.epochs} epochs ≈ ${Math.ceil(stepsPerEpoch * p.epochs)} optimizer steps` : `; ${p.epochs} epochs`;
+  const steps = stepsPerEpoch ? `; ${p.epochs} epochs × ${stepsPerEpoch} = ${Math.ceil(stepsPerEpoch * p.epochs)} optimizer steps` : `; ${p.epochs} epochs`;
   const lines = [
     `train ${p.name}: ${p.model}${p.profile ? ` (profile ${p.profile})` : ""}, ${lora}, ${quant}`,
     `batch: effective ${describeBatch(p)}${steps}`,
-    `schedule: lr ${p.learningRate} ${p.lrScheduler}, warmup ${p.warmupRatio}, max_length ${p.maxLength}, gradient checkpointing ${p.gradientCheckpointing ? "on" : "off"}, checkpoint every ${p.save.strategy === "epoch" ? "epoch" : `${p.save.steps} steps`}`,
+    `schedule: lr ${fmtRate(p.learningRate)} ${p.lrScheduler}, warmup ${p.warmupRatio}, max_length ${p.maxLength}, gradient checkpointing ${p.gradientCheckpointing ? "on" : "off"}, checkpoint every ${p.save.strategy === "epoch" ? "epoch" : `${p.save.steps} steps`}`,
     `launcher: ${p.launcher}, distributed: ${p.distributed}, ${p.nodes} node(s) × ${p.gpusPerNode} GPU(s)`,
   ];
   if (p.learningRate < USUAL_LORA_LR / 10)
     lines.push(
-      `note: lr ${p.learningRate} is the UTGen paper's rate, ~${Math.round(USUAL_LORA_LR / p.learningRate)}x below TRL's usual LoRA guidance (${USUAL_LORA_LR}); reproduced as specified — expect small loss movement per epoch`,
+      `note: lr ${fmtRate(p.learningRate)} is the UTGen paper's rate, ~${Math.round(USUAL_LORA_LR / p.learningRate)}x below TRL's usual LoRA guidance (${fmtRate(USUAL_LORA_LR)}); reproduced as specified — expect small loss movement per epoch`,
     );
   return lines;
 }
@@ -147,7 +150,8 @@ async function runTrain(ctx: CommandContext<TrainConfig>): Promise<number> {
   }
 
   const data = await checkData(ctx, p, renders.sftConfig);
-  const stepsPerEpoch = Math.ceil(data.rows / (p.microBatch * p.worldSize)) / p.gradAccum;
+  // As transformers counts them: micro-batches per process, then optimizer steps (ceil, at least 1).
+  const stepsPerEpoch = Math.max(1, Math.ceil(Math.ceil(data.rows / (p.microBatch * p.worldSize)) / p.gradAccum));
   for (const l of summaryLines(p, stepsPerEpoch)) ctx.stdout(l);
   const mem = estimateMemory(p);
   ctx.stdout(`memory: estimated ${describeMemory(mem)}`);

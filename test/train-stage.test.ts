@@ -115,8 +115,8 @@ describe("train stage: launch and supervision", () => {
     expect(sh).toContain(`exec ${fake} -m accelerate.commands.launch`);
 
     // The summary shows the batch arithmetic and says once that the learning rate is the paper's.
-    expect(lines).toContain("batch: effective 16 = 2 micro × 8 grad-accum × 1 GPU; 2 epochs ≈ 1 optimizer steps");
-    expect(lines.filter((l) => l.startsWith("note: lr 0.000005 is the UTGen paper's rate"))).toHaveLength(1);
+    expect(lines).toContain("batch: effective 16 = 2 micro × 8 grad-accum × 1 GPU; 2 epochs × 1 = 2 optimizer steps");
+    expect(lines.filter((l) => l.startsWith("note: lr 5e-6 is the UTGen paper's rate, ~40x below TRL's usual LoRA guidance (2e-4)"))).toHaveLength(1);
     expect(lines.some((l) => l.startsWith("data: prompt_completion (completion-only loss), 4 train rows"))).toBe(true);
   });
 
@@ -198,7 +198,7 @@ describe("train stage: dry run, renders and preflight refusals", () => {
     const cmd = lines[lines.indexOf(lines.find((l) => l.startsWith("command (cwd"))!) + 1];
     expect(cmd.trim()).toBe(`${fake} -m accelerate.commands.launch --config_file ${path.join(dir, "configs", "accelerate.yaml")} ${path.resolve(__dirname, "../trainers/sft_train.py")} --config ${path.join(dir, "configs", "sft_config.json")}`);
     expect(lines).toContain("  PYTHONUNBUFFERED=1");
-    expect(lines).toContain("batch: effective 16 = 2 micro × 1 grad-accum × 8 GPUs; 2 epochs ≈ 2 optimizer steps");
+    expect(lines).toContain("batch: effective 16 = 2 micro × 1 grad-accum × 8 GPUs; 2 epochs × 1 = 2 optimizer steps");
     expect(lines.some((l) => l.startsWith("warning: a launch would be refused: estimated"))).toBe(false); // 32B QLoRA fits 40 GB
     await expect(fsp.stat(process.env.FAKE_ARGV_FILE)).rejects.toThrow(); // nothing launched
     await expect(fsp.stat(path.join(dir, "output"))).rejects.toThrow();
@@ -262,30 +262,59 @@ describe("train stage: dry run, renders and preflight refusals", () => {
   });
 });
 
+/** Start the driver; `onOut` sees the accumulated output and may signal the driver. */
+async function runDriver(mode: string, onOut: (out: string, drv: import("node:child_process").ChildProcess) => void) {
+  const dir = path.join(tmp, "drv");
+  await fsp.mkdir(dir, { recursive: true });
+  const cfg = path.join(dir, "cfg.json");
+  await fsp.writeFile(cfg, JSON.stringify({ sft: { output_dir: path.join(dir, "output"), num_train_epochs: 3 }, lora: { r: 16, lora_alpha: 32 } }));
+  const { spawn } = await import("node:child_process");
+  const drv = spawn(process.execPath, ["--import", "tsx", path.join(FIX, "sigint_driver.ts"), fake, cfg, dir], {
+    cwd: path.resolve(__dirname, ".."),
+    env: { ...process.env, FAKE_MODE: mode },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  drv.stdout!.setEncoding("utf8").on("data", (c: string) => {
+    out += c;
+    onOut(out, drv);
+  });
+  drv.stderr!.setEncoding("utf8").on("data", (c: string) => (out += c));
+  const code = await new Promise<number | null>((r) => drv.on("close", (c) => r(c)));
+  const line = out.split("\n").find((l) => l.startsWith("RESULT "));
+  return { code, out, dir, result: line ? JSON.parse(line.slice(7)) : null };
+}
+
 describe("Ctrl-C on the supervising process", () => {
   it("SIGINT to the supervisor is forwarded to the trainer, which exits cleanly; the supervisor then exits by itself", async () => {
-    const dir = path.join(tmp, "drv");
-    await fsp.mkdir(dir, { recursive: true });
-    const cfg = path.join(dir, "cfg.json");
-    await fsp.writeFile(cfg, JSON.stringify({ sft: { output_dir: path.join(dir, "output"), num_train_epochs: 3 }, lora: { r: 16, lora_alpha: 32 } }));
-    const { spawn } = await import("node:child_process");
-    const drv = spawn(process.execPath, ["--import", "tsx", path.join(FIX, "sigint_driver.ts"), fake, cfg, dir], { cwd: path.resolve(__dirname, ".."), stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
     let sent = false;
-    drv.stdout.setEncoding("utf8").on("data", (c: string) => {
-      out += c;
-      if (!sent && out.includes("registered")) {
+    const { code, out, dir, result } = await runDriver("sigint", (o, drv) => {
+      if (!sent && o.includes("registered")) {
         sent = true;
         drv.kill("SIGINT");
       }
     });
-    drv.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
-    const code = await new Promise<number | null>((r) => drv.on("close", (c) => r(c)));
     expect(code, out).toBe(0);
-    const result = JSON.parse(out.split("\n").find((l) => l.startsWith("RESULT "))!.slice(7));
     expect(result).toEqual({ exitCode: 130, signal: null, interrupted: true, step: 2 });
     expect(await fsp.readFile(path.join(dir, "train.log"), "utf8")).toContain("KeyboardInterrupt: training stopped by the user");
     const reg = (await readJson<CheckpointRegistryFile>(path.join(dir, "checkpoints.json")))!;
     expect(reg.checkpoints.map((c) => c.name)).toEqual(["drv-step2"]);
+  });
+
+  it("a second Ctrl-C terminates a trainer that ignores the first at once, without waiting for the grace period", async () => {
+    let sent = 0;
+    const { code, out, result } = await runDriver("ignore-sigint", (o, drv) => {
+      if (sent === 0 && o.includes("registered")) {
+        sent = 1;
+        drv.kill("SIGINT");
+      } else if (sent === 1 && o.includes("Ctrl-C again")) {
+        sent = 2;
+        drv.kill("SIGINT");
+      }
+    });
+    expect(code, out).toBe(0);
+    expect(result).toMatchObject({ exitCode: null, signal: "SIGTERM", interrupted: true });
+    expect(out).toContain("train: stopping now (SIGTERM)");
+    expect(out).not.toContain("still running after"); // the 20 s grace period was not waited for
   });
 });

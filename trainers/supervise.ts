@@ -184,13 +184,10 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
       /* already gone */
     }
   };
+  // First request (Ctrl-C or abort, possibly both for one key press): SIGINT, then SIGTERM after the grace
+  // period. A second Ctrl-C on this process terminates at once.
   const stop = () => {
-    if (interrupted) {
-      // A second Ctrl-C: do not wait for the grace period.
-      o.stdout("train: stopping now (SIGTERM)");
-      killGroup("SIGTERM");
-      return;
-    }
+    if (interrupted) return;
     interrupted = true;
     o.stdout("train: stopping the trainer (SIGINT); Ctrl-C again to terminate at once");
     killGroup("SIGINT");
@@ -201,12 +198,20 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
       timers.push(setTimeout(() => killGroup("SIGKILL"), 10_000));
     }, grace));
   };
-  const onAbort = () => stop();
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals < 2) return stop();
+    o.stdout("train: stopping now (SIGTERM)");
+    killGroup("SIGTERM");
+  };
+  // The trainer runs in its own process group: never leave it behind if this process exits.
+  const onExit = () => killGroup("SIGTERM");
   if (o.signal?.aborted) stop();
-  o.signal?.addEventListener("abort", onAbort);
+  o.signal?.addEventListener("abort", stop);
+  process.on("exit", onExit);
   if (o.handleProcessSignals) {
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
   }
   const poll = setInterval(() => void scan(), o.pollMs ?? 5_000);
 
@@ -217,10 +222,11 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
 
   clearInterval(poll);
   for (const t of timers) clearTimeout(t);
-  o.signal?.removeEventListener("abort", onAbort);
+  o.signal?.removeEventListener("abort", stop);
+  process.off("exit", onExit);
   if (o.handleProcessSignals) {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
   for (const l of [...splitters.out.flush(), ...splitters.err.flush()]) onLine(l);
   await scan();
