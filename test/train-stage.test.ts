@@ -118,6 +118,8 @@ describe("train stage: launch and supervision", () => {
     expect(lines).toContain("batch: effective 16 = 2 micro × 8 grad-accum × 1 GPU; 2 epochs × 1 = 2 optimizer steps");
     expect(lines.filter((l) => l.startsWith("note: lr 5e-6 is the UTGen paper's rate, ~40x below TRL's usual LoRA guidance (2e-4)"))).toHaveLength(1);
     expect(lines.some((l) => l.startsWith("data: prompt_completion (completion-only loss), 4 train rows"))).toBe(true);
+    // Not a TTY: plain progress lines, the last one with the final state.
+    expect(lines).toContain("train: step 4/4 (100.0%) | epoch 2.00 | loss 1.6000 | lr 1.00e-6 | grad 0.500 | 1.25 s/step");
   });
 
   it("a failing trainer: exit code passed on, last log lines and the likely cause printed", async () => {

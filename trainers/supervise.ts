@@ -28,7 +28,7 @@ export interface SuperviseOptions {
   stopGraceMs?: number;
   /** How often the output folder is scanned for checkpoints. */
   pollMs?: number;
-  /** Live bar on a TTY; otherwise a line every `plainIntervalMs`. */
+  /** Live bar on a TTY; otherwise a line every `plainIntervalMs` (default UTGEN_PROGRESS_INTERVAL_S or 30 s) and a last one. */
   tty?: boolean;
   plainIntervalMs?: number;
   tailLines?: number;
@@ -111,7 +111,10 @@ class ProgressView {
       this.update();
       this.bar.stop();
     }
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.out(this.line());
+    }
   }
 }
 
@@ -121,7 +124,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   const log = createWriteStream(o.logFile, { flags: "a" });
   const metrics = createWriteStream(o.metricsFile, { flags: "a" });
   const state = new ProgressState(o.effectiveBatch);
-  const view = new ProgressView(state, o.stdout, o.tty ?? false, o.plainIntervalMs ?? 30_000);
+  const view = new ProgressView(state, o.stdout, o.tty ?? false, o.plainIntervalMs ?? Number(process.env.UTGEN_PROGRESS_INTERVAL_S ?? 30) * 1000);
   const tailMax = o.tailLines ?? 40;
   const tail: string[] = [];
   const checkpoints: CheckpointEntry[] = [];
