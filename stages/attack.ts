@@ -1,9 +1,10 @@
 /**
  * attack (paper §3.2 step II): per buggy version, sample unit-test inputs and keep the failing ones.
- *  - LLM backend: the UTGen prompt (description, signature, buggy code), `attempts` samples in one request
- *    (cached per sample); each response's `Arguments: f(…)` is parsed as a call literal.
+ *  - LLM backend: the UTGen prompt (description, signature, buggy code), up to `attempts` samples, fetched
+ *    one at a time (`early_stop`, each a top-up of the cached ones) until enough failing inputs are found;
+ *    each response's `Arguments: f(…)` is parsed as a call literal.
  *  - heuristic backend (or `fuzz.extra` on an LLM run): type-aware fuzzing (stages/heuristic/fuzz.ts),
- *    `attempts × fuzz.inputs_per_attempt` candidate inputs.
+ *    `attempts` batches of `fuzz.inputs_per_attempt` candidate inputs, evaluated batch by batch.
  * An input is valid when gold runs on it without error within `gold_timeout_s`; it is failing when the
  * buggy code errors, times out, or returns something `outputsMatch` says differs from gold. The expected
  * output is always gold's. Up to `max_failing` distinct failing inputs are kept, as `<bug id>/ut<j>`.
@@ -23,6 +24,8 @@ import type { BugRec } from "./perturb.ts";
 export const attackConfigSchema = z.strictObject({
   /** Sampling attempts per buggy version (paper: 5). */
   attempts: z.number().int().min(1).max(64).default(5),
+  /** Ask the model one attempt at a time and stop once `max_failing` failing inputs are found (false: all attempts in one request). */
+  early_stop: z.boolean().default(true),
   /** Distinct failing inputs kept per buggy version. */
   max_failing: z.number().int().min(1).max(64).default(1),
   /** Seed of the fuzzer. */
@@ -83,7 +86,8 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
   inputFields: ["prompt", "code", "entry_point", "signature", "buggy_code", "bug"],
   outputFields: ["test"],
   configSchema: attackConfigSchema,
-  perfKeys: ["concurrency"],
+  // early_stop only changes how many samples are fetched, never which tests are kept
+  perfKeys: ["concurrency", "early_stop"],
   async fingerprintExtra({ config, root }) {
     const heuristic = await isHeuristic(root, "attack");
     return {
@@ -101,42 +105,60 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
     const goldTimeoutS = cfg.gold_timeout_s ?? (typeof execCfg.gold_timeout_s === "number" ? execCfg.gold_timeout_s : 1);
 
     const process = async (rec: BugRec): Promise<Outcome<TestRec>> => {
-      const drop: Drop[] = [];
-      const candidates: Candidate[] = [];
       const unparsable: string[] = [];
+      let llmError: string | undefined;
+      const seen = new Set<string>();
+      /** Keep only inputs not tried before (by value). */
+      const fresh = (cs: Candidate[]) =>
+        cs.filter((c) => {
+          const k = callKey(c.args);
+          if (seen.has(k)) return false;
+          seen.add(k);
+          return true;
+        });
 
-      // 1. The model's inputs.
-      if (llm) {
-        const { result, error } = await countedChat(ctx, llm, { ...(await utgenPrompt(rec)), n: cfg.attempts });
-        if (!result && !cfg.fuzz.extra) return { out: [], drop: [{ id: rec.id, reason: "llm_failed", detail: clip(error ?? "") }] };
-        for (const [i, text] of (result?.texts ?? []).entries()) {
-          const ut = await parseUt(text, rec.entry_point, result!.finishReasons[i]);
-          if (!("args_text" in ut)) {
-            unparsable.push(ut.reason);
-            continue;
+      /** The model's candidates: one batch per attempt (sample j rides on the cached samples 0..j-1). */
+      async function* llmBatches(): AsyncGenerator<Candidate[]> {
+        const prompt = await utgenPrompt(rec);
+        const steps = cfg.early_stop ? Array.from({ length: cfg.attempts }, (_, j) => j + 1) : [cfg.attempts];
+        let used = 0;
+        for (const n of steps) {
+          const { result, error } = await countedChat(ctx, llm!, { ...prompt, n });
+          if (!result) {
+            llmError = error;
+            return;
           }
-          const args = callArgsOf(ut.args_text, rec.entry_point);
-          if (!args) {
-            unparsable.push("unparsable_literal");
-            continue;
+          const batch: Candidate[] = [];
+          for (let i = used; i < n; i++) {
+            const ut = await parseUt(result.texts[i], rec.entry_point, result.finishReasons[i]);
+            if (!("args_text" in ut)) {
+              unparsable.push(ut.reason);
+              continue;
+            }
+            const args = callArgsOf(ut.args_text, rec.entry_point);
+            if (!args) {
+              unparsable.push("unparsable_literal");
+              continue;
+            }
+            batch.push({
+              args,
+              sampler: "llm",
+              hypothesis: ut.hypothesis,
+              error_pattern: ut.error_pattern,
+              input_reasoning: ut.input_reasoning,
+              predicted_output_text: ut.output_text,
+            });
           }
-          candidates.push({
-            args,
-            sampler: "llm",
-            hypothesis: ut.hypothesis,
-            error_pattern: ut.error_pattern,
-            input_reasoning: ut.input_reasoning,
-            predicted_output_text: ut.output_text,
-          });
+          used = n;
+          yield batch;
         }
-        if (unparsable.length) ctx.counters.add("unparsable_samples", unparsable.length);
       }
 
-      // 2. Fuzzed inputs.
-      if (!llm || cfg.fuzz.extra) {
+      /** Fuzzed candidates: `attempts` batches of `fuzz.inputs_per_attempt`. */
+      async function* fuzzBatches(): AsyncGenerator<Candidate[]> {
         const rng = new Rng(cfg.seed, "attack", rec.id);
         const params = await entryParams(executor, rec.code, rec.entry_point, Math.max(5, goldTimeoutS));
-        if (!params) return { out: [], drop: [{ id: rec.id, reason: "gold_error", detail: `gold has no function ${rec.entry_point}()` }] };
+        if (!params) throw new GoldError(`gold has no function ${rec.entry_point}()`);
         const seeds: CallArgs[] = [];
         for (const t of exampleCallTexts(rec.prompt, rec.entry_point)) {
           const args = callArgsOf(t, rec.entry_point); // prose that only looks like a call is skipped
@@ -148,94 +170,98 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
           );
         const plan = await planFuzz({ params, seeds, rng, probe, probeRounds: cfg.fuzz.probe_rounds });
         ctx.counters.add(`fuzz_typed_by_${plan.typedBy}`, 1);
-        for (const args of fuzzInputs(plan, rng, cfg.attempts * cfg.fuzz.inputs_per_attempt)) candidates.push({ args, sampler: "fuzz" });
+        const all = fuzzInputs(plan, rng, cfg.attempts * cfg.fuzz.inputs_per_attempt);
+        for (let i = 0; i < all.length; i += cfg.fuzz.inputs_per_attempt)
+          yield all.slice(i, i + cfg.fuzz.inputs_per_attempt).map((args) => ({ args, sampler: "fuzz" as const }));
       }
 
-      // 3. Distinct candidates; gold decides validity and the expected output.
-      const seen = new Set<string>();
-      const distinct = candidates.filter((c) => {
-        const k = callKey(c.args);
-        if (seen.has(k)) return false;
-        seen.add(k);
-        return true;
-      });
-      if (!distinct.length) {
-        return {
-          out: [],
-          drop: [{ id: rec.id, reason: unparsable.length ? mostCommon(unparsable) : "no_failing_input", detail: "no parsable test input among the samples" }],
-        };
+      async function* batches(): AsyncGenerator<Candidate[]> {
+        if (llm) yield* llmBatches();
+        if (!llm || cfg.fuzz.extra) yield* fuzzBatches();
       }
-      // Batches of one attempt each (the model's samples form one batch): gold first, then the buggy code
-      // on the inputs gold accepted; stop as soon as `max_failing` failing inputs are found.
-      const batchSize = llm && !cfg.fuzz.extra ? distinct.length : cfg.fuzz.inputs_per_attempt;
+
+      // Per batch: gold decides validity and the expected output, then the buggy code runs on the inputs
+      // gold accepted; stop as soon as `max_failing` failing inputs are found.
       const out: TestRec[] = [];
       let nValid = 0;
       let tried = 0;
       const goldErrors = new Set<string>();
-      for (let start = 0; start < distinct.length && out.length < cfg.max_failing; start += batchSize) {
-        const batch = distinct.slice(start, start + batchSize);
-        tried += batch.length;
-        const gold = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: batch.map((c) => c.args), timeoutS: goldTimeoutS });
-        gold.forEach((g) => g.status !== "ok" && goldErrors.add(g.errorType ?? g.status));
-        const valid = batch.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
-        if (!valid.length) continue;
-        nValid += valid.length;
-        const maxGoldMs = Math.max(...valid.map((v) => v.g.ms));
-        const buggy = await executor.runCalls({
-          program: rec.buggy_code,
-          entryPoint: rec.entry_point,
-          inputs: valid.map((v) => v.c.args),
-          timeoutS: buggyTimeoutFor(maxGoldMs, execCfg),
-        });
-        // Failing tests, in candidate order.
-        for (let i = 0; i < valid.length && out.length < cfg.max_failing; i++) {
-          const { c, g } = valid[i];
-          const b = buggy[i];
-          if (b.status === "invalid_input") continue;
-          const failing = b.status !== "ok" || !outputsMatch(g.value!, b.value!);
-          if (!failing) continue;
-          const argsText = formatCall(rec.entry_point, c.args);
-          const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
-          const test: UnitTest = {
-            args_text: argsText,
-            args: c.args,
-            gold_output: g.value!,
-            gold_output_text: formatPyValue(g.value!),
-            buggy_status: b.status,
-            sampler: c.sampler,
-          };
-          if (b.status === "ok") {
-            test.buggy_output = b.value;
-            test.buggy_output_text = buggyOut;
-          } else test.buggy_error = clip(`${b.errorType ?? b.status}${b.message ? `: ${b.message}` : ""}`);
-          if (c.sampler === "llm") {
-            Object.assign(test, {
-              hypothesis: c.hypothesis,
-              error_pattern: c.error_pattern,
-              input_reasoning: c.input_reasoning,
-              predicted_output_text: c.predicted_output_text,
-            });
-          } else {
-            Object.assign(test, fuzzHypothesis(rec.bug, rec.entry_point), {
-              input_reasoning: fuzzInputReasoning(argsText, { status: b.status, outputText: buggyOut, errorType: b.errorType }),
-            });
+      try {
+        for await (const raw of batches()) {
+          const batch = fresh(raw);
+          if (!batch.length) continue;
+          tried += batch.length;
+          const gold = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: batch.map((c) => c.args), timeoutS: goldTimeoutS });
+          gold.forEach((g) => g.status !== "ok" && goldErrors.add(g.errorType ?? g.status));
+          const valid = batch.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
+          if (!valid.length) continue;
+          nValid += valid.length;
+          const maxGoldMs = Math.max(...valid.map((v) => v.g.ms));
+          const buggy = await executor.runCalls({
+            program: rec.buggy_code,
+            entryPoint: rec.entry_point,
+            inputs: valid.map((v) => v.c.args),
+            timeoutS: buggyTimeoutFor(maxGoldMs, execCfg),
+          });
+          for (let i = 0; i < valid.length && out.length < cfg.max_failing; i++) {
+            const t = failingTest(rec, valid[i].c, valid[i].g, buggy[i]);
+            if (t) out.push({ ...rec, id: `${rec.id}/ut${out.length + 1}`, parent_id: rec.id, test: t });
           }
-          out.push({ ...rec, id: `${rec.id}/ut${out.length + 1}`, parent_id: rec.id, test });
+          if (out.length >= cfg.max_failing) break;
         }
+      } catch (e) {
+        if (!(e instanceof GoldError)) throw e;
+        return { out: [], drop: [{ id: rec.id, reason: "gold_error", detail: e.message }] };
       }
       ctx.counters.add("inputs_tried", tried);
       ctx.counters.add("inputs_valid", nValid);
-      if (!out.length && !nValid) {
-        const errs = [...goldErrors].slice(0, 3).join(", ");
-        drop.push({ id: rec.id, reason: "no_failing_input", detail: `no valid input: gold rejected all ${distinct.length} (${errs})` });
-      } else if (!out.length) {
-        drop.push({ id: rec.id, reason: "equivalent_mutant", detail: `all ${nValid} valid input${nValid === 1 ? "" : "s"} gave matching outputs` });
-      }
-      return { out, drop };
+      if (unparsable.length) ctx.counters.add("unparsable_samples", unparsable.length);
+      if (out.length) return { out, drop: [] };
+      let drop: Drop;
+      if (nValid) drop = { id: rec.id, reason: "equivalent_mutant", detail: `all ${nValid} valid input${nValid === 1 ? "" : "s"} gave matching outputs` };
+      else if (tried) drop = { id: rec.id, reason: "no_failing_input", detail: `no valid input: gold rejected all ${tried} (${[...goldErrors].slice(0, 3).join(", ")})` };
+      else if (llmError !== undefined && !unparsable.length) drop = { id: rec.id, reason: "llm_failed", detail: clip(llmError) };
+      else drop = { id: rec.id, reason: unparsable.length ? mostCommon(unparsable) : "no_failing_input", detail: "no parsable test input among the samples" };
+      return { out: [], drop: [drop] };
     };
     return { process, concurrency: cfg.concurrency };
   },
 };
+
+class GoldError extends Error {}
+
+/** The unit test for one valid input, when the buggy code fails it (error, timeout or different value). */
+function failingTest(rec: BugRec, c: Candidate, g: CallResult, b: CallResult): UnitTest | undefined {
+  if (b.status === "invalid_input") return undefined;
+  if (b.status === "ok" && outputsMatch(g.value!, b.value!)) return undefined;
+  const argsText = formatCall(rec.entry_point, c.args);
+  const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
+  const test: UnitTest = {
+    args_text: argsText,
+    args: c.args,
+    gold_output: g.value!,
+    gold_output_text: formatPyValue(g.value!),
+    buggy_status: b.status,
+    sampler: c.sampler,
+  };
+  if (b.status === "ok") {
+    test.buggy_output = b.value;
+    test.buggy_output_text = buggyOut;
+  } else test.buggy_error = clip(`${b.errorType ?? b.status}${b.message ? `: ${b.message}` : ""}`);
+  if (c.sampler === "llm") {
+    Object.assign(test, {
+      hypothesis: c.hypothesis,
+      error_pattern: c.error_pattern,
+      input_reasoning: c.input_reasoning,
+      predicted_output_text: c.predicted_output_text,
+    });
+  } else {
+    Object.assign(test, fuzzHypothesis(rec.bug, rec.entry_point), {
+      input_reasoning: fuzzInputReasoning(argsText, { status: b.status, outputText: buggyOut, errorType: b.errorType }),
+    });
+  }
+  return test;
+}
 
 /** A call literal `f(…)` parsed without evaluation, or undefined. */
 export function callArgsOf(text: string, entryPoint: string): CallArgs | undefined {

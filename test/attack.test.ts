@@ -116,9 +116,14 @@ const ut = (args: string, output: string) =>
     `Output: \`\`\`${output}\`\`\``,
   ].join("\n");
 
+const given = new Map<string, number>();
 function script(req: ScriptRequest): ScriptedReply {
   const text = req.messages.at(-1)!.content;
-  if (text.includes("range(1, n)"))
+  if (text.includes("FIRST")) return { choices: Array.from({ length: req.n }, (_, i) => ut(`sum_of_squares(${i + 2})`, "0")) };
+  if (text.includes("range(1, n)")) {
+    // like a sampling server, a top-up request gets the next samples, not the first ones again
+    const done = given.get(text) ?? 0;
+    given.set(text, done + req.n);
     return {
       choices: [
         "I cannot find a bug.", // no Arguments line
@@ -126,8 +131,9 @@ function script(req: ScriptRequest): ScriptedReply {
         ut("sum_of_squares('a')", "0"), // gold raises: invalid
         ut("sum_of_squares(0)", "0"), // valid, buggy agrees
         ut("sum_of_squares(2)", "4"), // failing (the model's output guess is wrong: gold says 5)
-      ].slice(0, req.n),
+      ].slice(done, done + req.n),
     };
+  }
   return { status: 503, message: "overloaded" };
 }
 
@@ -156,7 +162,9 @@ describe("attack, OpenAI backend (loopback server)", () => {
     expect(t.hypothesis).toContain("loop bound");
     expect(t.error_pattern).toBe("inputs where the last term matters");
     expect(t.input_reasoning).toContain("small n");
-    expect(server.requests.at(-1).n).toBe(5);
+    // one attempt at a time: five top-up requests of one new sample each (the failing input came last)
+    expect(server.requests.map((b) => b.n)).toEqual([1, 1, 1, 1, 1]);
+    expect(s.counters.requests).toBe(5);
     expect(s.counters.unparsable_samples).toBe(2);
 
     const sent = server.requests.length;
@@ -164,6 +172,21 @@ describe("attack, OpenAI backend (loopback server)", () => {
     expect(await runStage(attackStage, again.ctx, [OFF_BY_ONE])).toEqual(r);
     await again.close();
     expect(server.requests.length).toBe(sent);
+  });
+
+  it("stops asking once a failing input is found; without early_stop all attempts go in one request", async () => {
+    const first = { ...OFF_BY_ONE, id: "p/first/bug1", buggy_code: OFF_BY_ONE.buggy_code + "# v2\n" };
+    const early = standaloneContext(attackStage, { root: { ...root(), attack: { attempts: 5 } }, runDir: tmp(), executor });
+    const before = server.requests.length;
+    const r = await runStage(attackStage, early.ctx, [{ ...first, prompt: "Sum of squares. FIRST" }]);
+    await early.close();
+    expect(r.out).toHaveLength(1);
+    expect(server.requests.length - before).toBe(1); // the first sample already fails the buggy code
+    const all = standaloneContext(attackStage, { root: { ...root(), attack: { attempts: 5, early_stop: false } }, runDir: tmp(), executor });
+    const r2 = await runStage(attackStage, all.ctx, [{ ...first, prompt: "Sum of squares. FIRST" }]);
+    await all.close();
+    expect(server.requests.at(-1).n).toBe(5);
+    expect(r2.out).toEqual(r.out);
   });
 
   it("a server error drops the version with llm_failed; fuzz.extra still attacks it", async () => {
