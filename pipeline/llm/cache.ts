@@ -49,6 +49,7 @@ export function sampleKey(reqKey: string, index: number): string {
 export class ResponseCache {
   readonly dir: string;
   private corrupt = 0;
+  private readonly made = new Set<string>();
   constructor(cacheDir: string, private log?: (m: string) => void) {
     this.dir = path.join(cacheDir, "llm");
   }
@@ -78,9 +79,20 @@ export class ResponseCache {
   /** Temp file + rename: readers see the old state or the whole entry, never a part. */
   async put(entry: CacheEntry): Promise<void> {
     const file = this.file(entry.key);
-    await fsp.mkdir(path.dirname(file), { recursive: true });
+    const dir = path.dirname(file);
+    if (!this.made.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true });
+      this.made.add(dir);
+    }
     const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-    await fsp.writeFile(tmp, JSON.stringify(entry));
+    const data = JSON.stringify(entry);
+    try {
+      await fsp.writeFile(tmp, data);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      await fsp.mkdir(dir, { recursive: true }); // the folder was removed meanwhile
+      await fsp.writeFile(tmp, data);
+    }
     await fsp.rename(tmp, file);
   }
 }
