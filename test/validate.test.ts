@@ -14,7 +14,7 @@ import { validateStage } from "../stages/validate.ts";
 import type { ModelResult } from "../stages/validation/report.ts";
 import { startOpenAIServer, type OpenAIServer } from "./servers/openai.ts";
 import { makeCtx, writeRegistry } from "./fixtures/validate/context.ts";
-import { respond } from "./fixtures/validate/script.ts";
+import { entryPointOf, respond } from "./fixtures/validate/script.ts";
 
 const MINI = path.resolve(__dirname, "fixtures/validate/mini.jsonl");
 let executor: Executor;
@@ -219,6 +219,26 @@ describe("validate → select", () => {
       expect(c2.counters.results_computed).toBe(1);
       expect(server.requests.slice(before + 4).every((b) => b.messages.length === 1)).toBe(true);
     } finally {
+      await fsp.rm(other, { recursive: true, force: true });
+    }
+  });
+
+  it("tallies responses cut off at max_tokens as truncated failures of all three", async () => {
+    const other = await fsp.mkdtemp(path.join(os.tmpdir(), "validate-cut-"));
+    const cut = await startOpenAIServer({ models: [{ id: "cut-model" }], script: (req) => ({
+      truncated: true,
+      choices: Array(req.n).fill(`## Unit Test\n### Input Arguments\nArguments: \`\`\`${entryPointOf(req.messages.map((m) => m.content).join("\n"))}([1, 2,`),
+    }) });
+    try {
+      const r = { ...root({ baselines: [], runs: 1, models: ["cut-model"], checkpoints_from: undefined, server: { base_url: cut.url } }), run: { dir: other } };
+      const c = makeCtx("validate", other, r, executor);
+      expect(await validateStage.run(c.ctx)).toBe(0);
+      const res = JSON.parse(await fsp.readFile(path.join(other, "validate", "cut-model.json"), "utf8")) as ModelResult;
+      expect(rates(res)).toEqual([0, 0, 0]);
+      expect(res.sets.mini.summary.failures).toEqual({ truncated: 8 });
+      expect(res.model).toMatchObject({ kind: "model", step: null, requestModel: "cut-model" });
+    } finally {
+      await cut.close();
       await fsp.rm(other, { recursive: true, force: true });
     }
   });
