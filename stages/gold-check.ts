@@ -104,13 +104,13 @@ export interface GoldCheckOptions {
   onProblem?: (r: ProblemReport, done: number, total: number) => void;
 }
 
-/** Per-test limits for the code under test, bucketed (floor·2^k, capped) so each bucket is one batch. */
+/** Per-test limits for the code under test, rounded up to floor·1.5^k (capped) so each bucket is one batch. */
 export function calibratedLimits(gold: CallResult[], cfg: ExecutorConfig): number[] {
   return gold.map((g) => {
     if (g.status !== "ok" || !cfg.calibrate) return cfg.buggy_timeout_s;
     const raw = buggyTimeoutFor(g.ms, cfg);
     let b = cfg.calibrate_floor_s;
-    while (b < raw) b *= 2;
+    while (b < raw - 1e-9) b *= 1.5;
     return Math.min(b, cfg.buggy_timeout_s);
   });
 }
@@ -216,22 +216,30 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
  */
 export async function referenceGoldCheck(
   problems: GoldProblem[],
-  opts: { timeoutS?: number; processes?: number; config?: Partial<ExecutorConfig> } = {},
+  opts: {
+    timeoutS?: number;
+    canonicalTimeoutS?: number;
+    /** false: run only `code` (canonical rates then read as NaN). */
+    includeCanonical?: boolean;
+    processes?: number;
+    config?: Partial<ExecutorConfig>;
+  } = {},
 ): Promise<{ canonical_pass_rate: number; code_pass_rate: number; wall_s: number; per_problem: { task_id: string | number; tests: number; canonical_pass_rate: number; code_pass_rate: number }[] }> {
   const t0 = performance.now();
   const tasks: ReferenceTask[] = [];
   for (const p of problems) {
     const t = splitTest(p.test, p.task_id);
-    for (const which of ["canonical_solution", "code"] as const) {
-      tasks.push({ key: `${p.task_id}\u0000${which}`, program: p[which], header: t.header, fn: t.fn, atol: t.atol });
+    for (const which of opts.includeCanonical === false ? (["code"] as const) : (["canonical_solution", "code"] as const)) {
+      const timeout = which === "canonical_solution" ? opts.canonicalTimeoutS : undefined;
+      tasks.push({ key: `${p.task_id}\u0000${which}`, program: p[which], header: t.header, fn: t.fn, atol: t.atol, timeout });
     }
   }
   const res = await runReferenceHarness(tasks, opts);
-  const rate = (r: { tests: number; passed: number }) => (r.tests ? r.passed / r.tests : 0);
+  const rate = (r: { tests: number; passed: number } | undefined) => (!r ? NaN : r.tests ? r.passed / r.tests : 0);
   const per = problems.map((p) => {
     const c = res[`${p.task_id}\u0000canonical_solution`];
     const b = res[`${p.task_id}\u0000code`];
-    return { task_id: p.task_id, tests: c.tests, canonical_pass_rate: rate(c), code_pass_rate: rate(b) };
+    return { task_id: p.task_id, tests: b.tests, canonical_pass_rate: rate(c), code_pass_rate: rate(b) };
   });
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
   return {

@@ -33,8 +33,8 @@ export const executorConfigSchema = z
     /** Calibrate the buggy-code limit on the gold code's measured time (EvalPlus-style). */
     calibrate: z.boolean().default(true),
     /** Limit = clamp(calibrate_factor × gold time, calibrate_floor_s, buggy_timeout_s). */
-    calibrate_factor: z.number().positive().default(5),
-    calibrate_floor_s: z.number().positive().default(0.25),
+    calibrate_factor: z.number().positive().default(4),
+    calibrate_floor_s: z.number().positive().default(0.2),
     /** Extra wall time after a call's limit before the child is SIGKILLed (C-level loops ignore alarms). */
     grace_s: z.number().min(0.01).default(0.25),
   })

@@ -19,6 +19,8 @@ export interface ReferenceTask {
   /** Function the loop calls, and the atol expression it passes. */
   fn: string;
   atol: string;
+  /** Per-test limit for this task (default: the harness's). */
+  timeout?: number;
 }
 
 export interface ReferenceResult {

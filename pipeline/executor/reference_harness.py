@@ -3,7 +3,7 @@
 # exec'd together, each gold test under a fixed SIGALRM limit; a test that ignores the alarm (C-level
 # loop) is killed by the parent after limit + 1 s and the process restarts at the next test.
 # It is started inside the same bubblewrap sandbox as the fork servers (sandbox.ts: sandboxedPython).
-# Input on stdin: {"tasks": [{"key", "program", "header", "fn", "atol"}], "timeout", "processes",
+# Input on stdin: {"tasks": [{"key", "program", "header", "fn", "atol", "timeout"?}], "timeout", "processes",
 # "prelude", "memory_mb"}; output on stdout: {"results": {key: {"tests", "passed"}}}.
 import json
 import multiprocessing as mp
@@ -118,7 +118,7 @@ def main():
     # Threads only supervise: each runs its task's forked processes.
     with ThreadPool(int(req.get("processes", 2))) as pool:
         futures = [
-            (t["key"], pool.apply_async(run_task, (t, timeout, req.get("prelude", ""), int(req.get("memory_mb", 1024)))))
+            (t["key"], pool.apply_async(run_task, (t, float(t.get("timeout") or timeout), req.get("prelude", ""), int(req.get("memory_mb", 1024)))))
             for t in tasks
         ]
         for key, f in futures:

@@ -1,0 +1,147 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createExecutor, type SandboxExecutor } from "../pipeline/executor/index.ts";
+import type { CommandContext } from "../pipeline/stage.ts";
+import { UserError } from "../pipeline/errors.ts";
+import { goldCheck, goldCheckStage, loadGoldProblems, referenceGoldCheck } from "../stages/gold-check.ts";
+
+const MINI = path.resolve(__dirname, "../data/mbppplus-mini.jsonl");
+const DEV = path.resolve(__dirname, "../../shared/data/mbppplus_fix_hard.dev.jsonl");
+
+let ex: SandboxExecutor;
+let tmp: string;
+
+beforeAll(async () => {
+  ex = await createExecutor({});
+  tmp = mkdtempSync(path.join(tmpdir(), "gold-check-test-"));
+});
+afterAll(async () => {
+  await ex?.close();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+function commandContext(flags: Record<string, string | boolean | undefined>, lines: string[]): CommandContext {
+  return {
+    name: "gold-check",
+    config: {},
+    root: { executor: {} },
+    runDir: tmp,
+    stageDir: path.join(tmp, "gold-check"),
+    cacheDir: path.join(tmp, "cache"),
+    log: { info: () => {}, warn: () => {} },
+    counters: { add: () => {} },
+    getExecutor: async () => ex,
+    getLlm: async () => {
+      throw new Error("gold-check needs no LLM");
+    },
+    signal: new AbortController().signal,
+    flags,
+    stdout: (l) => lines.push(l),
+  };
+}
+
+// Rates the mini fixture was built to have (see the code of each problem in data/mbppplus-mini.jsonl).
+const MINI_EXPECTED: Record<number, number> = {
+  9001: 3 / 5, // wrong for negative a
+  9002: 3 / 4, // IndexError for 4+ items; +1e-8 is inside atol 1e-9 + rtol·|exp|
+  9003: 3 / 5, // pure-Python infinite loop for negative n → timeout
+  9004: 0, // syntax error: cannot be loaded
+  9005: 2 / 3, // None for the empty list
+  9006: 2 / 4, // C-level loop (ignores SIGALRM) for n > 5 → hard kill, batch continues
+};
+
+describe("gold-check on the project's mini fixture", () => {
+  it("reports canonical 100% and the per-problem rates the fixture was built with", async () => {
+    const problems = await loadGoldProblems(MINI);
+    const s = await goldCheck(ex, problems, {});
+    expect(s.problems).toBe(6);
+    expect(s.canonical_pass_rate).toBe(1);
+    for (const p of s.per_problem) {
+      expect(p.canonical_pass_rate, String(p.task_id)).toBe(1);
+      expect(p.code_pass_rate, String(p.task_id)).toBeCloseTo(MINI_EXPECTED[p.task_id as number], 12);
+    }
+    expect(s.per_problem.find((p) => p.task_id === 9004)!.load_error).toMatch(/SyntaxError/);
+    expect(s.per_problem.find((p) => p.task_id === 9003)!.code_timeouts).toBe(2);
+    expect(s.mean_tests).toBeCloseTo((5 + 4 + 5 + 4 + 3 + 4) / 6, 12);
+    const mean = Object.values(MINI_EXPECTED).reduce((a, b) => a + b, 0) / 6;
+    expect(s.code_pass_rate).toBeCloseTo(mean, 12);
+  });
+
+  it("agrees with the fixed-limit reference harness", async () => {
+    const problems = await loadGoldProblems(MINI);
+    const ours = await goldCheck(ex, problems, {});
+    const ref = await referenceGoldCheck(problems, { timeoutS: 0.5 });
+    expect(ref.per_problem.map((p) => [p.task_id, p.tests, p.canonical_pass_rate, p.code_pass_rate])).toEqual(
+      ours.per_problem.map((p) => [p.task_id, p.tests, p.canonical_pass_rate, p.code_pass_rate]),
+    );
+  });
+
+  it("runs as a command: --json puts the summary on the last stdout line", async () => {
+    const lines: string[] = [];
+    const code = await goldCheckStage.run(commandContext({ dataset: MINI, json: true }, lines));
+    expect(code).toBe(0);
+    const s = JSON.parse(lines[lines.length - 1]);
+    for (const k of ["problems", "mean_tests", "canonical_pass_rate", "code_pass_rate", "per_problem"]) expect(s).toHaveProperty(k);
+    expect(s.problems).toBe(6);
+    for (const p of s.per_problem) {
+      for (const k of ["task_id", "tests", "canonical_pass_rate", "code_pass_rate"]) expect(p).toHaveProperty(k);
+      expect(p.code_pass_rate).toBeGreaterThanOrEqual(0);
+      expect(p.code_pass_rate).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it("prints a table without --json", async () => {
+    const lines: string[] = [];
+    await goldCheckStage.run(commandContext({ dataset: MINI }, lines));
+    expect(lines.join("\n")).toMatch(/canonical pass rate: 100\.00%/);
+    expect(lines.some((l) => l.startsWith("| 9004 | 4 | 100.00% | 0.00%"))).toBe(true);
+  });
+
+  it("bad input is a one-line user error", async () => {
+    await expect(goldCheckStage.run(commandContext({}, []))).rejects.toThrow(/needs --dataset/);
+    const missing = path.join(tmp, "nope.jsonl");
+    await expect(goldCheckStage.run(commandContext({ dataset: missing }, []))).rejects.toThrow(UserError);
+    const bad = path.join(tmp, "bad.jsonl");
+    writeFileSync(bad, JSON.stringify({ task_id: 1, test: "x = 1", canonical_solution: "", code: "" }) + "\n");
+    await expect(goldCheckStage.run(commandContext({ dataset: bad }, []))).rejects.toThrow(/not an MBPP\+Fix row/);
+    writeFileSync(bad, JSON.stringify({ task_id: 1, canonical_solution: "" }) + "\n");
+    await expect(loadGoldProblems(bad)).rejects.toThrow(/row 1: field 'test'/);
+  });
+});
+
+describe("gold-check on the shared MBPP+Fix (Hard) dev set", () => {
+  const present = existsSync(DEV);
+  if (!present) console.warn(`skipping the dev-set gold-check test: ${DEV} is absent (it lives in ../shared beside the repo)`);
+  it.skipIf(!present)("canonical 100%, per-problem rates agree with the plain fixed-limit reference computation", async () => {
+    const problems = await loadGoldProblems(DEV);
+    expect(problems.length).toBe(60);
+    // Same limits on both sides (a short fixed limit keeps the suite fast; the bench compares the
+    // calibrated defaults against the 2 s reference). Canonical gets a generous limit on both sides.
+    const limits = { buggy: 0.25, canonical: 4 };
+    const ours = await goldCheck(ex, problems, {
+      config: { calibrate: false, buggy_timeout_s: limits.buggy },
+      canonicalTimeoutS: limits.canonical,
+    });
+    // The reference side re-runs only `code` (the canonical rate is ours alone) to keep the suite fast.
+    const ref = await referenceGoldCheck(problems, { timeoutS: limits.buggy, includeCanonical: false });
+    expect(ours.canonical_pass_rate).toBe(1);
+    expect(ours.mean_tests).toBeGreaterThan(100);
+    let differing = 0;
+    ours.per_problem.forEach((p, i) => {
+      const r = ref.per_problem[i];
+      expect(p.task_id).toBe(r.task_id);
+      expect(p.tests).toBe(r.tests);
+      // A test whose run time sits right at the limit may flip on a loaded machine: allow a few.
+      const diffTests = Math.round(Math.abs(p.code_pass_rate - r.code_pass_rate) * p.tests);
+      expect(diffTests, `task ${p.task_id}`).toBeLessThanOrEqual(3);
+      if (diffTests) differing++;
+    });
+    expect(differing).toBeLessThanOrEqual(5);
+    expect(Math.abs(ours.code_pass_rate - ref.code_pass_rate)).toBeLessThan(0.01);
+    console.log(
+      `dev set: ours ${(100 * ours.code_pass_rate).toFixed(2)}% in ${ours.wall_s.toFixed(1)} s, reference ${(100 * ref.code_pass_rate).toFixed(2)}% in ${ref.wall_s.toFixed(1)} s (fixed ${limits.buggy} s limits)`,
+    );
+  }, 600_000);
+});
