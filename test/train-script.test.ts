@@ -117,6 +117,20 @@ describe("sft_train.py", () => {
     expect(rec).toMatchObject({ event: "log", step: 10, max_steps: 40, epoch: 0.25, loss: null, grad_norm: 0.25, learning_rate: 5e-6, x: null });
   });
 
+  it("maps the warmup ratio to the installed transformers (warmup_steps float on 5.x, warmup_ratio on 4.x)", async () => {
+    const code = [
+      "import json, sys",
+      `sys.path.insert(0, ${JSON.stringify(path.dirname(SFT_SCRIPT))})`,
+      "import sft_train as s",
+      "print(json.dumps([s.compat_sft_kwargs({'warmup_steps': 0.03, 'seed': 1}, 5), s.compat_sft_kwargs({'warmup_steps': 0.03}, 4), s.compat_sft_kwargs({'warmup_steps': 0}, 4)]))",
+    ].join("\n");
+    const r = await py(["-c", code]);
+    expect(JSON.parse(r.stdout)).toEqual([{ warmup_steps: 0.03, seed: 1 }, { warmup_ratio: 0.03 }, { warmup_steps: 0 }]);
+    const cfg = JSON.parse(await fsp.readFile(await renderedConfig({ warmup_ratio: 0.03 }), "utf8"));
+    expect(cfg.sft.warmup_steps).toBe(0.03);
+    expect(cfg.sft).not.toHaveProperty("warmup_ratio");
+  });
+
   it("the training path imports torch only when training starts; its failure is recognised", async () => {
     const r = await py([SFT_SCRIPT, "--config", await renderedConfig({})]);
     const missing = /No module named '(torch|datasets|transformers|peft|trl|packaging)'/.test(r.stderr);

@@ -31,7 +31,6 @@ function trainingArgs(p: TrainPlan): Record<string, unknown> {
     gradient_accumulation_steps: p.gradAccum,
     learning_rate: p.learningRate,
     lr_scheduler_type: p.lrScheduler,
-    warmup_ratio: p.warmupRatio,
     bf16: p.bf16,
     fp16: !p.bf16,
     gradient_checkpointing: p.gradientCheckpointing,
@@ -64,6 +63,8 @@ export function renderSftConfig(p: TrainPlan, files: { deepspeed?: string } = {}
   const sft: Record<string, unknown> = {
     output_dir: p.outputDir,
     ...trainingArgs(p),
+    // transformers 5 removed warmup_ratio: a float warmup_steps < 1 is the ratio (sft_train.py maps it back on 4.x).
+    warmup_steps: p.warmupRatio,
     weight_decay: p.weightDecay,
     // PEFT + ZeRO-3 needs reentrant checkpointing (TRL forces it); elsewhere the non-reentrant variant.
     gradient_checkpointing_kwargs: { use_reentrant: p.distributed === "zero3" },
@@ -374,6 +375,7 @@ export function renderLlamaFactory(p: TrainPlan, files: { deepspeed?: string; da
     train_on_prompt: false,
     output_dir: path.join(p.trainDir, "llamafactory-output"),
     ...trainingArgs(p),
+    warmup_ratio: p.warmupRatio,
     ...(p.save.totalLimit ? { save_total_limit: p.save.totalLimit } : {}),
     ...(files.deepspeed ? { deepspeed: files.deepspeed } : {}),
   };

@@ -244,6 +244,17 @@ def make_progress_callback(TrainerCallback):
     return UtgenProgress
 
 
+def compat_sft_kwargs(sft, transformers_major):
+    """SFTConfig kwargs for the installed transformers: 5.x reads a float `warmup_steps` < 1 as a ratio
+    (it removed `warmup_ratio`); 4.x wants `warmup_ratio` for that."""
+    out = dict(sft)
+    w = out.get("warmup_steps")
+    if transformers_major < 5 and isinstance(w, float) and 0 < w < 1:
+        out.pop("warmup_steps")
+        out["warmup_ratio"] = w
+    return out
+
+
 def _dtype(torch, name):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
@@ -251,6 +262,7 @@ def _dtype(torch, name):
 def train(cfg, resume_from_checkpoint=None):
     # Heavy imports only here: --help, --check-data and --env-report run without them.
     import torch
+    import transformers
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainerCallback
@@ -262,7 +274,7 @@ def train(cfg, resume_from_checkpoint=None):
 
     # The training arguments come first: under DeepSpeed ZeRO-3 they switch on partitioned loading
     # (zero.Init) for the from_pretrained call below.
-    args = SFTConfig(**cfg["sft"])
+    args = SFTConfig(**compat_sft_kwargs(cfg["sft"], int(transformers.__version__.split(".")[0])))
 
     m = cfg["model"]
     dtype = _dtype(torch, m.get("dtype", "bfloat16"))
