@@ -127,6 +127,14 @@ describe("llm client", () => {
     expect(JSON.parse(await fsp.readFile(f, "utf8")).text).toBe("req1-c0");
   });
 
+  it("an unusable cache folder is a one-line error", async () => {
+    const s = await server(echo);
+    const file = path.join(await tmp(), "not-a-dir");
+    await fsp.writeFile(file, "x");
+    const c = createLlmClient(cfg([s.url]), { cacheDir: file, stage: "t" });
+    await expect(c.chat({ messages: msgs("x") })).rejects.toThrow(/^cannot read the LLM response cache under .*not-a-dir\/llm \(ENOTDIR\): fix its permissions or run\.cache_dir$/);
+  });
+
   it("honours Retry-After on 429 and retries 500s, counting retries", async () => {
     const s = await server((r) => (r.index === 0 ? { status: 429, retryAfterS: 0.3 } : r.index === 1 ? { status: 500 } : echo(r)));
     const logs: string[] = [];

@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
+import { UserError } from "../errors.ts";
 import { hashValue, sha256 } from "../util.ts";
 import type { ChatMessage, Sampling } from "./types.ts";
 
@@ -63,8 +64,9 @@ export class ResponseCache {
     try {
       raw = await fsp.readFile(this.file(key), "utf8");
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw e;
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === "ENOENT") return undefined;
+      throw new UserError(`cannot read the LLM response cache under ${this.dir} (${err.code ?? err.message}): fix its permissions or run.cache_dir`, 1);
     }
     try {
       const entry = JSON.parse(raw) as CacheEntry;
@@ -78,6 +80,15 @@ export class ResponseCache {
 
   /** Temp file + rename: readers see the old state or the whole entry, never a part. */
   async put(entry: CacheEntry): Promise<void> {
+    try {
+      await this.write(entry);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new UserError(`cannot write the LLM response cache under ${this.dir} (${err.code ?? err.message}): free disk space or fix run.cache_dir`, 1);
+    }
+  }
+
+  private async write(entry: CacheEntry): Promise<void> {
     const file = this.file(entry.key);
     const dir = path.dirname(file);
     if (!this.made.has(dir)) {
