@@ -2,8 +2,9 @@
  * `select`: picks the best checkpoint of a training run from the validate results — highest Acc∩Attack on
  * the selection set, ties broken by output accuracy, then attack rate, then the earlier step — writes
  * `<runDir>/validate/selection.json` (reason, ranking, runner-up margin with a paired bootstrap interval and
- * whether the margin is inside it, baselines for reference) and points the relative symlink
- * `<runDir>/train/<name>/best` at the chosen checkpoint folder.
+ * whether the margin is inside it, baselines for reference), points the relative symlink
+ * `<runDir>/train/<name>/best` at the chosen checkpoint folder, and re-renders summary.md / report.html
+ * with the choice marked.
  */
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
@@ -11,9 +12,9 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { CommandContext, CommandStage } from "../pipeline/stage.ts";
 import { UserError } from "../pipeline/errors.ts";
-import { readJson, writeJson } from "../pipeline/util.ts";
+import { atomicWrite, readJson, writeJson } from "../pipeline/util.ts";
 import { defaultTrainName, readRegistry, safeName, validateConfigSchema } from "./validate.ts";
-import type { ModelResult } from "./validation/report.ts";
+import { renderHtml, renderMarkdown, type ModelResult } from "./validation/report.ts";
 import { selectBest, type Scored } from "./validation/selection.ts";
 
 export const selectConfigSchema = z.strictObject({
@@ -129,6 +130,16 @@ export const selectStage: CommandStage<SelectConfig> = {
       selected_at: new Date().toISOString(),
     };
     await writeJson(path.join(validateDir, "selection.json"), selection);
+    // Re-render the reports with the choice marked (every configured model that has results).
+    const results: ModelResult[] = [];
+    const names = new Set([...vcfg.baselines.map((b) => `baseline-${b}`), ...reg.checkpoints.map((c) => c.name), ...vcfg.models]);
+    for (const name of names) {
+      const r = await readJson<ModelResult>(path.join(validateDir, `${safeName(name)}.json`));
+      if (r) results.push(r);
+    }
+    const ro = { bootstrapSamples: vcfg.bootstrap.samples, seed: vcfg.bootstrap.seed, selection: { name: chosen.name, reason: sel.reason } };
+    await atomicWrite(path.join(validateDir, "summary.md"), renderMarkdown(results, ro));
+    await atomicWrite(path.join(validateDir, "report.html"), renderHtml(results, ro));
     ctx.stdout(sel.reason);
     ctx.stdout(`best → ${rel} (${linkPath}); wrote ${path.join(validateDir, "selection.json")}`);
     return 0;

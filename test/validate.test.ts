@@ -118,6 +118,10 @@ describe("validate → select", () => {
     expect(sel.decided_by).toBe("acc_attack");
     expect(sel.margin).toMatchObject({ value: 1, inside_ci: false });
     expect(sel.baselines.map((b: any) => b.name).sort()).toEqual(["baseline-prompted", "baseline-random"]);
+    const mdSel = await fsp.readFile(path.join(runDir, "validate", "summary.md"), "utf8");
+    expect(mdSel).toContain("**Selected (★):** r1-step20 (step 20) chosen by highest Acc∩Attack");
+    expect(mdSel).toMatch(/\| r1-step20 ★ \| checkpoint \| 20 \|/);
+    expect(await fsp.readFile(path.join(runDir, "validate", "report.html"), "utf8")).toContain('<p class="selected"><b>Selected (★):</b> r1-step20');
     const link = path.join(runDir, "train", "r1", "best");
     expect(await fsp.readlink(link)).toBe("checkpoint-20");
     expect(await fsp.realpath(link)).toBe(await fsp.realpath(path.join(runDir, "train", "r1", "checkpoint-20")));

@@ -75,10 +75,25 @@ function failuresText(s: Summary): string {
   return e.length ? e.map(([k, v]) => `${k} ${v}`).join(", ") : "–";
 }
 
-export function renderMarkdown(results: ModelResult[], opts: { bootstrapSamples: number; seed: number }): string {
+/** The checkpoint `select` chose, shown in the reports it re-renders. */
+export interface SelectionNote {
+  name: string;
+  reason: string;
+}
+
+export interface RenderOptions {
+  bootstrapSamples: number;
+  seed: number;
+  selection?: SelectionNote;
+}
+
+const mark = (name: string, o: RenderOptions) => (o.selection?.name === name ? `${name} ★` : name);
+
+export function renderMarkdown(results: ModelResult[], opts: RenderOptions): string {
   const ordered = orderModels(results);
   const st = ordered[0]?.settings;
   const lines = ["# Validation summary", ""];
+  if (opts.selection) lines.push(`**Selected (★):** ${opts.selection.reason}`, "");
   if (st)
     lines.push(
       `${st.n} unit tests per problem × ${st.runs} runs, temperature ${st.temperature}, top-p ${st.top_p}, ` +
@@ -98,7 +113,7 @@ export function renderMarkdown(results: ModelResult[], opts: { bootstrapSamples:
       const s = r.sets[set]?.summary;
       if (!s) continue;
       lines.push(
-        `| ${r.model.name} | ${r.model.kind} | ${r.model.step ?? "–"} | ${METRICS.map((m) => cell(s, m)).join(" | ")} | ` +
+        `| ${mark(r.model.name, opts)} | ${r.model.kind} | ${r.model.step ?? "–"} | ${METRICS.map((m) => cell(s, m)).join(" | ")} | ` +
           `${pct(s.metrics.both.runStd)} | ${s.validInputs}/${s.tests} | ${failuresText(s)} |`,
       );
     }
@@ -266,7 +281,7 @@ details.problem,div.problem{margin:2px 0 2px 16px}.note{color:#a60}summary{curso
 
 export function renderHtml(
   results: ModelResult[],
-  opts: { bootstrapSamples: number; seed: number; title?: string; maxTestRows?: number },
+  opts: RenderOptions & { title?: string; maxTestRows?: number },
 ): string {
   const ordered = orderModels(results);
   const tables: string[] = [];
@@ -276,7 +291,7 @@ export function renderHtml(
     for (const r of ordered) {
       const s = r.sets[set]?.summary;
       if (!s) continue;
-      tables.push(`<tr><td>${esc(r.model.name)}</td><td>${r.model.kind}</td><td>${r.model.step ?? "–"}</td>` +
+      tables.push(`<tr><td>${esc(mark(r.model.name, opts))}</td><td>${r.model.kind}</td><td>${r.model.step ?? "–"}</td>` +
         METRICS.map((m) => `<td>${esc(cell(s, m))}</td>`).join("") + `<td>${esc(failuresText(s))}</td></tr>`);
     }
     tables.push(`</tbody></table>`);
@@ -290,6 +305,7 @@ export function renderHtml(
 ${opts.bootstrapSamples} resamples, seed ${opts.seed}) against training step. Baselines are horizontal reference lines.</p>
 <label>Validation set: <select id="set-pick"></select></label>
 <svg id="chart" xmlns="http://www.w3.org/2000/svg" width="900" height="420" viewBox="0 0 900 420" role="img" aria-label="metrics by training step"></svg>
+${opts.selection ? `<p class="selected"><b>Selected (★):</b> ${esc(opts.selection.reason)}</p>` : ""}
 <h2>Summary</h2>
 ${tables.join("\n")}
 <h2>Per-problem results</h2>
