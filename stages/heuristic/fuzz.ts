@@ -244,7 +244,9 @@ export class ValueGen {
     if (r < 0.25) return this.rng.pick([0, 1, -1, 2, 3, 10, 100]);
     if (r < 0.4 && this.ints.length) return this.rng.pick(this.ints) + this.rng.int(-2, 2);
     if (r < 0.85) return this.rng.int(-10, 30);
-    return this.rng.int(-1000, 1000);
+    if (r < 0.96) return this.rng.int(-1000, 1000);
+    // large magnitudes (overflow in fixed-width arithmetic, e.g. numpy), bounded so gold stays fast
+    return this.rng.int(1000, 1_000_000) * (this.rng.chance(0.8) ? 1 : -1);
   }
   char(): string {
     if (this.chars && this.rng.chance(0.6)) return this.rng.pick([...this.chars]);
@@ -399,7 +401,8 @@ export class ValueGen {
         if (out.length) out.splice(i, 1);
         break;
       case 2:
-        if (out.length) out.splice(i, 0, out[i]);
+        // a copy next to itself; strings sometimes reversed (pairs / palindromes matter to many tasks)
+        out.splice(i, 0, typeof out[i] === "string" && rng.chance(0.5) ? [...(out[i] as string)].reverse().join("") : out[i]);
         break;
       case 3:
         out.push(this.mutate(out[out.length - 1], depth + 1));
