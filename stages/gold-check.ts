@@ -54,6 +54,8 @@ export interface ProblemReport {
   code_timeouts: number;
   /** Set when the code (or canonical) could not be loaded at module level. */
   load_error?: string;
+  /** With `details`: one character per test of `code`: p(ass), f(ail), t(imeout). */
+  code_verdicts?: string;
 }
 
 export interface GoldCheckSummary {
@@ -101,6 +103,8 @@ export interface GoldCheckOptions {
   canonicalTimeoutS?: number;
   /** Folder for cached canonical runs (none: always run canonical). */
   cacheDir?: string;
+  /** Add per-test verdicts (`code_verdicts`) to each problem's report. */
+  details?: boolean;
   onProblem?: (r: ProblemReport, done: number, total: number) => void;
 }
 
@@ -116,6 +120,7 @@ export function calibratedLimits(gold: CallResult[], cfg: ExecutorConfig): numbe
 }
 
 interface Ctx {
+  details: boolean;
   cfg: ExecutorConfig;
   loadTimeoutS: number;
   canonicalTimeoutS: number;
@@ -170,6 +175,7 @@ async function checkOne(ex: Executor, p: GoldProblem, c: Ctx): Promise<ProblemRe
     calls: 2 * n,
   };
   if (loadErr) rep.load_error = `${loadErr.errorType ?? loadErr.status}: ${loadErr.message}`.slice(0, 200);
+  if (c.details) rep.code_verdicts = code.map((r) => (r.status === "ok" ? "p" : r.status === "timeout" ? "t" : "f")).join("");
   return rep;
 }
 
@@ -179,6 +185,7 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
   const cfg = executorConfigSchema.parse(opts.config ?? (ex as { config?: ExecutorConfig }).config ?? {});
   for (const p of problems) splitTest(p.test, p.task_id); // fail fast on a malformed row
   const c: Ctx = {
+    details: !!opts.details,
     cfg,
     loadTimeoutS: opts.loadTimeoutS ?? 10,
     canonicalTimeoutS: opts.canonicalTimeoutS ?? cfg.buggy_timeout_s,
@@ -224,7 +231,7 @@ export async function referenceGoldCheck(
     processes?: number;
     config?: Partial<ExecutorConfig>;
   } = {},
-): Promise<{ canonical_pass_rate: number; code_pass_rate: number; wall_s: number; per_problem: { task_id: string | number; tests: number; canonical_pass_rate: number; code_pass_rate: number }[] }> {
+): Promise<{ canonical_pass_rate: number; code_pass_rate: number; wall_s: number; per_problem: { task_id: string | number; tests: number; canonical_pass_rate: number; code_pass_rate: number; code_verdicts: string }[] }> {
   const t0 = performance.now();
   const tasks: ReferenceTask[] = [];
   for (const p of problems) {
@@ -239,7 +246,7 @@ export async function referenceGoldCheck(
   const per = problems.map((p) => {
     const c = res[`${p.task_id}\u0000canonical_solution`];
     const b = res[`${p.task_id}\u0000code`];
-    return { task_id: p.task_id, tests: b.tests, canonical_pass_rate: rate(c), code_pass_rate: rate(b) };
+    return { task_id: p.task_id, tests: b.tests, canonical_pass_rate: rate(c), code_pass_rate: rate(b), code_verdicts: b.verdicts };
   });
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
   return {

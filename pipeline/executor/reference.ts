@@ -26,6 +26,8 @@ export interface ReferenceTask {
 export interface ReferenceResult {
   tests: number;
   passed: number;
+  /** One character per test: p(ass), f(ail), t(imeout). */
+  verdicts: string;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

@@ -4,7 +4,8 @@
 # loop) is killed by the parent after limit + 1 s and the process restarts at the next test.
 # It is started inside the same bubblewrap sandbox as the fork servers (sandbox.ts: sandboxedPython).
 # Input on stdin: {"tasks": [{"key", "program", "header", "fn", "atol", "timeout"?}], "timeout", "processes",
-# "prelude", "memory_mb"}; output on stdout: {"results": {key: {"tests", "passed"}}}.
+# "prelude", "memory_mb"}; output on stdout: {"results": {key: {"tests", "passed", "verdicts"}}} where
+# verdicts has one character per test: p(ass), f(ail), t(imeout).
 import json
 import multiprocessing as mp
 import resource
@@ -50,24 +51,27 @@ def worker(task, start, conn, timeout, prelude, memory_mb):
     fn = ns[task["fn"]]
     for i in range(start, n):
         conn.send(("start", i))
-        ok = False
+        verdict = "f"
         try:
             try:
                 signal.setitimer(signal.ITIMER_REAL, timeout)
                 ns["assertion"](fn(*ns["inputs"][i]), ns["results"][i], atol)
-                ok = True
+                verdict = "p"
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+        except Timeout:
+            verdict = "t"
         except BaseException:
-            ok = False
-        conn.send(("done", i, ok))
+            verdict = "f"
+        conn.send(("done", i, verdict))
     conn.send(("end", 0))
 
 
 def run_task(task, timeout, prelude, memory_mb):
-    """Runs one (problem, program) to completion, restarting after hard kills. Returns (tests, passed)."""
+    """Runs one (problem, program) to completion, restarting after hard kills. Returns (tests, passed, verdicts)."""
     ctx = mp.get_context("fork")
     passed = 0
+    verdicts = {}
     n = None
     start = 0
     while True:
@@ -93,7 +97,8 @@ def run_task(task, timeout, prelude, memory_mb):
                 current = msg[1]
                 deadline = time.monotonic() + timeout + 1
             elif msg[0] == "done":
-                passed += 1 if msg[2] else 0
+                passed += 1 if msg[2] == "p" else 0
+                verdicts[msg[1]] = msg[2]
                 current = None
             elif msg[0] == "end":
                 finished = True
@@ -101,11 +106,15 @@ def run_task(task, timeout, prelude, memory_mb):
         p.kill()
         p.join()
         parent.close()
+        if current is not None:
+            verdicts[current] = "t"
         if finished or n is None or current is None:
-            return (n or 0, passed)
+            break
         start = current + 1
         if start >= n:
-            return (n, passed)
+            break
+    n = n or 0
+    return (n, passed, "".join(verdicts.get(i, "f") for i in range(n)))
 
 
 def main():
@@ -122,8 +131,8 @@ def main():
             for t in tasks
         ]
         for key, f in futures:
-            n, passed = f.get()
-            results[key] = {"tests": n, "passed": passed}
+            n, passed, verdicts = f.get()
+            results[key] = {"tests": n, "passed": passed, "verdicts": verdicts}
     sys.stdout.write(json.dumps({"results": results}) + "\n")
 
 
