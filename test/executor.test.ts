@@ -1,0 +1,252 @@
+/**
+ * Functional tests of the sandboxed executor: value encoding round trips through real Python, statuses,
+ * batches, checkProgram, runScript, the config schema, the calibrated-limit policy and fail-closed startup.
+ */
+import { createServer } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  buggyTimeoutFor,
+  createExecutor,
+  executorConfigSchema,
+  formatPyValue,
+  parseLiteral,
+  type PyValue,
+  type SandboxExecutor,
+} from "../pipeline/executor/index.ts";
+import { checkSandbox } from "../pipeline/executor/sandbox.ts";
+import { UserError } from "../pipeline/errors.ts";
+
+let ex: SandboxExecutor;
+beforeAll(async () => {
+  ex = await createExecutor({ workers: 2 });
+});
+afterAll(async () => ex?.close());
+
+const identity = "def ident(x):\n    return x";
+
+describe("value encoding", () => {
+  it("round trips typed values through Python unchanged", async () => {
+    const values: PyValue[] = [
+      null,
+      true,
+      false,
+      0,
+      -7,
+      9007199254740991,
+      { $int: "9007199254740992" },
+      { $int: "-123456789012345678901234567890" },
+      { $float: "1.0" },
+      { $float: "-0.0" },
+      { $float: "nan" },
+      { $float: "inf" },
+      { $float: "-inf" },
+      { $float: "1e-07" },
+      { $float: "0.1" },
+      "",
+      "héllo\n\u0000\u{1F600}",
+      [1, [2, [3]]],
+      { $tuple: [] },
+      { $tuple: [1, "a", { $tuple: [null] }] },
+      { $set: [1, 2, 3] },
+      { $frozenset: ["a"] },
+      { $dict: [["b", 1], ["a", [2]], [{ $tuple: [1, 2] }, null]] },
+      { $bytes: Buffer.from([0, 1, 255]).toString("base64") },
+      { $ndarray: [[1, 2], [3, 4]], dtype: "int64" },
+      { $ndarray: [{ $float: "0.5" }], dtype: "float64" },
+    ];
+    const rs = await ex.runCalls({ program: identity, entryPoint: "ident", inputs: values.map((v) => ({ args: [v] })), timeoutS: 2 });
+    rs.forEach((r, i) => {
+      expect(r.status, JSON.stringify(values[i])).toBe("ok");
+      expect(r.value).toEqual(values[i]);
+    });
+  });
+
+  it("keeps Python's type distinctions in returned values", async () => {
+    const src = [
+      "import numpy as np",
+      "class Point:",
+      "    def __repr__(self): return 'Point(1, 2)'",
+      "def f(k):",
+      "    return [3, 3.0, True, (1,), [1], {1}, frozenset(), {'a': 1}, b'x', None, 2**64, float('nan'), np.int64(5), np.float32(0.5), Point(), 1j][k]",
+    ].join("\n");
+    const rs = await ex.runCalls({ program: src, entryPoint: "f", inputs: Array.from({ length: 16 }, (_, k) => ({ args: [k] })), timeoutS: 2 });
+    expect(rs.map((r) => r.value)).toEqual([
+      3,
+      { $float: "3.0" },
+      true,
+      { $tuple: [1] },
+      [1],
+      { $set: [1] },
+      { $frozenset: [] },
+      { $dict: [["a", 1]] },
+      { $bytes: "eA==" },
+      null,
+      { $int: "18446744073709551616" },
+      { $float: "nan" },
+      5,
+      { $float: "0.5" },
+      { $repr: "Point(1, 2)", type: "Point" },
+      { $repr: "1j", type: "complex" },
+    ]);
+  });
+
+  it("formatPyValue text evaluates in Python to the same value (literal round trip via Python)", async () => {
+    const values: PyValue[] = [
+      { $tuple: [1] },
+      { $set: [] },
+      { $frozenset: [1, 2] },
+      { $float: "-inf" },
+      "it's \"quoted\" \\ \n",
+      { $dict: [[1, { $bytes: Buffer.from("a'\"").toString("base64") }]] },
+      { $int: "-99999999999999999999" },
+    ];
+    const script = "import math\nOUTPUT = [repr(eval(t, {'float': float})) for t in INPUT]";
+    const r = await ex.runScript(script, values.map(formatPyValue), { timeoutS: 5 });
+    expect(r.status).toBe("ok");
+    // Python's own repr of each evaluated value parses back to the original value with our parser.
+    (r.output as string[]).forEach((repr, i) => {
+      const back = parseLiteral(repr.replace(/^-?inf$/, (m) => `float('${m}')`));
+      expect(back.ok && back.value, repr).toEqual(values[i]);
+    });
+  });
+});
+
+describe("call statuses", () => {
+  it("ok, error with type and message, timeout, invalid_input, kwargs", async () => {
+    const src = "import time\ndef f(a, b=0):\n    if a == 'sleep': time.sleep(5)\n    if a == 'boom': raise KeyError('missing key')\n    return a + b";
+    const rs = await ex.runCalls({
+      program: src,
+      entryPoint: "f",
+      inputs: [{ args: [1] }, { args: ["boom"] }, { args: ["sleep"] }, { args: [{ $int: "nope" }] }, { args: [2], kwargs: { b: 3 } }, { args: [1, 2, 3] }],
+      timeoutS: 0.3,
+    });
+    expect(rs.map((r) => r.status)).toEqual(["ok", "error", "timeout", "invalid_input", "ok", "error"]);
+    expect(rs[1].errorType).toBe("KeyError");
+    expect(rs[1].message).toContain("missing key");
+    expect(rs[4].value).toBe(5);
+    expect(rs[5].errorType).toBe("TypeError");
+    for (const r of rs) expect(typeof r.ms).toBe("number");
+  });
+
+  it("module-level failures mark every input; a missing entry point is a NameError", async () => {
+    const bad = await ex.runCalls({ program: "raise ValueError('at import')\ndef f(): return 1", entryPoint: "f", inputs: [{ args: [] }, { args: [] }], timeoutS: 1 });
+    expect(bad.map((r) => [r.status, r.errorType])).toEqual([
+      ["error", "ValueError"],
+      ["error", "ValueError"],
+    ]);
+    expect(bad[0].message).toMatch(/^module level/);
+    const syntax = await ex.runCalls({ program: "def f(:\n  pass", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 1 });
+    expect(syntax[0].errorType).toBe("SyntaxError");
+    const missing = await ex.runCalls({ program: "def g(): return 1", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 1 });
+    expect(missing[0]).toMatchObject({ status: "error", errorType: "NameError" });
+  });
+
+  it("the UTGen prelude is available; the environment is empty; cwd is a private writable temp dir", async () => {
+    const src = [
+      "import os",
+      "def f():",
+      "    open('scratch.txt', 'w').write('x')",
+      "    return [math.sqrt(16), list(Counter('aab').items()), heapq.nsmallest(1, [3, 1]), sorted(os.environ), os.getuid() != 0, os.path.exists('scratch.txt')]",
+    ].join("\n");
+    const [r] = await ex.runCalls({ program: src, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 });
+    expect(r.status, r.message).toBe("ok");
+    expect(r.value).toEqual([{ $float: "4.0" }, [{ $tuple: ["a", 2] }, { $tuple: ["b", 1] }], [1], ["HOME", "TMPDIR"], true, true]);
+    // The next request gets a fresh directory: the scratch file is gone.
+    const [r2] = await ex.runCalls({ program: "import os\ndef f():\n    return os.path.exists('scratch.txt')", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 });
+    expect(r2.value).toBe(false);
+  });
+
+  it("runs a large batch and many concurrent requests with correct, ordered results", async () => {
+    const inputs = Array.from({ length: 500 }, (_, i) => ({ args: [i] }));
+    const rs = await ex.runCalls({ program: "def sq(x):\n    return x * x", entryPoint: "sq", inputs, timeoutS: 1 });
+    expect(rs.map((r) => r.value)).toEqual(inputs.map((_, i) => i * i));
+    const many = await Promise.all(
+      Array.from({ length: 30 }, (_, j) => ex.runCalls({ program: `def g(x):\n    return x + ${j}`, entryPoint: "g", inputs: [{ args: [1] }], timeoutS: 1 })),
+    );
+    expect(many.map((r) => r[0].value)).toEqual(Array.from({ length: 30 }, (_, j) => 1 + j));
+  });
+
+  it("state does not leak between requests", async () => {
+    await ex.runCalls({ program: "import math\nmath.pi = 3\ndef f():\n    return 0", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 1 });
+    const rs = await Promise.all(
+      [0, 1, 2].map(() => ex.runCalls({ program: "import math\ndef f():\n    return math.pi", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 1 })),
+    );
+    for (const [r] of rs) expect(r.value).toEqual({ $float: "3.141592653589793" });
+  });
+});
+
+describe("checkProgram and runScript", () => {
+  it("lists top-level functions with signatures and classes, then runs the module level", async () => {
+    const src = "from typing import List\ndef f(a: int, b: List[int] = [], *args, k: str = 'x', **kw) -> int:\n    return 1\nasync def g(x, /, y): pass\nclass C: pass\nprint('hi')";
+    const c = await ex.checkProgram(src, { timeoutS: 2 });
+    expect(c.status).toBe("ok");
+    expect(c.classes).toEqual(["C"]);
+    expect(c.functions.map((f) => f.signature)).toEqual(["f(a: int, b: List[int] = [], *args, k: str = 'x', **kw) -> int", "g(x, y)"]);
+    expect(c.functions[0].params.map((p) => p.kind)).toEqual(["positional", "positional", "vararg", "keyword_only", "varkw"]);
+    expect(c.functions[0].returns).toBe("int");
+    const kwOnly = await ex.checkProgram("def h(a, *, b=1):\n    pass", { timeoutS: 2 });
+    expect(kwOnly.functions[0].signature).toBe("h(a, *, b=1)");
+  });
+  it("reports syntax errors, module-level errors (still listing functions) and timeouts", async () => {
+    expect((await ex.checkProgram("def f(:", { timeoutS: 1 })).status).toBe("syntax_error");
+    const err = await ex.checkProgram("def f():\n    pass\nundefined_name", { timeoutS: 1 });
+    expect(err).toMatchObject({ status: "error", errorType: "NameError" });
+    expect(err.functions.map((f) => f.name)).toEqual(["f"]);
+    expect((await ex.checkProgram("while True: pass", { timeoutS: 0.3 })).status).toBe("timeout");
+  });
+  it("runScript passes INPUT and returns OUTPUT; errors and timeouts are statuses", async () => {
+    const ok = await ex.runScript("OUTPUT = {'sum': sum(INPUT['xs'])}", { xs: [1, 2, 3] }, { timeoutS: 2 });
+    expect(ok).toMatchObject({ status: "ok", output: { sum: 6 } });
+    expect((await ex.runScript("raise RuntimeError('x')", null, { timeoutS: 1 })).errorType).toBe("RuntimeError");
+    expect((await ex.runScript("OUTPUT = object()", null, { timeoutS: 1 })).status).toBe("error");
+    expect((await ex.runScript("while True: pass", null, { timeoutS: 0.3 })).status).toBe("timeout");
+  });
+});
+
+describe("configuration and policy", () => {
+  it("schema defaults follow the reference harness and reject unknown keys", () => {
+    const c = executorConfigSchema.parse({});
+    expect(c).toMatchObject({ python: "/usr/bin/python3", memory_mb: 1024, unsafe_no_sandbox: false, gold_timeout_s: 1, buggy_timeout_s: 2, calibrate: true });
+    expect(c.workers).toBeGreaterThan(0);
+    expect(executorConfigSchema.safeParse({ memroy_mb: 3 }).success).toBe(false);
+  });
+  it("buggyTimeoutFor: clamp(factor × gold, floor, buggy_timeout_s); fixed without calibration", () => {
+    const cfg = { calibrate_factor: 4, calibrate_floor_s: 0.2, buggy_timeout_s: 2 };
+    expect(buggyTimeoutFor(1, cfg)).toBe(0.2);
+    expect(buggyTimeoutFor(100, cfg)).toBeCloseTo(0.4, 12);
+    expect(buggyTimeoutFor(5000, cfg)).toBe(2);
+    expect(buggyTimeoutFor(1, { ...cfg, calibrate: false })).toBe(2);
+  });
+  it("a bad executor block is a one-line user error", async () => {
+    await expect(createExecutor({ memory_mb: -1 } as never)).rejects.toThrow(UserError);
+    await expect(createExecutor({ python: "/nonexistent/python3" })).rejects.toThrow(/does not exist/);
+  });
+  it("refuses to start without bubblewrap (and says what to install), unless the unsafe flag is set", () => {
+    const o = { python: "/usr/bin/python3", unsafe: false, tmpfsMb: 16, limits: {} };
+    expect(() => checkSandbox(o, { bwrap: undefined, setpriv: "/usr/bin/setpriv" })).toThrow(/apt-get install bubblewrap/);
+    if (process.getuid?.() === 0) expect(() => checkSandbox(o, { bwrap: "/usr/bin/bwrap", setpriv: undefined })).toThrow(/setpriv/);
+    expect(() => checkSandbox({ ...o, unsafe: true }, { bwrap: undefined, setpriv: undefined })).not.toThrow();
+  });
+  it("control: without the sandbox the loopback server IS reachable (so the hostile suite's check can fail)", async () => {
+    let connections = 0;
+    const server = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    const unsafe = await createExecutor({ workers: 1, unsafe_no_sandbox: true });
+    try {
+      const src = `import socket\ndef f():\n    socket.create_connection(('127.0.0.1', ${port}), timeout=2).close()\n    return 'connected'`;
+      const [r] = await unsafe.runCalls({ program: src, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 3 });
+      expect(r.value).toBe("connected");
+      expect(connections).toBe(1);
+      const [sandboxed] = await ex.runCalls({ program: src, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 3 });
+      expect(sandboxed.status).toBe("error");
+      expect(connections).toBe(1);
+    } finally {
+      await unsafe.close();
+      server.close();
+    }
+  });
+});
