@@ -15,7 +15,7 @@ import { z } from "zod";
 import type { DataflowStage, Drop, Outcome, StageContext } from "../pipeline/stage.ts";
 import type { CallArgs, CallResult, PyValue } from "../pipeline/executor/types.ts";
 import { buggyTimeoutFor, formatCall, formatPyValue, outputsMatch, parseCallLiteral } from "../pipeline/executor/index.ts";
-import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, stageLlmFingerprint } from "./common.ts";
+import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, sourceHash, stageLlmFingerprint } from "./common.ts";
 import { callKey, entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "./heuristic/fuzz.ts";
 import { fuzzHypothesis, fuzzInputReasoning } from "./heuristic/templates.ts";
 import { parseUt, templateHashes, utgenPrompt } from "./heuristic/llm-io.ts";
@@ -93,7 +93,8 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
     return {
       llm: await stageLlmFingerprint(root, "attack"),
       templates: heuristic ? {} : await templateHashes(["utgen_ut"]),
-      fuzz: heuristic || config.fuzz.extra ? "fuzz-v1" : null,
+      parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts"),
+      fuzz: heuristic || config.fuzz.extra ? sourceHash("heuristic/fuzz.ts", "heuristic/templates.ts") : null,
     };
   },
   async open(ctx: StageContext<AttackConfig>) {

@@ -88,9 +88,12 @@ export function helperScript(name: string): string {
   return s;
 }
 
-/** Content hash of a helper script: part of the fingerprint of the stages that use it. */
-export function helperHash(name: string): string {
-  return sha256(helperScript(name)).slice(0, 16);
+/**
+ * Content hash of generator sources under stages/ (e.g. "heuristic/fuzz.ts"): part of the fingerprint of
+ * the stages whose results they decide, so editing a generator rebuilds exactly what it produced.
+ */
+export function sourceHash(...relPaths: string[]): string {
+  return sha256(relPaths.map((p) => readFileSync(path.join(HERE, p), "utf8")).join("\u0000")).slice(0, 16);
 }
 
 /** Run the AST helper (stages/heuristic/ast_tools.py) inside the sandbox. */

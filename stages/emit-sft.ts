@@ -15,7 +15,7 @@ import type { DataflowStage, Outcome, Rec, StageContext } from "../pipeline/stag
 import { readManifest, type ChunkStats } from "../pipeline/store.ts";
 import { atomicWrite, sha256, writeJsonl } from "../pipeline/util.ts";
 import { DATA_STAGES } from "../pipeline/registry.ts";
-import { problemIdOf } from "./common.ts";
+import { problemIdOf, sourceHash } from "./common.ts";
 import { templateHashes, utgenAssistantMessage, utgenUserMessage } from "./heuristic/llm-io.ts";
 import type { RationaleRec } from "./rationalize.ts";
 
@@ -87,7 +87,7 @@ export const emitSftStage: DataflowStage<EmitSftConfig, RationaleRec, SftRec> = 
   configSchema: emitSftConfigSchema,
   perfKeys: ["concurrency"],
   async fingerprintExtra() {
-    return { templates: await templateHashes(["utgen_ut"]) };
+    return { templates: await templateHashes(["utgen_ut"]), format: sourceHash("heuristic/llm-io.ts") };
   },
   async open(ctx: StageContext<EmitSftConfig>) {
     const cfg = ctx.config;

@@ -11,7 +11,7 @@
 import { z } from "zod";
 import type { DataflowStage, Drop, Outcome, Rec, StageContext } from "../pipeline/stage.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
-import { clip, countedChat, helperHash, isHeuristic, llmOverrideSchema, normalizePrograms, stageLlmFingerprint } from "./common.ts";
+import { clip, countedChat, sourceHash, isHeuristic, llmOverrideSchema, normalizePrograms, stageLlmFingerprint } from "./common.ts";
 import { corruptPrompt, parseCorruption, templateHashes } from "./heuristic/llm-io.ts";
 import { MUTATION_OPERATORS, orderedMutants } from "./heuristic/mutate.ts";
 
@@ -90,7 +90,8 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
     return {
       llm: await stageLlmFingerprint(root, "perturb"),
       templates: heuristic ? {} : await templateHashes(["corrupt_code"]),
-      mutation: heuristic || config.mutation.extra > 0 ? helperHash("ast_tools.py") : null,
+      parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts"),
+      mutation: heuristic || config.mutation.extra > 0 ? sourceHash("heuristic/ast_tools.py", "heuristic/mutate.ts") : null,
     };
   },
   async open(ctx: StageContext<PerturbConfig>) {

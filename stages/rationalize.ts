@@ -9,7 +9,7 @@
 import { z } from "zod";
 import type { DataflowStage, Outcome, StageContext } from "../pipeline/stage.ts";
 import { formatPyValue, outputsMatch, parseLiteral } from "../pipeline/executor/index.ts";
-import { clip, countedChat, isHeuristic, llmOverrideSchema, stageLlmFingerprint } from "./common.ts";
+import { clip, countedChat, isHeuristic, llmOverrideSchema, sourceHash, stageLlmFingerprint } from "./common.ts";
 import { templateRationale } from "./heuristic/templates.ts";
 import { parseRat, rationalizePrompt, templateHashes } from "./heuristic/llm-io.ts";
 import type { TestRec } from "./attack.ts";
@@ -77,7 +77,8 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
     const heuristic = await isHeuristic(root, "rationalize");
     return {
       llm: await stageLlmFingerprint(root, "rationalize"),
-      templates: heuristic ? { rationale: "template-v1" } : await templateHashes(["rationalize_output"]),
+      templates: heuristic ? { rationale: sourceHash("heuristic/templates.ts") } : await templateHashes(["rationalize_output"]),
+      parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts"),
     };
   },
   async open(ctx: StageContext<RationalizeConfig>) {
