@@ -1,0 +1,81 @@
+/**
+ * Executor throughput on a trivial function: sandboxed pool, one call per request and batched, against a
+ * process-per-call baseline (`/usr/bin/python3 -c` per execution, as many in parallel as cores), all in
+ * this run. `npx tsx bench/executor.ts [--quick]`.
+ */
+import { spawn } from "node:child_process";
+import { availableParallelism } from "node:os";
+import { createExecutor } from "../pipeline/executor/index.ts";
+
+const quick = process.argv.includes("--quick");
+const cores = availableParallelism();
+const PROGRAM = "def add(a, b):\n    return a + b\n";
+
+function pythonOnce(i: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn("/usr/bin/python3", ["-c", `${PROGRAM}print(repr(add(${i}, 1)))`], { stdio: ["ignore", "pipe", "inherit"], env: {} });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.on("error", reject);
+    p.on("exit", (code) => (code === 0 && out.trim() === String(i + 1) ? resolve() : reject(new Error(`python -c failed: ${code} ${out}`))));
+  });
+}
+
+async function timed(n: number, run: () => Promise<void>): Promise<{ n: number; s: number }> {
+  const t0 = performance.now();
+  await run();
+  return { n, s: (performance.now() - t0) / 1000 };
+}
+
+async function parallel(n: number, width: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) await job(next++);
+    }),
+  );
+}
+
+const baselineN = quick ? 40 : 200;
+const singleN = quick ? 300 : 2000;
+const batches = quick ? 20 : 100;
+const batchSize = 200;
+
+const baseline = await timed(baselineN, () => parallel(baselineN, cores, pythonOnce));
+const ex = await createExecutor({});
+try {
+  // Warm-up (worker start is not part of the per-call cost).
+  await ex.runCalls({ program: PROGRAM, entryPoint: "add", inputs: [{ args: [1, 1] }], timeoutS: 1 });
+  const single = await timed(singleN, async () => {
+    await Promise.all(
+      Array.from({ length: singleN }, async (_, i) => {
+        const [r] = await ex.runCalls({ program: PROGRAM, entryPoint: "add", inputs: [{ args: [i, 1] }], timeoutS: 1 });
+        if (r.value !== i + 1) throw new Error(`wrong result ${JSON.stringify(r)}`);
+      }),
+    );
+  });
+  const batched = await timed(batches * batchSize, async () => {
+    await Promise.all(
+      Array.from({ length: batches }, async (_, b) => {
+        const inputs = Array.from({ length: batchSize }, (_, i) => ({ args: [b * batchSize + i, 1] }));
+        const rs = await ex.runCalls({ program: PROGRAM, entryPoint: "add", inputs, timeoutS: 1 });
+        rs.forEach((r, i) => {
+          if (r.value !== b * batchSize + i + 1) throw new Error(`wrong result ${JSON.stringify(r)}`);
+        });
+      }),
+    );
+  });
+  const rate = (x: { n: number; s: number }) => x.n / x.s;
+  const base = rate(baseline);
+  console.log(`Trivial-function throughput, ${cores} cores${quick ? " (--quick)" : ""}\n`);
+  console.log("| mode | calls | wall (s) | calls/s | ratio vs baseline |");
+  console.log("|---|---:|---:|---:|---:|");
+  console.log(`| baseline: \`python3 -c\` per call, ${cores} in parallel | ${baseline.n} | ${baseline.s.toFixed(2)} | ${base.toFixed(0)} | 1.0× |`);
+  console.log(`| sandboxed pool, one call per request | ${single.n} | ${single.s.toFixed(2)} | ${rate(single).toFixed(0)} | ${(rate(single) / base).toFixed(1)}× |`);
+  console.log(`| sandboxed pool, batches of ${batchSize} | ${batched.n} | ${batched.s.toFixed(2)} | ${rate(batched).toFixed(0)} | ${(rate(batched) / base).toFixed(1)}× |`);
+  const okRatio = rate(batched) / base >= 20;
+  const okRate = rate(batched) >= 1000;
+  console.log(`\ntargets: batched ≥ 20× baseline: ${okRatio ? "met" : "NOT met"}; batched ≥ 1,000 sandboxed calls/s: ${okRate ? "met" : "NOT met"}`);
+} finally {
+  await ex.close();
+}
