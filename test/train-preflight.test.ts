@@ -14,6 +14,7 @@ import {
   checkEnvironment,
   estimateMemory,
   lengthProblem,
+  LineTokenCounter,
   measureLengths,
   memoryProblem,
   probeEnvironment,
@@ -145,6 +146,36 @@ describe("token lengths against max_length", () => {
     );
   });
 
+  it.each(["qwen", "llama3"] as const)("line-by-line counts with the cache equal whole-text counts (%s)", async (family) => {
+    const count = await getTokenCounter(family);
+    const lines = new LineTokenCounter(count);
+    const fixture = (await fsp.readFile(path.resolve(__dirname, "fixtures/train/sft/train.messages.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l).messages);
+    const texts = [
+      ...fixture.map((m: { role: string; content: string }[]) => renderChat(family === "qwen" ? "qwen2.5" : "llama3.1", m)),
+      "def f(x):\n    if x:\n\n        return 1\n\t\treturn 2  \n  \n# done\n",
+      "crlf line\r\nnext line\r\n\r\nlast",
+      "123456\n7890 apples\n42\n's it\n's\n",
+      "e\u0301 combining\n\u0301 starts a line\nnaïve café 日本語\n😀 emoji\n",
+      "  leading\n   \n\n\n  x = [1, 2]  # trailing  \n):\n\n    pass\n",
+      "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+      "a\n  \rb\n\u00a0\nc\n \t\n\ty\n\u000b\nz",
+    ];
+    // Random texts over the characters where pre-tokenization is delicate (deterministic).
+    const alphabet = [" ", "  ", "\n", "\r", "\t", "a", "Ab", "1", "123", "'s", ":", "):", "é", "\u0301", "日本", "\u00a0", "<|im_end|>", "<|eot_id|>", "#"];
+    for (let i = 0; i < 300; i++) {
+      const len = 1 + (Math.imul(i + 1, 2654435761) >>> 0) % 40;
+      let t = "";
+      for (let k = 0; k < len; k++) t += alphabet[(Math.imul(i * 97 + k + 7, 2246822519) >>> 0) % alphabet.length];
+      texts.push(t);
+    }
+    for (const t of texts) expect(lines.tokens(t), JSON.stringify(t)).toBe(count(t));
+    // Cached lines give the same answer again.
+    for (const t of texts) expect(lines.tokens(t)).toBe(count(t));
+  });
+
   it("skipping rows whose byte size already fits gives the same verdict as tokenizing every row", async () => {
     const file = path.join(tmp, "train.prompt_completion.jsonl");
     const rows = [5, 40, 300, 900, 2500].map((n, i) => ({
@@ -156,7 +187,7 @@ describe("token lengths against max_length", () => {
     const exact = rows.map((r) => count(renderChat("qwen2.5", [...r.prompt, ...r.completion])));
     for (const maxLength of [128, 1024, 4096]) {
       const pruned = await measureLengths(file, "qwen2.5", "qwen", maxLength);
-      const full = await measureLengths(file, "qwen2.5", "qwen", maxLength, { prune: false });
+      const full = await measureLengths(file, "qwen2.5", "qwen", maxLength, { prune: false, cache: false });
       const over = exact.filter((n) => n > maxLength).length;
       expect(pruned.over).toBe(over);
       expect(full.over).toBe(over);

@@ -3,7 +3,8 @@
  *  - the data: format validated by the training script itself (`--check-data`, stdlib only) and token
  *    lengths against max_length, counted here with the model family's tokenizer over our rendering of
  *    its chat template (rows whose UTF-8 size is already ≤ max_length cannot exceed it — byte-level BPE
- *    never yields more tokens than bytes — and are not tokenized);
+ *    never yields more tokens than bytes — and are not tokenized; the others are counted line by line
+ *    with a cache, exactly, see LineTokenCounter);
  *  - the environment: Python and package versions (`--env-report`), CUDA devices, bf16;
  *  - memory: an estimate of what one GPU needs at the chosen precision, refused when it cannot fit.
  * Every failure is one line naming what is wrong and how to fix it.
@@ -66,18 +67,49 @@ function conversation(row: any, file: string, line: number): Msg[] {
 }
 
 /**
- * Token lengths of one SFT file against max_length. `prune: false` tokenizes every row (the baseline the
- * bench compares against).
+ * Exact token counts with a per-line cache. A split right after a "\n" whose next line has a
+ * non-whitespace character before any \r or \n lands on a boundary of the Qwen2 / Llama-3 pre-tokenizer
+ * regex: the match holding that newline (`\s*[\r\n]+` or `…[\r\n]*`) cannot reach past it, and no
+ * alternative looks behind. (A whitespace-only next line is different: `\s*[\r\n]+` spans it.) BPE never
+ * merges across pre-tokens, special tokens hold no newline, and NFC is local, so the count of a text is
+ * the sum of its pieces' counts.
+ * SFT rows share many lines (system prompt, instructions, the same problem and code across its buggy
+ * versions and tests), which are then tokenized once.
+ */
+export class LineTokenCounter {
+  private readonly cache = new Map<string, number>();
+  constructor(private readonly count: (text: string) => number, private readonly maxEntries = 500_000) {}
+  tokens(text: string): number {
+    let n = 0;
+    for (const line of text.split(LINE_BOUNDARY)) {
+      let c = this.cache.get(line);
+      if (c === undefined) {
+        c = this.count(line);
+        if (this.cache.size >= this.maxEntries) this.cache.clear();
+        this.cache.set(line, c);
+      }
+      n += c;
+    }
+    return n;
+  }
+}
+const LINE_BOUNDARY = /(?<=\n)(?=[^\S\r\n]*\S)/;
+
+/**
+ * Token lengths of one SFT file against max_length. `prune: false` tokenizes every row, `cache: false`
+ * tokenizes each row whole (together: the baseline the bench compares against).
  */
 export async function measureLengths(
   file: string,
   template: ChatTemplateKind,
   family: "qwen" | "llama3",
   maxLength: number,
-  opts: { prune?: boolean } = {},
+  opts: { prune?: boolean; cache?: boolean } = {},
 ): Promise<LengthReport> {
   const prune = opts.prune ?? true;
-  const count = await getTokenCounter(family);
+  const raw = await getTokenCounter(family);
+  const lines = new LineTokenCounter(raw);
+  const count = opts.cache === false ? raw : (t: string) => lines.tokens(t);
   const r: LengthReport = { file, rows: 0, tokenized: 0, longestTokens: null, longestRow: null, maxBytes: 0, over: 0 };
   let line = 0;
   for await (const row of readJsonl(file)) {
