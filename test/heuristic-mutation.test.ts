@@ -32,7 +32,7 @@ def window_max(nums: list[int], k: int) -> int:
             best = cur
         else:
             cur = cur
-    ok = any([best > 0, True])
+    ok = any([best > 0, True]) and "a-b".replace("-", " ") != ""
     return max(best, helper(0)) if ok else min(best, 0)
 
 def unused(y):

@@ -25,14 +25,17 @@ OP_TEXT = {
     ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**", ast.And: "and", ast.Or: "or",
 }
 CALL_SWAPS = {"min": "max", "max": "min", "any": "all", "all": "any"}
-METHOD_SWAPS = {"lower": "upper", "upper": "lower", "startswith": "endswith", "endswith": "startswith",
+METHOD_SWAPS = {"lower": "upper", "upper": "lower", "swapcase": "lower", "title": "capitalize", "capitalize": "title", "startswith": "endswith", "endswith": "startswith",
                 "find": "rfind", "rfind": "find", "lstrip": "rstrip", "rstrip": "lstrip", "isupper": "islower",
                 "islower": "isupper", "index": "rindex", "rindex": "index"}
 DROPPABLE_CALLS = {"reversed", "sorted", "abs", "set", "round"}
 ALL_OPERATORS = [
     "comparison_swap", "arithmetic_swap", "constant_off_by_one", "range_bounds", "slice_bounds",
     "boolean_swap", "negate_condition", "drop_statement", "drop_branch", "return_value", "call_swap",
+    "argument_swap", "string_constant",
 ]
+NO_ARG_SWAP = {"isinstance", "issubclass", "min", "max", "print", "range", "getattr", "setattr", "hasattr", "super",
+               "map", "filter", "reduce", "sorted", "enumerate", "round", "pow", "divmod"}
 
 
 def strip_docstrings(tree):
@@ -340,6 +343,36 @@ class Mutator:
                 kind = "while" if isinstance(node, ast.While) else "if"
                 self.add("negate_condition", test, new_test,
                          f"the `{kind}` condition `{text(test)}` is negated")
+            if isinstance(node, ast.comprehension):
+                for cond in node.ifs:
+                    new_test = copy.deepcopy(cond.operand) if isinstance(cond, ast.UnaryOp) and isinstance(cond.op, ast.Not) \
+                        else ast.UnaryOp(ast.Not(), copy.deepcopy(cond))
+                    self.add("negate_condition", cond, new_test, f"the filter condition `{text(cond)}` is negated")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and not isinstance(parent, (ast.Expr, ast.JoinedStr, ast.FormattedValue)) and len(node.value) <= 40:
+                v = node.value
+                news = [""] if v == " " else [" "] if v == "" else []
+                if len(v) > 1:
+                    news.append(v[:-1])
+                if v.upper() != v:
+                    news.append(v.upper())
+                elif v.lower() != v:
+                    news.append(v.lower())
+                for nv in news[:2]:
+                    self.add("string_constant", node, ast.Constant(nv), f"uses the string {nv!r} instead of {v!r}",
+                             new_text=repr(nv))
+            if isinstance(node, ast.Call) and len(node.args) >= 2 and not any(isinstance(a, ast.Starred) for a in node.args[:2]):
+                fname = node.func.id if isinstance(node.func, ast.Name) else node.func.attr if isinstance(node.func, ast.Attribute) else None
+                if fname and fname not in NO_ARG_SWAP:
+                    rep = copy.deepcopy(node)
+                    rep.args[0], rep.args[1] = rep.args[1], rep.args[0]
+                    self.add("argument_swap", node, rep,
+                             f"passes `{text(node.args[0])}` and `{text(node.args[1])}` to `{fname}()` in the wrong order")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sorted" and node.keywords \
+                    and not any(k.arg == "reverse" for k in node.keywords):
+                rep = copy.deepcopy(node)
+                rep.keywords.append(ast.keyword("reverse", ast.Constant(True)))
+                self.add("call_swap", node, rep, "sorts in the wrong (descending) order")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CALL_SWAPS:
                 rep = copy.deepcopy(node)
                 rep.func = ast.Name(CALL_SWAPS[node.func.id], ast.Load())

@@ -17,6 +17,8 @@ export const MUTATION_OPERATORS = [
   "drop_branch",
   "return_value",
   "call_swap",
+  "argument_swap",
+  "string_constant",
 ] as const;
 
 export interface Mutant {

@@ -17,6 +17,8 @@ const PATTERNS: Record<string, string> = {
   drop_branch: "inputs that should take the missing branch",
   return_value: "inputs that reach the faulty return statement",
   call_swap: "inputs where the two functions disagree (e.g. several different values)",
+  argument_swap: "inputs where the two swapped arguments are not interchangeable",
+  string_constant: "inputs whose result depends on that exact string (separators, characters or case)",
 };
 
 export interface BugLike {
