@@ -92,15 +92,16 @@ async function checkData(ctx: CommandContext, p: TrainPlan, sftConfig: string) {
   // Format: the training script's own loader (stdlib json), with the trainer env's python when it exists.
   const py = (await exists(p.python.trl)) ? p.python.trl : "python3";
   const data = await scriptCheckData(py, sftConfig);
-  const lengths = await measureLengths(p.trainFile, p.preset.template, p.preset.tokenizerFamily, p.maxLength);
-  const longest = lengths.longestTokens !== null ? `longest ${lengths.longestTokens} tokens` : `all ≤ ${lengths.maxBytes} bytes, so ≤ ${lengths.maxBytes} tokens`;
   const loss = p.dataFormat === "prompt_completion" ? "completion-only loss" : "assistant-only loss";
-  ctx.stdout(
-    `data: ${p.dataFormat} (${loss}), ${data.train.rows} train${data.eval ? ` / ${data.eval.rows} eval` : ""} rows from ${p.dataDir}; ${longest} vs max_length ${p.maxLength}`,
-  );
-  const problem = lengthProblem(p, lengths);
-  if (problem && !p.allowTruncation) throw new UserError(problem);
-  if (problem) ctx.stdout(`warning: ${problem.replace(/; raise .*$/, "")} (allowed by train.allow_truncation)`);
+  ctx.stdout(`data: ${p.dataFormat} (${loss}), ${data.train.rows} train${data.eval ? ` / ${data.eval.rows} eval` : ""} rows from ${p.dataDir}`);
+  for (const file of [p.trainFile, ...(p.eval ? [p.validFile] : [])]) {
+    const lengths = await measureLengths(file, p.preset.template, p.preset.tokenizerFamily, p.maxLength);
+    const longest = lengths.longestTokens !== null ? `longest ${lengths.longestTokens} tokens` : `all ≤ ${lengths.maxBytes} bytes, so ≤ ${lengths.maxBytes} tokens`;
+    ctx.stdout(`lengths: ${path.basename(file)}: ${longest} vs max_length ${p.maxLength}`);
+    const problem = lengthProblem(p, lengths);
+    if (problem && !p.allowTruncation) throw new UserError(problem);
+    if (problem) ctx.stdout(`warning: ${problem.replace(/; raise .*$/, "")} (allowed by train.allow_truncation)`);
+  }
   return { rows: data.train.rows, evalRows: data.eval?.rows ?? null };
 }
 

@@ -118,6 +118,7 @@ describe("train stage: launch and supervision", () => {
     expect(lines).toContain("batch: effective 16 = 2 micro × 8 grad-accum × 1 GPU; 2 epochs × 1 = 2 optimizer steps");
     expect(lines.filter((l) => l.startsWith("note: lr 5e-6 is the UTGen paper's rate, ~40x below TRL's usual LoRA guidance (2e-4)"))).toHaveLength(1);
     expect(lines.some((l) => l.startsWith("data: prompt_completion (completion-only loss), 4 train rows"))).toBe(true);
+    expect(lines).toContainEqual(expect.stringMatching(/^lengths: train\.prompt_completion\.jsonl: all ≤ \d+ bytes, so ≤ \d+ tokens vs max_length 4096$/));
     // Not a TTY: plain progress lines, the last one with the final state.
     expect(lines).toContain("train: step 4/4 (100.0%) | epoch 2.00 | loss 1.6000 | lr 1.00e-6 | grad 0.500 | 1.25 s/step");
   });
@@ -247,6 +248,13 @@ describe("train stage: dry run, renders and preflight refusals", () => {
     await expect(trainStage.run(none.ctx)).rejects.toThrow(/train\.prompt_completion\.jsonl does not exist; run the emit-sft stage first/);
     const short = makeCtx(base({ max_length: 64 }));
     await expect(trainStage.run(short.ctx)).rejects.toThrow(/^4 of 4 rows \(100\.00%\) of train\.prompt_completion\.jsonl exceed max_length 64 tokens \(longest \d+, line \d\) .*raise train\.max_length to \d+ or set train\.allow_truncation: true$/);
+    // The eval file is checked too when evaluation is on; allow_truncation turns the refusal into a warning.
+    const allowed = makeCtx(base({ max_length: 64, allow_truncation: true, eval: true }), { "dry-run": true });
+    expect(await trainStage.run(allowed.ctx)).toBe(0);
+    expect(allowed.lines.filter((l) => l.startsWith("warning: ") && l.endsWith("(allowed by train.allow_truncation)")).map((l) => l.split(" of ")[2]?.split(" ")[0])).toEqual([
+      "train.prompt_completion.jsonl",
+      "valid.prompt_completion.jsonl",
+    ]);
   });
 
   it("a malformed data row is reported by the training script's own loader, with file:line", async () => {
