@@ -173,58 +173,47 @@ class PoolExecutor implements SandboxExecutor {
     return results as CallResult[];
   }
 
-  async checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck> {
+  /** One-child request (check / script): the server's final line, or a crash when the worker died. */
+  private async single(req: Record<string, unknown>, timeoutS: number): Promise<{ body: any; ms: number; crash?: string }> {
     let res: any;
     try {
       await this.pool.use((w) =>
         w.request(
-          { op: "check", program, timeout: opts.timeoutS },
+          { ...req, timeout: timeoutS },
           (msg) => {
             if (msg.done) res = msg;
             return !!msg.done;
           },
-          this.watchdogMs(opts.timeoutS),
+          this.watchdogMs(timeoutS),
         ),
       );
     } catch (e) {
       if (!(e instanceof WorkerDied)) throw e;
-      return { status: "crash", message: e.message, functions: [], classes: [], ms: 0 };
+      return { body: {}, ms: 0, crash: e.message };
     }
-    const ch = res.check ?? {};
-    const load = ch.load ?? { status: "crash", message: "no result" };
+    return { body: res[req.op as string] ?? {}, ms: res.ms ?? 0 };
+  }
+
+  async checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck> {
+    const { body, ms, crash } = await this.single({ op: "check", program }, opts.timeoutS);
+    const load = crash ? { status: "crash", message: crash } : (body.load ?? { status: "crash", message: "no result" });
     return {
       status: load.status,
       ...(load.errorType ? { errorType: load.errorType } : {}),
       ...(load.message ? { message: load.message } : {}),
-      functions: ch.ast?.functions ?? [],
-      classes: ch.ast?.classes ?? [],
-      ms: res.ms ?? 0,
+      functions: body.ast?.functions ?? [],
+      classes: body.ast?.classes ?? [],
+      ms,
     };
   }
 
   async runScript(script: string, input: unknown, opts: { timeoutS: number }): Promise<ScriptResult> {
-    let res: any;
-    try {
-      await this.pool.use((w) =>
-        w.request(
-          { op: "script", script, input, timeout: opts.timeoutS },
-          (msg) => {
-            if (msg.done) res = msg;
-            return !!msg.done;
-          },
-          this.watchdogMs(opts.timeoutS),
-        ),
-      );
-    } catch (e) {
-      if (!(e instanceof WorkerDied)) throw e;
-      return { status: "crash", message: e.message, ms: 0 };
-    }
-    const s = res.script ?? {};
-    const load = s.load ?? { status: "crash", message: "no result" };
-    const out: ScriptResult = { status: load.status === "syntax_error" ? "error" : load.status, ms: res.ms ?? 0 };
+    const { body, ms, crash } = await this.single({ op: "script", script, input }, opts.timeoutS);
+    const load = crash ? { status: "crash", message: crash } : (body.load ?? { status: "crash", message: "no result" });
+    const out: ScriptResult = { status: load.status === "syntax_error" ? "error" : load.status, ms };
     if (load.errorType) out.errorType = load.errorType;
     if (load.message) out.message = load.message;
-    if (load.status === "ok") out.output = s.output;
+    if (load.status === "ok") out.output = body.output;
     return out;
   }
 

@@ -541,22 +541,29 @@ export function parseCallLiteral(text: string, expectedFn?: string): CallLiteral
 }
 
 // -------------------------------------------------------------------------------- formatting ----
-/** Python's repr of a str (quote choice and escapes as CPython does). */
-export function pyStrRepr(s: string): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+/** Escapes shared by str and bytes reprs; `wide` renders a code point that needs \\x / \\u / \\U. */
+function quoteRepr(chars: Iterable<string>, hasSingle: boolean, hasDouble: boolean, wide: (cp: number) => string | undefined): string {
+  const quote = hasSingle && !hasDouble ? '"' : "'";
   let out = quote;
-  for (const ch of s) {
+  for (const ch of chars) {
     const cp = ch.codePointAt(0)!;
     if (ch === quote || ch === "\\") out += "\\" + ch;
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
     else if (ch === "\t") out += "\\t";
     else if (cp < 0x20 || cp === 0x7f) out += "\\x" + cp.toString(16).padStart(2, "0");
-    else if (cp >= 0x80 && !isPrintable(ch)) {
-      out += cp <= 0xff ? "\\x" + cp.toString(16).padStart(2, "0") : cp <= 0xffff ? "\\u" + cp.toString(16).padStart(4, "0") : "\\U" + cp.toString(16).padStart(8, "0");
-    } else out += ch;
+    else out += wide(cp) ?? ch;
   }
   return out + quote;
+}
+
+/** Python's repr of a str (quote choice and escapes as CPython does). */
+export function pyStrRepr(s: string): string {
+  return quoteRepr(s, s.includes("'"), s.includes('"'), (cp) => {
+    if (cp < 0x80 || isPrintable(String.fromCodePoint(cp))) return undefined;
+    const hex = cp.toString(16);
+    return cp <= 0xff ? "\\x" + hex.padStart(2, "0") : cp <= 0xffff ? "\\u" + hex.padStart(4, "0") : "\\U" + hex.padStart(8, "0");
+  });
 }
 
 function isPrintable(ch: string): boolean {
@@ -565,19 +572,8 @@ function isPrintable(ch: string): boolean {
 }
 
 function pyBytesRepr(b: Buffer): string {
-  const hasSingle = b.includes(0x27);
-  const quote = hasSingle && !b.includes(0x22) ? '"' : "'";
-  let out = "b" + quote;
-  for (const c of b) {
-    const ch = String.fromCharCode(c);
-    if (ch === quote || ch === "\\") out += "\\" + ch;
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (ch === "\t") out += "\\t";
-    else if (c < 0x20 || c >= 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
-    else out += ch;
-  }
-  return out + quote;
+  const chars = Array.from(b, (c) => String.fromCharCode(c));
+  return "b" + quoteRepr(chars, b.includes(0x27), b.includes(0x22), (cp) => (cp >= 0x80 ? "\\x" + cp.toString(16).padStart(2, "0") : undefined));
 }
 
 function formatFloat(repr: string): string {
