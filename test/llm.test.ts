@@ -112,19 +112,32 @@ describe("llm client", () => {
     expect(s.requests).toHaveLength(5);
   });
 
-  it("treats a torn cache entry as a miss and rewrites it", async () => {
+  it("ignores a torn last line and garbage lines in a cache segment: those samples are asked again", async () => {
     const s = await server(echo);
     const dir = await tmp();
+    const a = createLlmClient(cfg([s.url]), { cacheDir: dir, stage: "t" });
+    await a.chat({ messages: msgs("kept") });
+    await a.chat({ messages: msgs("torn") });
+    await a.close();
+    const segs = (await fsp.readdir(path.join(dir, "llm"))).filter((f) => f.endsWith(".jsonl"));
+    expect(segs).toHaveLength(1);
+    const f = path.join(dir, "llm", segs[0]);
+    const lines = (await fsp.readFile(f, "utf8")).split("\n");
+    expect(lines).toHaveLength(3); // two entries and the empty string after the last newline
+    // A garbage line first, then the good entry, then the second entry cut in the middle (kill -9 mid-append).
+    await fsp.writeFile(f, "{not json\n" + lines[0] + "\n" + lines[1].slice(0, lines[1].length >> 1));
+    const logs: string[] = [];
+    const b = createLlmClient(cfg([s.url]), { cacheDir: dir, stage: "t", log: (m) => logs.push(m) });
+    const kept = await b.chat({ messages: msgs("kept") });
+    expect(kept).toMatchObject({ cached: 1, texts: ["req0-c0"] });
+    const torn = await b.chat({ messages: msgs("torn") });
+    expect(torn).toMatchObject({ cached: 0, texts: ["req2-c0"] });
+    expect(logs.some((l) => /ignored 2 torn or unreadable line\(s\)/.test(l))).toBe(true);
+    await b.close();
+    // The re-asked sample is appended to b's own segment and found by the next process.
     const c = createLlmClient(cfg([s.url]), { cacheDir: dir, stage: "t" });
-    await c.chat({ messages: msgs("torn"), n: 1 });
-    const sub = (await fsp.readdir(path.join(dir, "llm")))[0];
-    const f = path.join(dir, "llm", sub, (await fsp.readdir(path.join(dir, "llm", sub)))[0]);
-    const full = await fsp.readFile(f, "utf8");
-    await fsp.writeFile(f, full.slice(0, full.length >> 1));
-    const r = await c.chat({ messages: msgs("torn"), n: 1 });
-    expect(r.cached).toBe(0);
-    expect(r.texts).toEqual(["req1-c0"]);
-    expect(JSON.parse(await fsp.readFile(f, "utf8")).text).toBe("req1-c0");
+    expect(await c.chat({ messages: msgs("torn") })).toMatchObject({ cached: 1, texts: ["req2-c0"] });
+    expect(s.requests).toHaveLength(3);
   });
 
   it("an unusable cache folder is a one-line error", async () => {
@@ -279,10 +292,18 @@ for (let i = 0; ; i++) { const r = await c.chat({ messages: [{ role: "user", con
       inFlight--;
       return echo(r);
     });
-    const c = createLlmClient(cfg([s.url], { concurrency: 3 }), { cacheDir: await tmp(), stage: "t" });
-    await Promise.all(Array.from({ length: 12 }, (_, i) => c.chat({ messages: msgs(`q${i}`) })));
+    const dir = await tmp();
+    const c = createLlmClient(cfg([s.url], { concurrency: 3 }), { cacheDir: dir, stage: "t" });
+    const first = await Promise.all(Array.from({ length: 12 }, (_, i) => c.chat({ messages: msgs(`q${i}`) })));
     expect(peak).toBeLessThanOrEqual(3);
     expect(peak).toBeGreaterThan(1);
+    // Concurrent cache appends (group-committed) are all readable by the next process.
+    await c.close();
+    const c2 = createLlmClient(cfg([s.url]), { cacheDir: dir, stage: "t" });
+    const again = await Promise.all(Array.from({ length: 12 }, (_, i) => c2.chat({ messages: msgs(`q${i}`) })));
+    expect(again.map((r) => r.cached)).toEqual(Array(12).fill(1));
+    expect(again.map((r) => r.texts[0])).toEqual(first.map((r) => r.texts[0]));
+    expect(s.requests).toHaveLength(12);
   });
 
   it("sends identical concurrent requests once", async () => {

@@ -12,6 +12,7 @@
 import PQueue from "p-queue";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
+import { fetchTransport, nodeTransport, TransportError, type Transport } from "./http.ts";
 import { ResponseCache, requestKey, sampleKey, type CacheEntry, type RequestIdentity } from "./cache.ts";
 import type { ChatRequest, ChatResult, LlmClient, LlmStats } from "./types.ts";
 
@@ -59,6 +60,7 @@ export interface LlmClientOptions {
   cacheDir: string;
   /** Stage name, for the counters and messages. */
   stage: string;
+  /** Use this fetch instead of the built-in node:http transport (tests, proxies). */
   fetch?: typeof fetch;
   log?: (m: string) => void;
   /** Backoff shape (not results-relevant): delay = min(maxMs, baseMs·2^attempt) · (0.5 … 1). */
@@ -107,7 +109,7 @@ class OpenAIClient implements LlmClient {
   private readonly cache: ResponseCache;
   private readonly queue: PQueue;
   private readonly urls: UrlState[];
-  private readonly fetchFn: typeof fetch;
+  private readonly transport: Transport;
   private readonly counters: LlmStats = { requests: 0, cacheHits: 0, retries: 0, failures: 0, promptTokens: 0, completionTokens: 0, latencyMsTotal: 0 };
   private readonly inflight = new Map<string, Promise<unknown>>();
   private rr = 0;
@@ -116,7 +118,7 @@ class OpenAIClient implements LlmClient {
   constructor(private readonly cfg: LlmConfig, private readonly opts: LlmClientOptions) {
     this.model = cfg.model;
     this.cache = new ResponseCache(opts.cacheDir, opts.log);
-    this.fetchFn = opts.fetch ?? fetch;
+    this.transport = opts.fetch ? fetchTransport(opts.fetch) : nodeTransport();
     this.urls = cfg.base_urls.map((u) => ({ url: u.replace(/\/+$/, ""), inFlight: 0, coolUntil: 0 }));
     const rate = cfg.requests_per_second;
     const cap = rate ? Math.max(1, Math.round(rate)) : undefined;
@@ -139,6 +141,9 @@ class OpenAIClient implements LlmClient {
     if (this.closed) return;
     this.closed = true;
     await this.queue.onIdle();
+    while (this.inflight.size) await Promise.allSettled([...this.inflight.values()]);
+    this.transport.close();
+    await this.cache.close();
     const s = this.counters;
     if (s.requests || s.cacheHits || s.failures)
       this.opts.log?.(
@@ -297,17 +302,12 @@ class OpenAIClient implements LlmClient {
     const key = process.env[this.cfg.api_key_env];
     if (key) headers.authorization = `Bearer ${key}`;
     try {
-      const res = await this.fetchFn(`${u.url}/chat/completions`, {
-        method: "POST",
-        headers,
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.cfg.timeout_s * 1000),
-      });
-      const text = await res.text();
-      if (!res.ok) {
+      const res = await this.transport.post(`${u.url}/chat/completions`, headers, JSON.stringify(body), this.cfg.timeout_s * 1000);
+      const text = res.text;
+      if (res.status < 200 || res.status >= 300) {
         const detail = `answered ${res.status}${errorDetail(text)}`;
         if (res.status === 429) {
-          const ra = retryAfterMs(res.headers.get("retry-after"), this.opts.maxRetryAfterS ?? 600);
+          const ra = retryAfterMs(res.retryAfter, this.opts.maxRetryAfterS ?? 600);
           // Cool this server down: no request goes to it before Retry-After (or the backoff) has passed.
           u.coolUntil = Math.max(u.coolUntil, Date.now() + (ra ?? 0));
           const cool = ra !== undefined ? ` (Retry-After ${(ra / 1000).toFixed(1)} s: server cooling down)` : "";
@@ -324,11 +324,9 @@ class OpenAIClient implements LlmClient {
       }
       return { ok: true, json, url: u.url, ms: performance.now() - t0 };
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      if (err.name === "TimeoutError" || err.name === "AbortError")
-        return { ok: false, retryable: true, kind: "timeout", url: u.url, detail: `did not answer within ${this.cfg.timeout_s} s` };
-      const code = err.cause?.code ?? err.cause?.message ?? err.message;
-      return { ok: false, retryable: true, kind: "connection", url: u.url, detail: `connection failed (${code})` };
+      if (!(e instanceof TransportError)) throw e;
+      if (e.kind === "timeout") return { ok: false, retryable: true, kind: "timeout", url: u.url, detail: `did not answer within ${this.cfg.timeout_s} s` };
+      return { ok: false, retryable: true, kind: "connection", url: u.url, detail: `connection failed (${e.code})` };
     } finally {
       u.inFlight--;
     }
