@@ -4,17 +4,22 @@
  *  - LLM backend: the output-rationalization prompt (App. E) with the gold output; the reasoning is kept.
  *    Dropped: empty (`empty_rationale`), code without prose (`code_only_rationale`), or a stated final
  *    answer that contradicts gold's output by `outputsMatch` (`rationale_contradicts_output`).
- *  - heuristic backend: an execution-grounded template rationale (rationale_source: template).
+ *  - heuristic backend: an execution-grounded template rationale (rationale_source: template): the
+ *    arguments, the successive values of gold's local variables on them (traced in the sandbox,
+ *    stages/heuristic/trace.py) and gold's output.
  */
 import { z } from "zod";
 import type { DataflowStage, Outcome, StageContext } from "../pipeline/stage.ts";
 import { formatPyValue, outputsMatch, parseLiteral } from "../pipeline/executor/index.ts";
-import { clip, countedChat, isHeuristic, llmOverrideSchema, sourceHash, stageLlmFingerprint } from "./common.ts";
-import { templateRationale } from "./heuristic/templates.ts";
+import { clip, countedChat, helperScript, isHeuristic, llmOverrideSchema, sourceHash, stageLlmFingerprint } from "./common.ts";
+import { templateRationale, type TracedVar } from "./heuristic/templates.ts";
+import type { Executor } from "../pipeline/executor/types.ts";
 import { parseRat, rationalizePrompt, templateHashes } from "./heuristic/llm-io.ts";
 import type { TestRec } from "./attack.ts";
 
 export const rationalizeConfigSchema = z.strictObject({
+  /** Template backend: include the gold function's intermediate values on the input (traced in the sandbox). */
+  template_trace: z.boolean().default(true),
   /** Prose characters (outside code blocks) below which a rationale counts as code-only. */
   min_prose_chars: z.number().int().min(0).default(40),
   llm: llmOverrideSchema,
@@ -63,6 +68,17 @@ export function proseOf(text: string): string {
   return text.replace(/```[\s\S]*?(```|$)/g, " ").replace(/\s+/g, " ").trim();
 }
 
+/** Intermediate values of gold's entry function on the test input; undefined when tracing fails. */
+async function traceGold(executor: Executor, rec: TestRec): Promise<TracedVar[] | undefined> {
+  const res = await executor.runScript(
+    helperScript("trace.py"),
+    { code: rec.code, entry_point: rec.entry_point, args: rec.test.args.args, kwargs: rec.test.args.kwargs ?? {} },
+    { timeoutS: 3 },
+  );
+  const o = res.output as { ok?: boolean; vars?: TracedVar[] } | undefined;
+  return res.status === "ok" && o?.ok ? o.vars : undefined;
+}
+
 export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, RationaleRec> = {
   kind: "dataflow",
   name: "rationalize",
@@ -77,7 +93,7 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
     const heuristic = await isHeuristic(root, "rationalize");
     return {
       llm: await stageLlmFingerprint(root, "rationalize"),
-      templates: heuristic ? { rationale: sourceHash("heuristic/templates.ts") } : await templateHashes(["rationalize_output"]),
+      templates: heuristic ? { rationale: sourceHash("heuristic/templates.ts", "heuristic/trace.py") } : await templateHashes(["rationalize_output"]),
       parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts"),
     };
   },
@@ -89,6 +105,7 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
     const process = async (rec: TestRec): Promise<Outcome<RationaleRec>> => {
       const t = rec.test;
       if (!llm) {
+        const trace = cfg.template_trace ? await traceGold(await ctx.getExecutor(), rec) : undefined;
         const rationale = templateRationale({
           entryPoint: rec.entry_point,
           params: paramNames(rec.signature),
@@ -96,6 +113,7 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
           argTexts: t.args.args.map((a) => formatPyValue(a)),
           goldOutput: t.gold_output,
           goldOutputText: t.gold_output_text,
+          trace,
         });
         return { out: [{ ...rec, rationale, rationale_source: "template" }], drop: [] };
       }

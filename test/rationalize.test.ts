@@ -46,15 +46,29 @@ describe("helpers", () => {
 });
 
 describe("rationalize, heuristic backend", () => {
-  it("writes an execution-grounded template rationale", async () => {
+  it("writes an execution-grounded template rationale with gold's intermediate values", async () => {
     const s = standaloneContext(rationalizeStage, { root: { llm: { backend: "heuristic" } }, runDir: tmp() });
-    const r = await runStage(rationalizeStage, s.ctx, [testRec("p1", [[5, 1, 4], 2], [1, 4], "[1, 4]")]);
+    const looped = {
+      ...testRec("p2", [[5, 1, 4], 2], [1, 4], "[1, 4]"),
+      code: "def tail(xs: list[int], n: int) -> list[int]:\n    out = []\n    for x in xs[-n:]:\n        out.append(x)\n    out.sort()\n    return out\n",
+    };
+    // an argument the trace helper cannot rebuild (a repr-only value): the plain template is used
+    const untraceable = { ...testRec("p3", [{ $repr: "<Node 1>", type: "Node" }, 1], [1], "[1]"), code: "def tail(xs, n):\n    out = [1]\n    return out\n" };
+    const r = await runStage(rationalizeStage, s.ctx, [testRec("p1", [[5, 1, 4], 2], [1, 4], "[1, 4]"), looped, untraceable]);
+    await s.close();
     expect(r.drop).toEqual([]);
-    expect(r.out).toHaveLength(1);
-    expect(r.out[0].rationale_source).toBe("template");
-    expect(r.out[0].rationale).toContain("`xs` = `[5, 1, 4]` (a list of 3 elements)");
-    expect(r.out[0].rationale).toContain("`n` = `2` (an integer)");
-    expect(r.out[0].rationale).toContain("returns `[1, 4]`");
+    expect(r.out).toHaveLength(3);
+    expect(r.out.every((x) => x.rationale_source === "template")).toBe(true);
+    const [plain, traced, fallback] = r.out.map((x) => x.rationale);
+    expect(plain).toContain("`xs` = `[5, 1, 4]` (a list of 3 elements)");
+    expect(plain).toContain("`n` = `2` (an integer)");
+    expect(plain).toContain("returns `[1, 4]`");
+    expect(plain).not.toContain("step by step:"); // no local variables to show
+    expect(traced).toContain("  - `out` goes `[]` → `[1]` → `[1, 4]`");
+    expect(traced).toContain("  - `x` goes `1` → `4`");
+    expect(fallback).toContain("(a Node object)");
+    expect(fallback).toContain("returns `[1]`");
+    expect(fallback).not.toContain("step by step:");
     expect(r.out[0].test).toEqual(testRec("p1", [[5, 1, 4], 2], [1, 4], "[1, 4]").test);
   });
 });

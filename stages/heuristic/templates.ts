@@ -83,6 +83,13 @@ export function describeValue(v: PyValue): string {
   return `a ${v.type} object`;
 }
 
+/** Successive values of one local variable of the gold function on the input (stages/heuristic/trace.py). */
+export interface TracedVar {
+  name: string;
+  values: string[];
+  changes: number;
+}
+
 /** The execution-grounded template rationale (rationale_source: template). */
 export function templateRationale(opts: {
   entryPoint: string;
@@ -91,6 +98,7 @@ export function templateRationale(opts: {
   argTexts: string[];
   goldOutput: PyValue;
   goldOutputText: string;
+  trace?: TracedVar[];
 }): string {
   const lines = ["Let's think step by step."];
   const named = opts.argTexts.map((t, i) => {
@@ -98,6 +106,16 @@ export function templateRationale(opts: {
     return `\`${name}\` = \`${t}\` (${describeValue(opts.args[i])})`;
   });
   lines.push(named.length ? `- The function \`${opts.entryPoint}\` is called with ${named.join(", ")}.` : `- The function \`${opts.entryPoint}\` is called with no arguments.`);
+  const steps = (opts.trace ?? []).filter((v) => v.values.length > 0);
+  if (steps.length) {
+    lines.push(`- Working through the task on these arguments, step by step:`);
+    for (const v of steps)
+      lines.push(
+        v.values.length === 1
+          ? `  - \`${v.name}\` is \`${v.values[0]}\``
+          : `  - \`${v.name}\` goes ${v.values.map((x) => (x === "…" ? "…" : `\`${x}\``)).join(" → ")}`,
+      );
+  }
   lines.push(`- Following the task description for exactly these arguments, a correct \`${opts.entryPoint}\` produces ${describeValue(opts.goldOutput)}.`);
   lines.push(`- Therefore the function returns \`${opts.goldOutputText}\`.`);
   return lines.join("\n");
