@@ -32,6 +32,8 @@ export class Worker {
   private stderrTail = "";
   ready!: Promise<void>;
   closed = false;
+  /** Consecutive starts that died before the server said it was ready. */
+  private failedStarts = 0;
   /** Host pid of the launcher (setpriv → bwrap) of the current server. */
   pid = 0;
 
@@ -72,6 +74,7 @@ export class Worker {
       if (!isReady) {
         if (msg.ready) {
           isReady = true;
+          this.failedStarts = 0;
           readyResolve();
         }
         return;
@@ -95,11 +98,15 @@ export class Worker {
     });
     proc.on("exit", (code, sig) => {
       const why = `sandbox worker exited (${sig ?? code})${this.stderrTail ? ": " + lastLine(this.stderrTail) : ""}`;
-      if (!isReady) readyReject(new Error(why));
+      if (!isReady) {
+        this.failedStarts++;
+        readyReject(new Error(why));
+      }
       const h = this.handler;
       this.finish();
       if (h) h.reject(new WorkerDied(why, h.loaded));
-      if (!this.closed) this.start();
+      // Restart (a hostile program may have killed the server), unless starting itself keeps failing.
+      if (!this.closed && this.failedStarts < 3) this.start();
     });
   }
 
