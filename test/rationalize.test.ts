@@ -54,12 +54,15 @@ describe("rationalize, heuristic backend", () => {
     };
     // an argument the trace helper cannot rebuild (a repr-only value): the plain template is used
     const untraceable = { ...testRec("p3", [{ $repr: "<Node 1>", type: "Node" }, 1], [1], "[1]"), code: "def tail(xs, n):\n    out = [1]\n    return out\n" };
-    const r = await runStage(rationalizeStage, s.ctx, [testRec("p1", [[5, 1, 4], 2], [1, 4], "[1, 4]"), looped, untraceable]);
+    // gold may rely on the UTGen prelude (math without an import), as in runCalls
+    const prelude = { ...testRec("p4", [[2], 3], [1], "[1]"), code: "def tail(xs, n):\n    half = math.floor(n / 2)\n    return [half]\n" };
+    const r = await runStage(rationalizeStage, s.ctx, [testRec("p1", [[5, 1, 4], 2], [1, 4], "[1, 4]"), looped, untraceable, prelude]);
     await s.close();
     expect(r.drop).toEqual([]);
-    expect(r.out).toHaveLength(3);
+    expect(r.out).toHaveLength(4);
     expect(r.out.every((x) => x.rationale_source === "template")).toBe(true);
-    const [plain, traced, fallback] = r.out.map((x) => x.rationale);
+    const [plain, traced, fallback, withPrelude] = r.out.map((x) => x.rationale);
+    expect(withPrelude).toContain("  - `half` is `1`");
     expect(plain).toContain("`xs` = `[5, 1, 4]` (a list of 3 elements)");
     expect(plain).toContain("`n` = `2` (an integer)");
     expect(plain).toContain("returns `[1, 4]`");

@@ -5,8 +5,12 @@
 # OUTPUT: {ok: true, vars: [{name, values: [repr, ...], changes: int}], lines: int}
 #   per local variable of the entry function (parameters only when reassigned), the successive distinct
 #   values it took, in order of first assignment; or {ok: false, error}.
-import base64
-import sys
+# The names the sandbox's UTGen prelude gives every program (math, re, collections …): this script starts
+# with them as its globals, so take them before defining anything.
+PRELUDE = {k: v for k, v in globals().items() if not k.startswith("__") and k not in ("INPUT", "OUTPUT")}
+
+import base64  # noqa: E402
+import sys  # noqa: E402
 
 
 def decode(v):
@@ -40,7 +44,9 @@ def short(x, n=60):
 
 
 def run(inp):
-    ns = {"__name__": "__traced__"}
+    # the gold program sees the same prelude names (math, re, collections …) as in runCalls
+    ns = dict(PRELUDE)
+    ns["__name__"] = "__traced__"
     exec(compile(inp["code"], "<gold>", "exec"), ns)
     fn = ns[inp["entry_point"]]
     code = fn.__code__
