@@ -123,6 +123,11 @@ I hope this helps! Let me know if you need more tests.`;
     expect(parseUnitTest("## Hypothesis\nThe loop is off by one and", "f", { finishReason: "length" })).toMatchObject({ ok: false, reason: "truncated" });
   });
 
+  it("accepts other label spellings: Input:, Input Arguments:, Expected Output:", () => {
+    expect(ut("Input: `f('abc', 2)`\nExpected Output: `'ab'`", "f")).toMatchObject({ argsText: "f('abc', 2)", outputText: "'ab'" });
+    expect(ut("**Input Arguments:** f(None)\n**Output:** None", "f")).toMatchObject({ argsText: "f(None)", outputText: "None" });
+  });
+
   it("ignores the function definition when looking for the call", () => {
     const text = "```python\ndef f(x):\n    return x\n```\nArguments: f(3)\nOutput: 3";
     expect(ut(text, "f")).toMatchObject({ argsText: "f(3)", outputText: "3" });
