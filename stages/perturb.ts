@@ -84,7 +84,7 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
   inputFields: ["prompt", "code", "entry_point", "signature"],
   outputFields: ["id", "parent_id", "problem_id", "buggy_code", "bug"],
   configSchema: perturbConfigSchema,
-  perfKeys: ["concurrency", "check_timeout_s"],
+  perfKeys: ["concurrency"],
   async fingerprintExtra({ config, root }) {
     const heuristic = await isHeuristic(root, "perturb");
     return {
@@ -161,12 +161,15 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
       // 2. AST mutants: all bugs on the heuristic backend, `mutation.extra` more on an LLM run.
       const want = llm ? cfg.mutation.extra : cfg.n_bugs;
       if (want > 0) {
-        const mutants = await orderedMutants(executor, rec, cfg.mutation.operators, cfg.seed);
+        const mutants = (await orderedMutants(executor, rec, cfg.mutation.operators, cfg.seed)).slice(0, want * 4);
+        // mutants differ from gold and from each other; on an LLM run they must also differ from its bugs
+        const mutantNorms = llm ? await normalizePrograms(executor, mutants.map((m) => m.code)) : [];
         let got = 0;
         let tried = 0;
-        for (const m of mutants) {
-          if (got >= want || tried >= want * 4) break;
+        for (const [i, m] of mutants.entries()) {
+          if (got >= want) break;
           tried++;
+          if (llm && seen.has(mutantNorms[i]!)) continue;
           const bad = await checkVersion(executor, m.code, rec.entry_point, cfg.check_timeout_s);
           if (bad) {
             ctx.counters.add("mutants_rejected", 1);

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExecutor, type Executor } from "../pipeline/executor/index.ts";
 import { normalizePrograms } from "../stages/common.ts";
-import { perturbStage, type GoldRec } from "../stages/perturb.ts";
+import { MUTATION_OPERATORS, orderedMutants, perturbStage, type GoldRec } from "../stages/perturb.ts";
 import { runStage, scratchDirs, standaloneContext } from "../stages/heuristic/context.ts";
 import { startOpenAIServer, type OpenAIServer, type ScriptRequest, type ScriptedReply } from "./servers/openai.ts";
 
@@ -87,8 +87,10 @@ const fence = (code: string) => "```python\n" + code + "```";
 const corruption = (reasoning: string, code: string) => `${reasoning}\n\n## Incorrect Code Solution\n${fence(code)}\n`;
 
 /** Corruption responses keyed by the gold item they were asked about. */
+const llmAnswers = new Map<string, string>();
 function script(req: ScriptRequest): ScriptedReply {
   const text = req.messages.at(-1)!.content;
+  for (const [k, v] of llmAnswers) if (text.includes(k)) return { choices: Array.from({ length: req.n }, () => v) };
   if (text.includes("def sum_of_squares")) {
     return {
       choices: [
@@ -160,6 +162,21 @@ describe("perturb, OpenAI backend (loopback server)", () => {
       ["p/vowels/bug4", "compile_error"],
     ]);
     expect(r.drop[3].detail).toMatch(/ValueError/);
+  });
+
+  it("mutation extras never repeat a bug the model already wrote", async () => {
+    const tri = gold("p/tri", "tri", "def tri(n):\n    return n * (n + 1) // 2\n");
+    const [firstMutant] = await orderedMutants(executor, tri, MUTATION_OPERATORS, 0);
+    llmAnswers.set("def tri(n)", corruption("Same as the first mutant.", firstMutant.code));
+    const s = standaloneContext(perturbStage, { root: rootFor(1, 1), runDir: tmp(), executor });
+    const r = await runStage(perturbStage, s.ctx, [tri]);
+    await s.close();
+    expect(r.out.map((x) => [x.id, x.bug.origin])).toEqual([
+      ["p/tri/bug1", "llm"],
+      ["p/tri/bug2", "mutation"],
+    ]);
+    expect(r.out[0].buggy_code.trim()).toBe(firstMutant.code.trim());
+    expect(r.out[1].buggy_code.trim()).not.toBe(firstMutant.code.trim());
   });
 
   it("server errors drop with llm_failed; mutation extras still add bugs", async () => {
