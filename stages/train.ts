@@ -14,7 +14,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { UserError } from "../pipeline/errors.ts";
 import type { CommandContext, CommandStage } from "../pipeline/stage.ts";
-import { atomicWrite, exists, fileSha256, writeJson } from "../pipeline/util.ts";
+import { atomicWrite, exists, fileSha256, readJson, writeJson } from "../pipeline/util.ts";
 import { REPO_ROOT, USUAL_LORA_LR, describeBatch, resolvePlan, trainConfigSchema, type TrainConfig, type TrainPlan } from "../trainers/config.ts";
 import {
   checkEnvironment,
@@ -156,7 +156,12 @@ async function runTrain(ctx: CommandContext<TrainConfig>): Promise<number> {
   for (const l of summaryLines(p, stepsPerEpoch)) ctx.stdout(l);
   const mem = estimateMemory(p);
   ctx.stdout(`memory: estimated ${describeMemory(mem)}`);
-  if (resumeFrom) ctx.stdout(`resume: from ${resumeFrom}`);
+  if (resumeFrom) {
+    ctx.stdout(`resume: from ${resumeFrom}`);
+    const prev = await readJson<{ data?: { train_sha256?: string } }>(path.join(p.trainDir, "launch.json"));
+    if (prev?.data?.train_sha256 && prev.data.train_sha256 !== (await fileSha256(p.trainFile)))
+      ctx.stdout(`warning: ${path.basename(p.trainFile)} changed since the launch being resumed; the remaining epochs train on the new data`);
+  }
 
   const argv = launchArgv(p, { resumeFrom });
   const env = launchEnv(p);
@@ -167,7 +172,7 @@ async function runTrain(ctx: CommandContext<TrainConfig>): Promise<number> {
 
   if (dryRun) {
     if (p.gpuMemoryGb) {
-      const problem = memoryProblem(p, mem, p.gpuMemoryGb, `the assumed ${p.gpuMemoryGb} GB GPU (train.gpu_memory_gb)`);
+      const problem = memoryProblem(p, mem, p.gpuMemoryGb, `the assumed ${p.gpuMemoryGb} GiB GPU (train.gpu_memory_gb)`);
       if (problem) ctx.stdout(`warning: a launch would be refused: ${problem}`);
     }
     ctx.stdout(`configs: ${Object.values(renders).join(" ")}`);

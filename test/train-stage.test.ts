@@ -59,7 +59,8 @@ const base = (extra: Record<string, unknown> = {}) => ({
   data_dir: path.join(FIX, "sft"),
   epochs: 2,
   python: { trl: fake },
-  stop_grace_s: 0.3,
+  // Long enough never to expire while a child handles SIGINT, however loaded the machine.
+  stop_grace_s: 120,
   ...extra,
 });
 
@@ -165,6 +166,7 @@ describe("train stage: launch and supervision", () => {
     process.env.FAKE_ARGV_FILE = path.join(tmp, "argv.json");
     const resumed = makeCtx(base(), { resume: true });
     expect(await trainStage.run(resumed.ctx)).toBe(0);
+    expect(resumed.lines.some((l) => l.includes("changed since the launch being resumed"))).toBe(false);
     const { argv } = (await readJson<{ argv: string[] }>(process.env.FAKE_ARGV_FILE))!;
     expect(argv.slice(-2)).toEqual(["--resume-from-checkpoint", path.join(dir, "output", "checkpoint-2")]);
     const reg = (await readJson<CheckpointRegistryFile>(path.join(dir, "checkpoints.json")))!;
@@ -177,7 +179,7 @@ describe("train stage: launch and supervision", () => {
   it("a child that ignores SIGINT gets SIGTERM after the grace period", async () => {
     process.env.FAKE_MODE = "ignore-sigint";
     const ac = new AbortController();
-    const { ctx, lines } = makeCtx(base(), {}, { signal: ac.signal, onLine: (l) => l.includes("registered") && ac.abort() });
+    const { ctx, lines } = makeCtx(base({ stop_grace_s: 0.3 }), {}, { signal: ac.signal, onLine: (l) => l.includes("registered") && ac.abort() });
     const code = await trainStage.run(ctx);
     expect(code).toBe(130);
     expect(lines.some((l) => l.includes("sending SIGTERM"))).toBe(true);
