@@ -95,6 +95,8 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
       templates: heuristic ? {} : await templateHashes(["utgen_ut"]),
       parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts"),
       fuzz: heuristic || config.fuzz.extra ? sourceHash("heuristic/fuzz.ts", "heuristic/templates.ts") : null,
+      // the validity / failure verdicts depend on the executor's limits
+      executor: Object.fromEntries(Object.entries(root.executor ?? {}).filter(([k]) => /timeout|calibrat|memory/.test(k))),
     };
   },
   async open(ctx: StageContext<AttackConfig>) {
