@@ -327,6 +327,6 @@ describe("Ctrl-C on the supervising process", () => {
     expect(code, out).toBe(0);
     expect(result).toMatchObject({ exitCode: null, signal: "SIGTERM", interrupted: true });
     expect(out).toContain("train: stopping now (SIGTERM)");
-    expect(out).not.toContain("still running after"); // the 20 s grace period was not waited for
+    expect(out).not.toContain("still running after"); // the 120 s grace period was not waited for
   });
 });
