@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { measureLengths } from "../trainers/preflight.ts";
 
 const quick = process.argv.includes("--quick");
-const ROWS = quick ? 600 : 2500;
+const ROWS = quick ? 400 : 1200;
 
 /** Deterministic value in [0, 1) (Knuth multiplicative hash): no PRNG state needed. */
 const u = (i: number, salt: number) => (Math.imul(i * 7919 + salt, 2654435761) >>> 0) / 2 ** 32;
