@@ -61,7 +61,7 @@ export function nodeTransport(): Transport {
         const timer = setTimeout(() => {
           finish(() => reject(new TransportError("timeout", "ETIMEDOUT")));
           req.destroy();
-        }, timeoutMs);
+        }, Math.min(timeoutMs, 2 ** 31 - 1));
         req.on("error", (e: NodeJS.ErrnoException) => finish(() => reject(new TransportError("connection", e.code ?? e.message))));
         req.end(data);
       });
@@ -77,7 +77,7 @@ export function fetchTransport(fetchFn: typeof fetch): Transport {
   return {
     async post(url, headers, body, timeoutMs) {
       try {
-        const res = await fetchFn(url, { method: "POST", headers, body, signal: AbortSignal.timeout(timeoutMs) });
+        const res = await fetchFn(url, { method: "POST", headers, body, signal: AbortSignal.timeout(Math.min(timeoutMs, 2 ** 31 - 1)) });
         return { status: res.status, retryAfter: res.headers.get("retry-after"), text: await res.text() };
       } catch (e) {
         const err = e as Error & { cause?: { code?: string; message?: string } };
