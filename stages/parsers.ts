@@ -308,7 +308,8 @@ export function parseUnitTest(text: string, entryPoint: string, opts: UnitTestOp
   const callRe = new RegExp(`(?<![\\w.])${esc(entryPoint)}[ \\t]*\\(`, "g");
   const cut = opts.finishReason === "length";
 
-  // 1. The call: after the last "Arguments:" label that has one; else the last call in code; else any call.
+  // 1. The call: after the last "Arguments:" label that has one (then "Input:"); else the last call written as
+  //    code (in a fence or backticks, at a line start, after `assert` or `>>>`).
   let callStart = -1;
   let labelPos = -1;
   let wrongFn: string | undefined;
@@ -319,9 +320,10 @@ export function parseUnitTest(text: string, entryPoint: string, opts: UnitTestOp
     for (let k = group.length - 1; k >= 0 && callStart < 0; k--) {
       const m = group[k];
       const from = m.index! + m[0].length;
-      const head = /^[\s`*]*(?:(?:python3?|py)[ \t]*\n)?[\s`]*/i.exec(text.slice(from))![0];
+      const win = text.slice(from, from + 4096); // only prefixes are tested below
+      const head = /^[\s`*]*(?:(?:python3?|py)[ \t]*\n)?[\s`]*/i.exec(win)![0];
       const at = from + head.length;
-      const rest = text.slice(at);
+      const rest = win.slice(head.length);
       if (new RegExp(`^${esc(entryPoint)}[ \\t]*\\(`).test(rest)) {
         callStart = at;
         labelPos = m.index!;
@@ -495,9 +497,9 @@ export function parseRationale(text: string): RationaleResult {
 /** The final answer a rationale states ("the output is X", "returns X", "Output: X"), if it is a literal. */
 function stated(prose: string): string | undefined {
   const patterns = [
-    /(?:^|\n)[ \t>*-]*(?:\*\*)?(?:final\s+)?(?:output|answer|result)(?:\*\*)?[ \t]*:[ \t]*(?:\*\*)?(?=([^\n]+))/gi,
-    /\b(?:output|answer|result|return\s+value)(?:\s+of\s+(?:the\s+)?(?:function|`[^`\n]+`|[A-Za-z_]\w*(?:\([^)\n]*\))?))?(?:\s+(?:with|for|on)\s+(?:this|the\s+given|that)\s+input)?(?:[ \t]*[:=][ \t]*|\s+(?:is|would\s+be|will\s+be|should\s+be)\s+)(?:\*\*)?(?=([^\n]+))/gi,
-    /\b(?:returns|generates|outputs|evaluates\s+to|yields)\s+(?:\*\*)?(?=([^\n]+))/gi,
+    /(?:^|\n)[ \t>*-]*(?:\*\*)?(?:final\s+)?(?:output|answer|result)(?:\*\*)?[ \t]*:[ \t]*(?:\*\*)?(?=([^\n]{1,2000}))/gi,
+    /\b(?:output|answer|result|return\s+value)(?:\s+of\s+(?:the\s+)?(?:function|`[^`\n]+`|[A-Za-z_]\w*(?:\([^)\n]*\))?))?(?:\s+(?:with|for|on)\s+(?:this|the\s+given|that)\s+input)?(?:[ \t]*[:=][ \t]*|\s+(?:is|would\s+be|will\s+be|should\s+be)\s+)(?:\*\*)?(?=([^\n]{1,2000}))/gi,
+    /\b(?:returns|generates|outputs|evaluates\s+to|yields)\s+(?:\*\*)?(?=([^\n]{1,2000}))/gi,
   ];
   let best: { at: number; value: string } | undefined;
   for (const re of patterns)
