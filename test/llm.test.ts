@@ -47,6 +47,8 @@ describe("llm config", () => {
   });
   it("is strict and lists the performance-only keys", () => {
     expect(llmConfigSchema.safeParse({ temprature: 0.2 }).success).toBe(false);
+    expect(llmConfigSchema.safeParse({ base_urls: ["localhost:8000"] }).success).toBe(false);
+    expect(llmConfigSchema.safeParse({ top_p: 0 }).success).toBe(false);
     expect(LLM_PERF_KEYS).toContain("concurrency");
     expect(LLM_PERF_KEYS).not.toContain("temperature");
   });
@@ -170,6 +172,13 @@ describe("llm client", () => {
     expect(err.message).toMatch(/answered 503 \(engine overloaded\) after 3 attempts: check the server log, or raise llm.max_retries/);
     expect(s.requests).toHaveLength(3);
     expect(c.stats()).toMatchObject({ retries: 2, failures: 1, requests: 0 });
+  });
+
+  it("names the key variable on 401", async () => {
+    const s = await server(() => ({ status: 401, message: "Invalid API key" }));
+    const c = createLlmClient(cfg([s.url], { api_key_env: "UTGEN_MISSING_KEY" }), { cacheDir: await tmp(), stage: "t", ...fast });
+    await expect(c.chat({ messages: msgs("x") })).rejects.toThrow(/answered 401 \(Invalid API key\): set a valid API key in \$UTGEN_MISSING_KEY \(llm.api_key_env\)$/);
+    expect(s.headers[0].authorization).toBeUndefined();
   });
 
   it("does not retry client errors (404 unknown adapter)", async () => {
