@@ -168,10 +168,12 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   }
 
   const splitters = { out: new LineSplitter(), err: new LineSplitter() };
+  let logAtLineStart = true;
   const pipe = (stream: NodeJS.ReadableStream, sp: LineSplitter) => {
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => {
       log.write(chunk);
+      logAtLineStart = /[\r\n]$/.test(chunk);
       for (const l of sp.push(chunk)) onLine(l);
     });
   };
@@ -234,7 +236,7 @@ export async function supervise(o: SuperviseOptions): Promise<SuperviseResult> {
   for (const l of [...splitters.out.flush(), ...splitters.err.flush()]) onLine(l);
   await scan();
   view.stop();
-  log.write(`=== exit ${exit.signal ?? exit.code} ${new Date().toISOString()}\n`);
+  log.write(`${logAtLineStart ? "" : "\n"}=== exit ${exit.signal ?? exit.code} ${new Date().toISOString()}\n`);
   await Promise.all([new Promise((r) => log.end(r)), new Promise((r) => metrics.end(r))]);
   if (exit.error) return emptyResult(exit.error);
 
