@@ -5,15 +5,17 @@
  *      annotations + probing) vs a naive baseline (random values of probed types, no seeds), same budget.
  *   2. Throughput of the stage's batched execution (one gold batch + one buggy batch per program) vs one
  *      executor call per input, same inputs.
+ *   3. Heuristic perturb: share of non-equivalent mutants (the fuzzer finds a failing input) when taking
+ *      the seeded round-robin over operators vs the first mutants in source order.
  * Usage: npx tsx bench/generation.ts [--quick]
  */
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { buggyTimeoutFor, createExecutor, outputsMatch, parseCallLiteral, type CallArgs, type Executor } from "../pipeline/executor/index.ts";
-import { Rng } from "../stages/common.ts";
+import { Rng, runAstTool } from "../stages/common.ts";
 import { entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "../stages/heuristic/fuzz.ts";
-import { orderedMutants, MUTATION_OPERATORS } from "../stages/heuristic/mutate.ts";
+import { orderedMutants, MUTATION_OPERATORS, type Mutant } from "../stages/heuristic/mutate.ts";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const QUICK = process.argv.includes("--quick");
@@ -117,7 +119,7 @@ try {
   );
 
   // 2. batched vs per-input execution (same inputs)
-  const subset = items.slice(0, QUICK ? 6 : 20);
+  const subset = items.slice(0, QUICK ? 4 : 20);
   const prepared: { it: Item; inputs: CallArgs[] }[] = [];
   for (const it of subset) prepared.push({ it, inputs: await inputsFor(executor, it, false) });
   const time = async (batched: boolean) => {
@@ -136,6 +138,32 @@ try {
   rows.push("| execution | calls | seconds | calls/s | ratio |", "|---|---:|---:|---:|---:|");
   rows.push(`| one executor call per input (baseline) | ${single.calls} | ${single.s.toFixed(2)} | ${(single.calls / single.s).toFixed(0)} | 1.00 |`);
   rows.push(`| batched per program (stage) | ${batch.calls} | ${batch.s.toFixed(2)} | ${(batch.calls / batch.s).toFixed(0)} | ${(single.s / batch.s).toFixed(2)}× faster |`);
+  // 3. mutant choice: seeded round-robin over operators (perturb) vs the first mutants in source order
+  const golds = [...new Map(items.map((it) => [it.code, it])).values()].slice(0, QUICK ? 5 : 25);
+  const choice: Record<string, { bugs: number; attacked: number; ops: Set<string> }> = {};
+  for (const mode of ["source order", "round-robin"] as const) {
+    const c = (choice[mode] = { bugs: 0, attacked: 0, ops: new Set() });
+    for (const g of golds) {
+      const rec = { id: g.id, code: g.code, entry_point: g.entry };
+      const ms =
+        mode === "round-robin"
+          ? await orderedMutants(executor, rec, MUTATION_OPERATORS, 0)
+          : (await runAstTool<{ mutants: Mutant[] }>(executor, { op: "mutants", code: g.code, entry_point: g.entry })).mutants;
+      for (const m of ms.slice(0, 2)) {
+        const it = { ...g, id: `${g.id}/${m.operator}/${m.line}`, buggy: m.code };
+        const a = await attack(executor, it, await inputsFor(executor, it, false), true);
+        c.bugs++;
+        c.ops.add(m.operator);
+        if (a.failing > 0) c.attacked++;
+      }
+    }
+  }
+  const so = choice["source order"];
+  const rr = choice["round-robin"];
+  rows.push("", `### Heuristic perturb: 2 mutants per gold program (${golds.length} programs), attacked by the fuzzer`, "");
+  rows.push("| mutant choice | bugs | attacked (not equivalent) | operators used | ratio (attacked) |", "|---|---:|---:|---:|---:|");
+  rows.push(`| first mutants in source order (baseline) | ${so.bugs} | ${so.attacked} (${pct(so.attacked, so.bugs)}) | ${so.ops.size} | 1.00 |`);
+  rows.push(`| seeded round-robin over operators (stage) | ${rr.bugs} | ${rr.attacked} (${pct(rr.attacked, rr.bugs)}) | ${rr.ops.size} | ${(rr.attacked / Math.max(1, rr.bugs) / (so.attacked / Math.max(1, so.bugs))).toFixed(2)} |`);
   console.log(rows.join("\n"));
 } finally {
   await executor.close();
