@@ -282,9 +282,9 @@ export function resolvePlan(raw: unknown, runDir: string): TrainPlan {
     mainProcessPort: user.main_process_port ?? 29500,
     slurm: user.slurm ?? {},
     python: {
-      trl: path.resolve(py.trl ?? venv("trl")),
-      axolotl: path.resolve(py.axolotl ?? venv("axolotl")),
-      llamafactory: path.resolve(py.llamafactory ?? venv("llamafactory")),
+      trl: interpreter(py.trl ?? venv("trl")),
+      axolotl: interpreter(py.axolotl ?? venv("axolotl")),
+      llamafactory: interpreter(py.llamafactory ?? venv("llamafactory")),
     },
     env: user.env ?? {},
     sftArgs: user.sft_args ?? {},
@@ -293,6 +293,9 @@ export function resolvePlan(raw: unknown, runDir: string): TrainPlan {
     stopGraceS: user.stop_grace_s ?? 60,
   };
 }
+
+/** A path is made absolute; a bare command name (`python3`) is left to PATH. */
+const interpreter = (p: string) => (p.includes("/") ? path.resolve(p) : p);
 
 /**
  * effective batch = micro-batch × gradient accumulation × world size. Given the effective batch, derive
