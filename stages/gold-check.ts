@@ -18,16 +18,15 @@ import {
   type CallResult,
   type Executor,
   type ExecutorConfig,
+  parseLiteral,
 } from "../pipeline/executor/index.ts";
 import { runReferenceHarness, type ReferenceTask } from "../pipeline/executor/reference.ts";
 
 export const goldCheckConfigSchema = z
   .object({
-    /** Problems checked at the same time (each one occupies one executor worker at a time). */
-    concurrency: z.number().int().positive().default(8),
     /** Module-level limit (program + the test's data literals), seconds. */
     load_timeout_s: z.number().positive().default(10),
-    /** Per-test limit for the canonical solution (default: executor.buggy_timeout_s, the reference's 2 s). */
+    /** Per-test limit for the canonical solution (default: 2 × executor.buggy_timeout_s, so load does not fail gold). */
     canonical_timeout_s: z.number().positive().optional(),
     /** Reuse canonical verdicts and timings from the cache folder (keyed by solution, test text and limit). */
     cache: z.boolean().default(true),
@@ -52,6 +51,8 @@ export interface ProblemReport {
   /** Largest per-test limit used for `code` (calibrated per test on the canonical run). */
   code_limit_s: number;
   code_timeouts: number;
+  /** Seconds from the start of the run until this problem's last result (a progress measure). */
+  wall_s: number;
   /** Set when the code (or canonical) could not be loaded at module level. */
   load_error?: string;
   /** With `details`: one character per test of `code`: p(ass), f(ail), t(imeout). */
@@ -98,7 +99,6 @@ export function goldHarnessProgram(program: string, t: SplitTest): string {
 export interface GoldCheckOptions {
   /** Executor settings for the limits (defaults: the executor's own config when it exposes one). */
   config?: Partial<ExecutorConfig>;
-  concurrency?: number;
   loadTimeoutS?: number;
   canonicalTimeoutS?: number;
   /** Folder for cached canonical runs (none: always run canonical). */
@@ -127,93 +127,156 @@ interface Ctx {
   cacheDir?: string;
 }
 
-async function canonicalRun(ex: Executor, p: GoldProblem, t: SplitTest, n: number, c: Ctx): Promise<CallResult[]> {
-  const key = hashValue({ v: 1, program: p.canonical_solution, test: p.test, n, limit: c.canonicalTimeoutS, load: c.loadTimeoutS });
-  const file = c.cacheDir ? path.join(c.cacheDir, "gold-check", key.slice(0, 2), key + ".json") : undefined;
-  if (file) {
-    const hit = await readJson<CallResult[]>(file).catch(() => undefined);
-    if (Array.isArray(hit) && hit.length === n) return hit;
-  }
-  const inputs = Array.from({ length: n }, (_, i) => ({ args: [i] }));
-  const res = await ex.runCalls({
-    program: goldHarnessProgram(p.canonical_solution, t),
-    entryPoint: CASE_FN,
-    inputs,
-    timeoutS: c.canonicalTimeoutS,
-    loadTimeoutS: c.loadTimeoutS,
+/** Number of gold tests: from the `inputs = […]` / `results = […]` literals, else counted in the sandbox. */
+async function countTests(ex: Executor, p: GoldProblem, t: SplitTest, c: Ctx): Promise<number> {
+  const lens = ["inputs", "results"].map((name) => {
+    const m = new RegExp(`^${name} = (.*)$`, "m").exec(t.header);
+    const lit = m ? parseLiteral(m[1]) : undefined;
+    return lit?.ok && Array.isArray(lit.value) ? lit.value.length : undefined;
   });
-  // Only fully passing canonical runs are cached: a failure is worth re-checking next time.
-  if (file && res.every((r) => r.status === "ok")) await writeJson(file, res.map((r) => ({ status: r.status, ms: r.ms })));
-  return res;
-}
-
-async function checkOne(ex: Executor, p: GoldProblem, c: Ctx): Promise<ProblemReport & { calls: number }> {
-  const t = splitTest(p.test, p.task_id);
+  if (lens[0] !== undefined && lens[1] !== undefined) return Math.min(lens[0], lens[1]);
   const count = await ex.runScript(`${t.header}\nOUTPUT = [len(inputs), len(results)]\n`, null, { timeoutS: c.loadTimeoutS });
   if (count.status !== "ok" || !Array.isArray(count.output)) {
     throw new UserError(`problem ${p.task_id}: its test text does not define inputs/results (${count.errorType ?? count.status}: ${count.message ?? ""})`);
   }
-  const n = Math.min(...(count.output as number[]));
-  const canon = await canonicalRun(ex, p, t, n, c);
-  const limits = calibratedLimits(canon, c.cfg);
-  const code: CallResult[] = new Array(n);
-  const program = goldHarnessProgram(p.code, t);
-  for (const lim of [...new Set(limits)].sort((a, b) => a - b)) {
-    const idx = limits.flatMap((l, i) => (l === lim ? [i] : []));
-    const res = await ex.runCalls({ program, entryPoint: CASE_FN, inputs: idx.map((i) => ({ args: [i] })), timeoutS: lim, loadTimeoutS: c.loadTimeoutS });
-    idx.forEach((i, j) => (code[i] = res[j]));
+  return Math.min(...(count.output as number[]));
+}
+
+/** Run the given test indices of one harness program as one batch; results land in `into`. */
+async function runBatch(ex: Executor, program: string, idx: number[], limitS: number, c: Ctx, into: CallResult[]): Promise<void> {
+  const res = await ex.runCalls({ program, entryPoint: CASE_FN, inputs: idx.map((i) => ({ args: [i] })), timeoutS: limitS, loadTimeoutS: c.loadTimeoutS });
+  idx.forEach((i, j) => (into[i] = res[j]));
+}
+
+/** Split indices into consecutive chunks whose estimated cost stays under `budget` (at least one each). */
+function chunkBy(idx: number[], cost: (i: number) => number, budget: number): number[][] {
+  const out: number[][] = [];
+  let cur: number[] = [];
+  let acc = 0;
+  for (const i of idx) {
+    if (cur.length && acc + cost(i) > budget) {
+      out.push(cur);
+      cur = [];
+      acc = 0;
+    }
+    cur.push(i);
+    acc += cost(i);
   }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+interface Work {
+  p: GoldProblem;
+  t: SplitTest;
+  n: number;
+  t0: number;
+  canon: CallResult[];
+  code: CallResult[];
+  limits: number[];
+}
+
+/** Canonical run of one problem, from the cache when an identical one fully passed before. */
+async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
+  const key = hashValue({ v: 1, program: w.p.canonical_solution, test: w.p.test, n: w.n, limit: c.canonicalTimeoutS, load: c.loadTimeoutS });
+  const file = c.cacheDir ? path.join(c.cacheDir, "gold-check", key.slice(0, 2), key + ".json") : undefined;
+  if (file) {
+    const hit = await readJson<CallResult[]>(file).catch(() => undefined);
+    if (Array.isArray(hit) && hit.length === w.n) {
+      w.canon = hit;
+      return;
+    }
+  }
+  // Split across the workers so one slow gold solution does not serialise the tail of the run.
+  const idx = Array.from({ length: w.n }, (_, i) => i);
+  const parts = Math.max(1, Math.min(c.cfg.workers, Math.ceil(w.n / 16)));
+  const size = Math.ceil(w.n / parts);
+  const program = goldHarnessProgram(w.p.canonical_solution, w.t);
+  await Promise.all(chunkBy(idx, () => 1, size).map((ch) => runBatch(ex, program, ch, c.canonicalTimeoutS, c, w.canon)));
+  // Only fully passing canonical runs are cached: a failure is worth re-checking next time.
+  if (file && w.canon.every((r) => r.status === "ok")) await writeJson(file, w.canon.map((r) => ({ status: r.status, ms: r.ms })));
+}
+
+/** Code batches of one problem: one per limit bucket, split so each holds ~0.5 s of gold's time. */
+function codeJobs(w: Work, c: Ctx): { est: number; run: (ex: Executor) => Promise<void> }[] {
+  const program = goldHarnessProgram(w.p.code, w.t);
+  const goldS = (i: number) => (w.canon[i].status === "ok" ? w.canon[i].ms / 1000 : w.limits[i]);
+  const jobs = [];
+  for (const lim of [...new Set(w.limits)]) {
+    const idx = w.limits.flatMap((l, i) => (l === lim ? [i] : []));
+    for (const ch of chunkBy(idx, goldS, 0.5)) {
+      jobs.push({ est: ch.reduce((a, i) => a + goldS(i), 0), run: (ex: Executor) => runBatch(ex, program, ch, lim, c, w.code) });
+    }
+  }
+  return jobs;
+}
+
+function report(w: Work, c: Ctx): ProblemReport {
+  const n = w.n;
   const pass = (rs: { status: string }[]) => (n ? rs.filter((r) => r.status === "ok").length / n : 0);
-  const loadErr = [...code, ...canon].find((r) => r.status !== "ok" && r.message?.startsWith("module level"));
-  const rep: ProblemReport & { calls: number } = {
-    task_id: p.task_id,
+  const loadErr = [...w.code, ...w.canon].find((r) => r.status !== "ok" && r.message?.startsWith("module level"));
+  const rep: ProblemReport = {
+    task_id: w.p.task_id,
     tests: n,
-    canonical_pass_rate: pass(canon),
-    code_pass_rate: pass(code),
-    code_limit_s: Math.max(0, ...limits),
-    code_timeouts: code.filter((r) => r.status === "timeout").length,
-    calls: 2 * n,
+    canonical_pass_rate: pass(w.canon),
+    code_pass_rate: pass(w.code),
+    code_limit_s: Math.max(0, ...w.limits),
+    code_timeouts: w.code.filter((r) => r.status === "timeout").length,
+    wall_s: (performance.now() - w.t0) / 1000,
   };
   if (loadErr) rep.load_error = `${loadErr.errorType ?? loadErr.status}: ${loadErr.message}`.slice(0, 200);
-  if (c.details) rep.code_verdicts = code.map((r) => (r.status === "ok" ? "p" : r.status === "timeout" ? "t" : "f")).join("");
+  if (c.details) rep.code_verdicts = w.code.map((r) => (r.status === "ok" ? "p" : r.status === "timeout" ? "t" : "f")).join("");
   return rep;
 }
 
-/** Run the gold tests of every problem on canonical and code; the JSON summary of `--json`. */
+/**
+ * Run the gold tests of every problem on canonical and code; the JSON summary of `--json`.
+ * Two phases: every canonical run (split across workers), then every code batch, longest expected
+ * first, so the pool stays busy until the end instead of waiting on one slow problem.
+ */
 export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: GoldCheckOptions = {}): Promise<GoldCheckSummary> {
   const t0 = performance.now();
   const cfg = executorConfigSchema.parse(opts.config ?? (ex as { config?: ExecutorConfig }).config ?? {});
-  for (const p of problems) splitTest(p.test, p.task_id); // fail fast on a malformed row
+  const split = problems.map((p) => splitTest(p.test, p.task_id)); // fail fast on a malformed row
   const c: Ctx = {
     details: !!opts.details,
     cfg,
     loadTimeoutS: opts.loadTimeoutS ?? 10,
-    canonicalTimeoutS: opts.canonicalTimeoutS ?? cfg.buggy_timeout_s,
+    canonicalTimeoutS: opts.canonicalTimeoutS ?? 2 * cfg.buggy_timeout_s,
     cacheDir: opts.cacheDir,
   };
-  const reports: (ProblemReport & { calls: number })[] = new Array(problems.length);
-  let next = 0;
-  let done = 0;
-  const lanes = Array.from({ length: Math.max(1, opts.concurrency ?? 8) }, async () => {
-    while (next < problems.length) {
-      const i = next++;
-      reports[i] = await checkOne(ex, problems[i], c);
-      done++;
-      const { calls: _c, ...r } = reports[i];
-      opts.onProblem?.(r, done, problems.length);
-    }
+  const work: Work[] = await Promise.all(
+    problems.map(async (p, k) => {
+      const n = await countTests(ex, p, split[k], c);
+      return { p, t: split[k], n, t0: performance.now(), canon: new Array(n), code: new Array(n), limits: [] };
+    }),
+  );
+  await Promise.all(work.map((w) => canonicalRun(ex, w, c)));
+  const jobs = work.flatMap((w) => {
+    w.limits = calibratedLimits(w.canon, cfg);
+    const js = codeJobs(w, c);
+    let left = js.length;
+    return js.map((j) => ({ ...j, w, done: () => --left === 0 }));
   });
-  await Promise.all(lanes);
+  jobs.sort((a, b) => b.est - a.est);
+  let done = 0;
+  await Promise.all(
+    jobs.map(async (j) => {
+      await j.run(ex);
+      if (j.done()) opts.onProblem?.(report(j.w, c), ++done, problems.length);
+    }),
+  );
+  const reports = work.map((w) => report(w, c));
   const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
   return {
     problems: problems.length,
     mean_tests: mean(reports.map((r) => r.tests)),
     canonical_pass_rate: mean(reports.map((r) => r.canonical_pass_rate)),
     code_pass_rate: mean(reports.map((r) => r.code_pass_rate)),
-    calls: reports.reduce((a, r) => a + r.calls, 0),
+    calls: reports.reduce((a, r) => a + 2 * r.tests, 0),
     timeouts: reports.reduce((a, r) => a + r.code_timeouts, 0),
     wall_s: (performance.now() - t0) / 1000,
-    per_problem: reports.map(({ calls: _c, ...r }) => r),
+    per_problem: reports,
   };
 }
 
@@ -304,7 +367,6 @@ export const goldCheckStage: CommandStage<GoldCheckConfig> = {
     const json = ctx.flags.json === true;
     const summary = await goldCheck(ex, problems, {
       config: ctx.root?.executor,
-      concurrency: cfg.concurrency,
       loadTimeoutS: cfg.load_timeout_s,
       canonicalTimeoutS: cfg.canonical_timeout_s,
       cacheDir: cfg.cache ? ctx.cacheDir : undefined,
