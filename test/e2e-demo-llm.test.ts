@@ -3,7 +3,8 @@
 // Proves the incremental contract in model calls: a re-run sends nothing, a rationalize-only change sends
 // only rationalization prompts, and one added source row costs only that row's calls.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { main } from "../pipeline/cli.ts";
@@ -35,6 +36,7 @@ const FIXES: [string, string][] = [
   [" % ", " // "],
 ];
 
+let delayMs = 0;
 function script(req: ScriptRequest): ScriptedReply {
   const text = req.messages.at(-1)!.content;
   const kind = kindOf(text);
@@ -59,7 +61,7 @@ function script(req: ScriptRequest): ScriptedReply {
       choices.push(`### Reasoning\nFollowing the task step by step on this input, the function returns \`${out}\`.`);
     } else choices.push("?");
   }
-  return { choices };
+  return delayMs ? { choices, delayMs } : { choices };
 }
 
 function rows(withHeldBack: boolean): string {
@@ -159,5 +161,63 @@ describe("demo rows end to end on an OpenAI-compatible backend (loopback)", () =
     expect(reqs.filter((q) => q.kind === "corrupt")).toHaveLength(1);
     expect(reqs.filter((q) => q.kind === "utgen").length).toBeLessThanOrEqual(2 * 3); // n_bugs × attempts
     expect(countSft().n).toBeGreaterThan(n0);
+  });
+
+  it("kill -9 during attack, then a re-run, repeats no completed model call", async () => {
+    const perPrompt = (from: number) => {
+      const m = new Map<string, number>();
+      for (const b of server.requests.slice(from)) {
+        const k = JSON.stringify(b.messages) + `|n=${b.n}`;
+        m.set(k, (m.get(k) ?? 0) + 1);
+      }
+      return m;
+    };
+    delayMs = 40;
+    try {
+      // the same work from a clean cache, uninterrupted: the reference request counts
+      const from0 = server.requests.length;
+      const clean = await cli(["--run-dir", path.join(dir, "clean"), "--set", "llm.concurrency=2"]);
+      expect(clean.code, clean.err).toBe(0);
+      const reference = perPrompt(from0);
+
+      const from1 = server.requests.length;
+      const runDir = path.join(dir, "killed");
+      const child = spawn(process.execPath, [path.join(ROOT, "pipeline/run.mjs"), "--config", path.join(dir, "c.yaml"), "--run-dir", runDir, "--set", "llm.concurrency=2"], {
+        cwd: ROOT,
+        detached: true,
+        stdio: "ignore",
+      });
+      const shards = path.join(runDir, "attack", "shards");
+      let killed = false;
+      for (const deadline = Date.now() + 120_000; Date.now() < deadline && child.exitCode === null; ) {
+        if (existsSync(shards) && readdirSync(shards).some((f) => f.endsWith(".done.json"))) {
+          process.kill(-child.pid!, "SIGKILL");
+          killed = true;
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(killed, "the run was still in the attack stage when killed").toBe(true);
+      await new Promise((r) => child.once("exit", r));
+      const from2 = server.requests.length;
+      const resumed = await cli(["--run-dir", runDir, "--set", "llm.concurrency=2"]);
+      expect(resumed.code, resumed.err).toBe(0);
+      expect(resumed.err).toContain("perturb: up to date");
+
+      // every request beyond the reference is a call that was in flight at the kill (at most llm.concurrency)
+      let repeated = 0;
+      for (const [k, n] of perPrompt(from1)) repeated += Math.max(0, n - (reference.get(k) ?? 0));
+      expect(repeated).toBeLessThanOrEqual(2);
+      // the killed run's completed calls (perturb's at least) were not sent again
+      const total = [...reference.values()].reduce((a, b) => a + b, 0);
+      expect(from2 - from1).toBeGreaterThan(0);
+      expect(server.requests.length - from2).toBeLessThan(total);
+      expect(server.requests.length - from1).toBeLessThanOrEqual(total + 2);
+      const examples = (d: string) =>
+        ["train", "valid"].flatMap((s) => readFileSync(path.join(d, "emit-sft", "sft", `${s}.messages.jsonl`), "utf8").split("\n").filter(Boolean)).sort();
+      expect(examples(runDir)).toEqual(examples(path.join(dir, "clean")));
+    } finally {
+      delayMs = 0;
+    }
   });
 });
