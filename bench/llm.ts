@@ -120,13 +120,21 @@ async function main(): Promise<void> {
     const warm = 50;
     for (let i = 0; i < warm; i++) await rawPost(fast.url, -1 - i, "warm");
     for (let i = 0; i < warm; i++) await fetchPost(fast.url, -1 - i, "warm");
-    const rawS = await drive(SEQ, 1, (i) => rawPost(fast.url, i, "raw"));
-    const fetchS = await drive(SEQ, 1, (i) => fetchPost(fast.url, i, "fetch"));
     const cfg = llmConfigSchema.parse({ backend: "openai", base_urls: [fast.url], model: "bench", concurrency: 1 });
     const client = createLlmClient(cfg, { cacheDir: path.join(tmpRoot, "seq"), stage: "bench" });
     const ask = (i: number) => client.chat({ messages: [{ role: "user", content: `prompt ${i}` }] });
     for (let i = 0; i < warm; i++) await ask(-1 - i);
-    const missS = await drive(SEQ, 1, ask);
+    // Interleaved in slices so that load drift on a shared machine hits every path alike.
+    const SLICES = 10;
+    const per = SEQ / SLICES;
+    let rawS = 0;
+    let fetchS = 0;
+    let missS = 0;
+    for (let k = 0; k < SLICES; k++) {
+      rawS += await drive(per, 1, (i) => rawPost(fast.url, k * per + i, "raw"));
+      fetchS += await drive(per, 1, (i) => fetchPost(fast.url, k * per + i, "fetch"));
+      missS += await drive(per, 1, (i) => ask(k * per + i));
+    }
     const hitS = await drive(SEQ, 1, ask);
     await client.close();
     await fast.stop();
