@@ -89,7 +89,7 @@ async function attack(executor: Executor, it: Item, inputs: CallArgs[], batched:
   let failing = 0;
   valid.forEach((v, i) => {
     const b = buggy[i];
-    if (b.status !== "ok" || !outputsMatch(v.g.value!, b.value!)) failing++;
+    if (b.status !== "ok" || !outputsMatch(b.value!, v.g.value!)) failing++;
   });
   return { failing, valid: valid.length };
 }

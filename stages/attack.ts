@@ -5,8 +5,9 @@
  *    each response's `Arguments: f(…)` is parsed as a call literal.
  *  - heuristic backend (or `fuzz.extra` on an LLM run): type-aware fuzzing (stages/heuristic/fuzz.ts),
  *    `attempts` batches of `fuzz.inputs_per_attempt` candidate inputs, evaluated batch by batch.
- * An input is valid when gold runs on it without error within `gold_timeout_s`; it is failing when the
- * buggy code errors, times out, or returns something `outputsMatch` says differs from gold. The expected
+ * An input is valid when gold runs on it without error within `gold_timeout_s` (and, with
+ * `check_determinism`, gives the same output twice); it is failing when the buggy code errors, times out,
+ * or returns something `outputsMatch` says differs from gold in both its modes (see sameOutput). The expected
  * output is always gold's. Up to `max_failing` distinct failing inputs are kept, as `<bug id>/ut<j>`.
  * A version with none is dropped: `equivalent_mutant` when valid inputs existed but none separated the two
  * programs, `no_failing_input` when no valid input was found at all.
@@ -20,12 +21,15 @@ import { callKey, entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "./
 import { fuzzHypothesis, fuzzInputReasoning } from "./heuristic/templates.ts";
 import { parseUt, templateHashes, utgenPrompt } from "./heuristic/llm-io.ts";
 import type { BugRec } from "./perturb.ts";
+import { stableStringify } from "../pipeline/util.ts";
 
 export const attackConfigSchema = z.strictObject({
   /** Sampling attempts per buggy version (paper: 5). */
   attempts: z.number().int().min(1).max(64).default(5),
   /** Ask the model one attempt at a time and stop once `max_failing` failing inputs are found (false: all attempts in one request). */
   early_stop: z.boolean().default(true),
+  /** Run gold twice per valid input and drop inputs whose outputs differ (random / time-dependent gold). */
+  check_determinism: z.boolean().default(true),
   /** Distinct failing inputs kept per buggy version. */
   max_failing: z.number().int().min(1).max(64).default(1),
   /** Seed of the fuzzer. */
@@ -187,6 +191,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
       // gold accepted; stop as soon as `max_failing` failing inputs are found.
       const out: TestRec[] = [];
       let nValid = 0;
+      let nUnstable = 0;
       let tried = 0;
       const goldErrors = new Set<string>();
       try {
@@ -196,7 +201,14 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
           tried += batch.length;
           const gold = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: batch.map((c) => c.args), timeoutS: goldTimeoutS });
           gold.forEach((g) => g.status !== "ok" && goldErrors.add(g.errorType ?? g.status));
-          const valid = batch.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
+          let valid = batch.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
+          if (valid.length && cfg.check_determinism) {
+            // gold must give the same output twice: otherwise its output is no label (random, time, id())
+            const again = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: valid.map((v) => v.c.args), timeoutS: goldTimeoutS });
+            const stable = valid.filter((v, i) => again[i].status === "ok" && stableStringify(v.g.value) === stableStringify(again[i].value));
+            nUnstable += valid.length - stable.length;
+            valid = stable;
+          }
           if (!valid.length) continue;
           nValid += valid.length;
           const maxGoldMs = Math.max(...valid.map((v) => v.g.ms));
@@ -218,10 +230,12 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
       }
       ctx.counters.add("inputs_tried", tried);
       ctx.counters.add("inputs_valid", nValid);
+      if (nUnstable) ctx.counters.add("inputs_nondeterministic", nUnstable);
       if (unparsable.length) ctx.counters.add("unparsable_samples", unparsable.length);
       if (out.length) return { out, drop: [] };
       let drop: Drop;
-      if (nValid) drop = { id: rec.id, reason: "equivalent_mutant", detail: `all ${nValid} valid input${nValid === 1 ? "" : "s"} gave matching outputs` };
+      if (!nValid && nUnstable) drop = { id: rec.id, reason: "nondeterministic_gold", detail: `gold gave different outputs on repeated calls for all ${nUnstable} inputs it accepted` };
+      else if (nValid) drop = { id: rec.id, reason: "equivalent_mutant", detail: `all ${nValid} valid input${nValid === 1 ? "" : "s"} gave matching outputs` };
       else if (tried) drop = { id: rec.id, reason: "no_failing_input", detail: `no valid input: gold rejected all ${tried} (${[...goldErrors].slice(0, 3).join(", ")})` };
       else if (llmError !== undefined && !unparsable.length) drop = { id: rec.id, reason: "llm_failed", detail: clip(llmError) };
       else drop = { id: rec.id, reason: unparsable.length ? mostCommon(unparsable) : "no_failing_input", detail: "no parsable test input among the samples" };
@@ -233,10 +247,19 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
 
 class GoldError extends Error {}
 
+/**
+ * Does the buggy code's output count as gold's? UTGen's comparison (`utgen` mode: Python `==` plus float
+ * tolerance) or, where its quirks would call equal values different (a string containing "error", NaN),
+ * the strict one. So a kept test's disagreement is certain under both.
+ */
+export function sameOutput(buggy: PyValue, gold: PyValue): boolean {
+  return outputsMatch(buggy, gold) || outputsMatch(buggy, gold, { mode: "strict" });
+}
+
 /** The unit test for one valid input, when the buggy code fails it (error, timeout or different value). */
 function failingTest(rec: BugRec, c: Candidate, g: CallResult, b: CallResult): UnitTest | undefined {
   if (b.status === "invalid_input") return undefined;
-  if (b.status === "ok" && outputsMatch(g.value!, b.value!)) return undefined;
+  if (b.status === "ok" && sameOutput(b.value!, g.value!)) return undefined;
   const argsText = formatCall(rec.entry_point, c.args);
   const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
   const test: UnitTest = {

@@ -62,7 +62,7 @@ describe("attack, heuristic fuzz sampler", () => {
       expect(g.status).toBe("ok");
       expect(t.test.gold_output).toEqual(g.value);
       expect(t.test.gold_output_text).toBe(formatPyValue(g.value!));
-      expect(b.status !== "ok" || !outputsMatch(g.value!, b.value!)).toBe(true);
+      expect(b.status !== "ok" || !outputsMatch(b.value!, g.value!)).toBe(true);
       expect(t.test.hypothesis).toContain("stops one step early");
       expect(t.test.error_pattern).toBeTruthy();
       expect(t.test.input_reasoning).toContain(t.test.args_text);
@@ -83,6 +83,25 @@ describe("attack, heuristic fuzz sampler", () => {
     expect(r.out).toHaveLength(1);
     expect(r.out[0].test.buggy_status).toBe("timeout");
     expect((r.out[0].test.args.args[0] as number) > 3).toBe(true);
+  });
+
+  it("keeps only real disagreements: equal 'error' strings and NaNs are not failures, random gold is no label", async () => {
+    const errs = bug("p/errs", "def e(x: int) -> str:\n    return 'error ' + str(x % 2)\n", "def e(x: int) -> str:\n    return 'error ' + str(x % 3)\n", "e");
+    const nans = bug("p/nan", "def m(x: int) -> float:\n    return float('nan') if x < 5 else float(x)\n", "def m(x: int) -> float:\n    return float('nan') if x < 5 else float(x + 1)\n", "m");
+    const rand = bug("p/rand", "import random\ndef r(x: int) -> int:\n    return x + random.randint(0, 10**9)\n", "def r(x: int) -> int:\n    return x - 1\n", "r");
+    const s = standaloneContext(attackStage, { root: { llm: { backend: "heuristic" }, attack: { max_failing: 64 } }, runDir: tmp(), executor });
+    const r = await runStage(attackStage, s.ctx, [errs, nans, rand]);
+    const kept = (p: string) => r.out.filter((t) => t.parent_id === `${p}/bug1`);
+    expect(kept("p/errs").length).toBeGreaterThan(0);
+    for (const t of kept("p/errs")) expect(t.test.buggy_output).not.toEqual(t.test.gold_output); // 'error 0' vs 'error 0' is no failure
+    expect(kept("p/nan").length).toBeGreaterThan(0);
+    for (const t of kept("p/nan")) expect((t.test.args.args[0] as number) >= 5).toBe(true); // nan vs nan is no failure
+    expect(kept("p/rand")).toEqual([]);
+    expect(r.drop.map((d) => [d.id, d.reason])).toEqual([["p/rand/bug1", "nondeterministic_gold"]]);
+    expect(s.counters.inputs_nondeterministic).toBeGreaterThan(0);
+
+    const unchecked = standaloneContext(attackStage, { root: { llm: { backend: "heuristic" }, attack: { check_determinism: false } }, runDir: tmp(), executor });
+    expect((await runStage(attackStage, unchecked.ctx, [rand])).out).toHaveLength(1);
   });
 
   it("drops equivalent mutants and items without any valid input", async () => {

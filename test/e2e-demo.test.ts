@@ -96,7 +96,7 @@ describe("demo config end to end (heuristic backend)", () => {
       expect(gold.status, `${ex.metadata.id}: gold runs on ${pu.argsText}`).toBe("ok");
       expect(pu.outputText?.trim()).toBe(formatPyValue(gold.value!));
       expect(ex.metadata.gold_output_text).toBe(formatPyValue(gold.value!));
-      const disagrees = buggy.status !== "ok" || !outputsMatch(gold.value!, buggy.value!);
+      const disagrees = buggy.status !== "ok" || !outputsMatch(buggy.value!, gold.value!);
       expect(disagrees, `${ex.metadata.id}: buggy code disagrees with gold on ${pu.argsText}`).toBe(true);
     }
 
