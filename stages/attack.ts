@@ -15,8 +15,8 @@
 import { z } from "zod";
 import type { DataflowStage, Drop, Outcome, StageContext } from "../pipeline/stage.ts";
 import type { CallArgs, CallResult, PyValue } from "../pipeline/executor/types.ts";
-import { buggyTimeoutFor, formatCall, formatPyValue, outputsMatch, parseCallLiteral } from "../pipeline/executor/index.ts";
-import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, sourceHash, stageLlmFingerprint } from "./common.ts";
+import { buggyTimeoutFor, formatCall, formatPyValue, parseCallLiteral } from "../pipeline/executor/index.ts";
+import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, sameOutput, sourceHash, stageLlmFingerprint } from "./common.ts";
 import { callKey, entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "./heuristic/fuzz.ts";
 import { fuzzHypothesis, fuzzInputReasoning } from "./heuristic/templates.ts";
 import { parseUt, templateHashes, utgenPrompt } from "./heuristic/llm-io.ts";
@@ -247,19 +247,11 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
 
 class GoldError extends Error {}
 
-/**
- * Does the buggy code's output count as gold's? UTGen's comparison (`utgen` mode: Python `==` plus float
- * tolerance) or, where its quirks would call equal values different (a string containing "error", NaN),
- * the strict one. So a kept test's disagreement is certain under both.
- */
-export function sameOutput(buggy: PyValue, gold: PyValue): boolean {
-  return outputsMatch(buggy, gold) || outputsMatch(buggy, gold, { mode: "strict" });
-}
 
 /** The unit test for one valid input, when the buggy code fails it (error, timeout or different value). */
 function failingTest(rec: BugRec, c: Candidate, g: CallResult, b: CallResult): UnitTest | undefined {
   if (b.status === "invalid_input") return undefined;
-  if (b.status === "ok" && sameOutput(b.value!, g.value!)) return undefined;
+  if (b.status === "ok" && sameOutput(b.value!, g.value!)) return undefined; // no certain disagreement
   const argsText = formatCall(rec.entry_point, c.args);
   const buggyOut = b.status === "ok" ? formatPyValue(b.value!) : undefined;
   const test: UnitTest = {

@@ -9,7 +9,8 @@ import * as path from "node:path";
 import { z } from "zod";
 import type { StageContext } from "../pipeline/stage.ts";
 import type { ChatRequest, ChatResult, LlmClient } from "../pipeline/llm/types.ts";
-import type { Executor } from "../pipeline/executor/types.ts";
+import type { Executor, PyValue } from "../pipeline/executor/types.ts";
+import { outputsMatch } from "../pipeline/executor/compare.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { sha256 } from "../pipeline/util.ts";
 import { llmConfigForStage, llmFingerprintForStage } from "../pipeline/config.ts";
@@ -149,6 +150,15 @@ export async function countedChat(
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
     return { error: msg };
   }
+}
+
+/**
+ * Do two outputs count as the same? UTGen's comparison (`outputsMatch` utgen mode: Python `==` plus float
+ * tolerance) or, where its quirks would call equal values different (a string containing "error", NaN),
+ * the strict mode. Stages keep a disagreement only when it is certain under both.
+ */
+export function sameOutput(actual: PyValue, expected: PyValue): boolean {
+  return outputsMatch(actual, expected) || outputsMatch(actual, expected, { mode: "strict" });
 }
 
 /** Filter-level problem id of a derived record (`<problem>/bug<k>/ut<j>`). */

@@ -3,15 +3,15 @@
  * gold's output is the answer for that input.
  *  - LLM backend: the output-rationalization prompt (App. E) with the gold output; the reasoning is kept.
  *    Dropped: empty (`empty_rationale`), code without prose (`code_only_rationale`), or a stated final
- *    answer that contradicts gold's output by `outputsMatch` (`rationale_contradicts_output`).
+ *    answer that contradicts gold's output under both comparison modes (`rationale_contradicts_output`).
  *  - heuristic backend: an execution-grounded template rationale (rationale_source: template): the
  *    arguments, the successive values of gold's local variables on them (traced in the sandbox,
  *    stages/heuristic/trace.py) and gold's output.
  */
 import { z } from "zod";
 import type { DataflowStage, Outcome, StageContext } from "../pipeline/stage.ts";
-import { formatPyValue, outputsMatch, parseLiteral } from "../pipeline/executor/index.ts";
-import { clip, countedChat, helperScript, isHeuristic, llmOverrideSchema, sourceHash, stageLlmFingerprint } from "./common.ts";
+import { formatPyValue, parseLiteral } from "../pipeline/executor/index.ts";
+import { clip, countedChat, helperScript, isHeuristic, llmOverrideSchema, sameOutput, sourceHash, stageLlmFingerprint } from "./common.ts";
 import { templateRationale, type TracedVar } from "./heuristic/templates.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
 import { parseRat, rationalizePrompt, templateHashes } from "./heuristic/llm-io.ts";
@@ -134,7 +134,7 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
       if (!prose) return { out: [], drop: [{ id: rec.id, reason: "empty_rationale", response: text }] };
       if (parsed.final_answer !== undefined) {
         const lit = parseLiteral(parsed.final_answer);
-        if (lit.ok && !outputsMatch(t.gold_output, lit.value)) {
+        if (lit.ok && !sameOutput(t.gold_output, lit.value)) {
           return {
             out: [],
             drop: [

@@ -82,6 +82,7 @@ const answers: Record<string, string> = {
   "[9]": "### Reasoning\n```python\nprint(tail([9], 1))\n```",
   "[2, 3]": "### Reasoning\nThe last two items are 3 and 2; sorting gives them in order.\nSo the output is `[3, 2]`.",
   "[7]": "### Reasoning\nOnly one item is requested and the list holds 7, so the function returns it as a one-element list.",
+  "'error 1'": "### Reasoning\nThe input is odd, so the message names remainder one.\nSo the output is `'error 1'`.",
 };
 
 function script(req: ScriptRequest): ScriptedReply {
@@ -110,6 +111,8 @@ describe("rationalize, OpenAI backend (loopback server)", () => {
       testRec("contra", [[1, 3, 2], 2], [2, 3], "[2, 3]"),
       testRec("noanswer", [[7], 1], [7], "[7]"),
       testRec("fail", [[0], 1], [0], "[0]"),
+      // UTGen's comparison calls any string containing "error" different, even from itself
+      testRec("errstr", [[1], 1], "error 1", "'error 1'"),
     ];
     const s = standaloneContext(rationalizeStage, { root, runDir });
     const r = await runStage(rationalizeStage, s.ctx, recs);
@@ -117,6 +120,7 @@ describe("rationalize, OpenAI backend (loopback server)", () => {
     expect(r.out.map((x) => [x.id, x.rationale_source])).toEqual([
       ["ok/bug1/ut1", "llm"],
       ["noanswer/bug1/ut1", "llm"],
+      ["errstr/bug1/ut1", "llm"],
     ]);
     expect(r.out[0].rationale).toMatch(/^Let's think step by step\./);
     expect(r.out[0].rationale).not.toContain("### Reasoning");
@@ -132,7 +136,7 @@ describe("rationalize, OpenAI backend (loopback server)", () => {
 
     const sent = server.requests.length;
     const again = standaloneContext(rationalizeStage, { root, runDir });
-    const r2 = await runStage(rationalizeStage, again.ctx, recs.slice(0, 5));
+    const r2 = await runStage(rationalizeStage, again.ctx, recs.filter((x) => !x.id.startsWith("fail/")));
     await again.close();
     expect(server.requests.length).toBe(sent);
     expect(r2.out).toEqual(r.out);
