@@ -664,6 +664,9 @@ def serve_single(req, body, timeout):
 def main():
     if _prctl is not None:
         _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children (same uid) cannot ptrace or read our memory
+    import gc
+
+    gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT})
     stdin = sys.stdin.buffer
     while True:
