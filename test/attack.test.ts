@@ -41,13 +41,19 @@ const EQUIV = bug("p/double", "def double(x: int) -> int:\n    return x * 2\n", 
 const ALWAYS_RAISES = bug("p/raise", "def f(x):\n    raise ValueError('never valid')\n", "def f(x):\n    return 1\n", "f");
 // no annotations, no examples: types are probed on gold (only strings work)
 const PROBED = bug("p/upper", "def shout(s):\n    return s.upper() + '!'\n", "def shout(s):\n    return s.upper()[:-1] + '!'\n", "shout");
+// a required keyword-only parameter, probed on gold
+const KWONLY = bug("p/kw", "def scale(a: int, *, by: int) -> int:\n    return a * by\n", "def scale(a: int, *, by: int) -> int:\n    return a + by\n", "scale");
 const HANGS = bug("p/hang", "def g(n: int) -> int:\n    return n + 1\n", "def g(n: int) -> int:\n    while n > 3:\n        pass\n    return n + 1\n", "g");
 
 describe("attack, heuristic fuzz sampler", () => {
   it("keeps failing inputs labelled with gold's executed output", async () => {
     const s = standaloneContext(attackStage, { root: { llm: { backend: "heuristic" }, attack: { max_failing: 3 } }, runDir: tmp(), executor });
-    const r = await runStage(attackStage, s.ctx, [OFF_BY_ONE, PROBED]);
+    const r = await runStage(attackStage, s.ctx, [OFF_BY_ONE, PROBED, KWONLY]);
     expect(r.drop).toEqual([]);
+    const kw = r.out.filter((t) => t.parent_id === "p/kw/bug1");
+    expect(kw).toHaveLength(3);
+    expect(kw[0].test.args_text).toMatch(/^scale\(-?\d+, by=-?\d+\)$/);
+    r.out = r.out.filter((t) => t.parent_id !== "p/kw/bug1");
     const ids = r.out.map((x) => x.id);
     expect(ids).toEqual(["p/sumsq/bug1/ut1", "p/sumsq/bug1/ut2", "p/sumsq/bug1/ut3", "p/upper/bug1/ut1", "p/upper/bug1/ut2", "p/upper/bug1/ut3"]);
     expect(new Set(r.out.map((x) => x.test.args_text)).size).toBe(6); // distinct inputs

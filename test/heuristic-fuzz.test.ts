@@ -145,6 +145,25 @@ describe("planFuzz", () => {
     expect(probed).toBe(0);
   });
 
+  it("passes required keyword-only parameters as kwargs", async () => {
+    const probe = async (calls: CallArgs[]) => calls.map(() => true);
+    const plan = await planFuzz({
+      params: [{ name: "xs", annotation: "list[int]", kind: "positional" }, { name: "key", annotation: "str", kind: "keyword_only" }, { name: "rev", default: "False", kind: "keyword_only" }],
+      seeds: [{ args: [[1, 2]], kwargs: { key: "a" } }],
+      rng: new Rng(3),
+      probe,
+    });
+    expect(plan.kwNames).toEqual(["key"]);
+    const calls = fuzzInputs(plan, new Rng(4), 20);
+    expect(calls[0]).toEqual({ args: [[1, 2]], kwargs: { key: "a" } });
+    for (const c of calls) {
+      expect(c.args).toHaveLength(1);
+      expect(conforms(c.args[0], { k: "list", of: { k: "int" } })).toBe(true);
+      expect(Object.keys(c.kwargs ?? {})).toEqual(["key"]);
+      expect(typeof c.kwargs!.key).toBe("string");
+    }
+  });
+
   it("keeps the type assignments the probe accepted", async () => {
     // the probe accepts exactly calls whose only argument is a string (what gold `s.upper()` would do)
     const probe = async (calls: CallArgs[]) => calls.map((c) => typeof c.args[0] === "string");

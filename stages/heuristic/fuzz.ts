@@ -449,8 +449,10 @@ export const PROBE_TYPES: TypeSpec[] = [
 // The fuzzer
 
 export interface FuzzPlan {
-  /** Parameters filled positionally (required ones). */
+  /** Parameters filled: the required positional ones, then the required keyword-only ones. */
   params: ParamInfo[];
+  /** Names of the keyword-only parameters (the tail of `params`, passed as kwargs). */
+  kwNames?: string[];
   /** Per-parameter type (one row per accepted type assignment). */
   typings: TypeSpec[][];
   seeds: CallArgs[];
@@ -460,6 +462,18 @@ export interface FuzzPlan {
 
 export function callKey(c: CallArgs): string {
   return stableStringify(c);
+}
+
+/** One value per planned parameter → the call (keyword-only parameters as kwargs). */
+function toCall(values: PyValue[], kwNames: string[] = []): CallArgs {
+  if (!kwNames.length) return { args: values };
+  const nPos = values.length - kwNames.length;
+  return { args: values.slice(0, nPos), kwargs: Object.fromEntries(kwNames.map((n, i) => [n, values[nPos + i]])) };
+}
+
+/** A call's values in plan order (positional, then the keyword-only ones). */
+function toValues(c: CallArgs, kwNames: string[] = []): PyValue[] {
+  return [...c.args, ...kwNames.map((n) => c.kwargs?.[n] ?? null)];
 }
 
 /**
@@ -475,17 +489,21 @@ export async function planFuzz(opts: {
 }): Promise<FuzzPlan> {
   const required = opts.params.filter((p) => p.kind === "positional" && p.default === undefined && p.name !== "self" && p.name !== "cls");
   const arity = opts.seeds.length ? opts.seeds[0].args.length : required.length;
-  const params = required.length === arity || !opts.seeds.length ? required : opts.params.filter((p) => p.kind === "positional").slice(0, arity);
+  const positional = required.length === arity || !opts.seeds.length ? required : opts.params.filter((p) => p.kind === "positional").slice(0, arity);
+  const kwonly = opts.params.filter((p) => p.kind === "keyword_only" && p.default === undefined);
+  const kwNames = kwonly.map((p) => p.name);
+  const params = [...positional, ...kwonly];
+  const seedVecs = opts.seeds.map((s) => [...s.args.slice(0, positional.length), ...kwNames.map((n) => s.kwargs?.[n])]);
   const fromAnn = params.map((p) => parseAnnotation(p.annotation));
   const fromSeed = params.map((_, i) => {
-    const vals = opts.seeds.map((s) => s.args[i]).filter((v) => v !== undefined);
-    return vals.length ? typeOfValue(vals[0]) : ANY;
+    const vals = seedVecs.map((v) => v[i]).filter((v) => v !== undefined);
+    return vals.length ? typeOfValue(vals[0] as PyValue) : ANY;
   });
   let typing = params.map((_, i) => (fromAnn[i].k !== "any" ? fromAnn[i] : fromSeed[i]));
   let typedBy: FuzzPlan["typedBy"] = fromAnn.every((t) => t.k !== "any") ? "annotation" : fromSeed.every((t) => t.k !== "any") ? "example" : "mixed";
-  if (!params.length) return { params, typings: [[]], seeds: opts.seeds, typedBy: "none" };
+  if (!params.length) return { params, kwNames, typings: [[]], seeds: opts.seeds, typedBy: "none" };
   const unknown = typing.map((t, i) => (t.k === "any" ? i : -1)).filter((i) => i >= 0);
-  if (!unknown.length) return { params, typings: [typing], seeds: opts.seeds, typedBy };
+  if (!unknown.length) return { params, kwNames, typings: [typing], seeds: opts.seeds, typedBy };
 
   // Probe: random assignments of the unknown parameters, two values each; keep those gold accepts.
   const gen = new ValueGen(opts.rng);
@@ -497,7 +515,7 @@ export async function planFuzz(opts: {
     const a = typing.map((t, i) => (unknown.includes(i) ? (r < PROBE_TYPES.length && unknown.length === 1 ? PROBE_TYPES[r] : opts.rng.pick(PROBE_TYPES)) : t));
     assignments.push(a);
     for (let v = 0; v < 2; v++) {
-      calls.push({ args: a.map((t) => gen.value(t)) });
+      calls.push(toCall(a.map((t) => gen.value(t)), kwNames));
       owners.push(r);
     }
   }
@@ -513,12 +531,13 @@ export async function planFuzz(opts: {
     typings.push(assignments[r]);
   }
   typedBy = typedBy === "mixed" && unknown.length < params.length ? "mixed" : "probe";
-  return { params, typings: typings.length ? typings : [typing], seeds: opts.seeds, typedBy };
+  return { params, kwNames, typings: typings.length ? typings : [typing], seeds: opts.seeds, typedBy };
 }
 
 /** `count` distinct candidate inputs: seeds first, then seed mutations, random and edge values. */
 export function fuzzInputs(plan: FuzzPlan, rng: Rng, count: number): CallArgs[] {
-  const seedVals = plan.seeds.flatMap((s) => s.args);
+  const kw = plan.kwNames ?? [];
+  const seedVals = plan.seeds.flatMap((s) => toValues(s, kw));
   const gen = new ValueGen(rng, seedVals);
   const out: CallArgs[] = [];
   const seen = new Set<string>();
@@ -533,17 +552,17 @@ export function fuzzInputs(plan: FuzzPlan, rng: Rng, count: number): CallArgs[] 
     const r = rng.next();
     if (plan.seeds.length && r < 0.45) {
       const base = rng.pick(plan.seeds);
-      const args = [...base.args];
-      const nchg = args.length > 1 && rng.chance(0.3) ? 2 : 1;
-      for (let j = 0; j < nchg && args.length; j++) {
-        const i = rng.int(0, args.length - 1);
-        args[i] = gen.mutate(args[i]);
+      const values = toValues(base, kw);
+      const nchg = values.length > 1 && rng.chance(0.3) ? 2 : 1;
+      for (let j = 0; j < nchg && values.length; j++) {
+        const i = rng.int(0, values.length - 1);
+        values[i] = gen.mutate(values[i]);
       }
-      push({ args });
+      push(toCall(values, kw));
     } else {
       const typing = rng.pick(plan.typings);
       const edge = r > 0.85;
-      push({ args: typing.map((t) => (edge && rng.chance(0.6) ? gen.edge(t) : gen.value(t))) });
+      push(toCall(typing.map((t) => (edge && rng.chance(0.6) ? gen.edge(t) : gen.value(t))), kw));
     }
   }
   return out;
