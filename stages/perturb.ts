@@ -50,6 +50,7 @@ export interface BugInfo {
   operator?: string;
   reasoning?: string;
   line?: number;
+  function?: string;
 }
 
 export interface BugRec extends GoldRec {
@@ -175,7 +176,7 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
             ctx.counters.add("mutants_rejected", 1);
             continue;
           }
-          out.push(make(nextK + got, m.code, { origin: "mutation", operator: m.operator, reasoning: m.description, line: m.line }));
+          out.push(make(nextK + got, m.code, { origin: "mutation", operator: m.operator, reasoning: m.description, line: m.line, function: m.function }));
           got++;
         }
         if (got === 0 && out.length === 0) {

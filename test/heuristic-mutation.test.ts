@@ -75,6 +75,8 @@ describe("AST mutants", () => {
     // `unused` is never called from window_max: its body stays as is; `helper` is reachable
     for (const m of res.mutants) expect(m.code).toContain("def unused(y):\n    return y - 1\n");
     expect(res.mutants.some((m) => m.line === 4 && !m.code.includes("return x * 2  # doubled"))).toBe(true);
+    // each mutant names the function it is in
+    for (const m of res.mutants) expect(m.function).toBe(m.line <= 4 ? "helper" : "window_max");
   });
 
   it("orders mutants round-robin over operators, reproducibly per seed and id", async () => {

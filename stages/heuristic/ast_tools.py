@@ -3,7 +3,7 @@
 # looks at are not: it only parses them (ast), never executes them.
 #
 # INPUT.op == "mutants":   {code, entry_point, operators?: [names], max_per_operator?: int}
-#   → {ok: true, mutants: [{operator, line, description, code}]}, every mutant a minimal textual edit of
+#   → {ok: true, mutants: [{operator, line, function, description, code}]}, every mutant a minimal textual edit of
 #     `code` (formatting and comments elsewhere kept), re-parsed and checked to be the intended tree.
 # INPUT.op == "normalize": {codes: [str]} → {ok: true, results: [{ok, normalized?, error?}]}
 #   (ast.dump without docstrings: equal strings mean textually identical programs after normalisation)
@@ -240,8 +240,16 @@ class Mutator:
             self.seen_codes.add(got)
             self.count[operator] = self.count.get(operator, 0) + 1
             self.mutants.append({"operator": operator, "line": node.lineno, "description": description,
-                                 "code": mutated})
+                                 "function": self.function_at(node.lineno), "code": mutated})
             return
+
+    def function_at(self, line):
+        """Name of the innermost function containing `line`."""
+        best = None
+        for fn in function_nodes(self.tree):
+            if fn.lineno <= line <= fn.end_lineno and (best is None or fn.lineno >= best.lineno):
+                best = fn
+        return best.name if best else None
 
     # --- operators --------------------------------------------------------------------------------
     def run(self):

@@ -24,6 +24,8 @@ export const MUTATION_OPERATORS = [
 export interface Mutant {
   operator: string;
   line: number;
+  /** The function the edit is in (the entry point or a helper it calls). */
+  function?: string;
   description: string;
   code: string;
 }

@@ -26,6 +26,7 @@ export interface BugLike {
   operator?: string;
   reasoning?: string;
   line?: number;
+  function?: string;
 }
 
 /** Hypothesis and error pattern of the fuzz sampler. */
@@ -34,7 +35,7 @@ export function fuzzHypothesis(bug: BugLike, entryPoint: string): { hypothesis: 
     const where = bug.line && !/\bline \d+/.test(bug.reasoning ?? "") ? ` (line ${bug.line})` : "";
     return {
       hypothesis:
-        `Let's compare the code with the task step by step. In \`${entryPoint}\`${where}, ${bug.reasoning ?? "one step differs from what the task asks"}. ` +
+        `Let's compare the code with the task step by step. In \`${bug.function ?? entryPoint}\`${where}, ${bug.reasoning ?? "one step differs from what the task asks"}. ` +
         `A correct solution would not do this, so any input whose result depends on that step will come out wrong.`,
       error_pattern: PATTERNS[bug.operator] ?? "inputs that exercise the faulty step",
     };
