@@ -11,7 +11,7 @@
 import { z } from "zod";
 import type { DataflowStage, Drop, Outcome, Rec, StageContext } from "../pipeline/stage.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
-import { clip, countedChat, sourceHash, isHeuristic, llmOverrideSchema, normalizePrograms, stageLlmFingerprint } from "./common.ts";
+import { clip, countedChat, isHeuristic, llmOverrideSchema, normalizePrograms, runAstTool, sourceHash, stageLlmFingerprint } from "./common.ts";
 import { corruptPrompt, parseCorruption, templateHashes } from "./heuristic/llm-io.ts";
 import { MUTATION_OPERATORS, orderedMutants } from "./heuristic/mutate.ts";
 
@@ -30,6 +30,8 @@ export const perturbConfigSchema = z.strictObject({
       extra: z.number().int().min(0).max(32).default(0),
     })
     .prefault({}),
+  /** Remove the comments of a model-corrupted version that gold does not have (they tend to name the bug). */
+  strip_new_comments: z.boolean().default(true),
   /** Module-level execution limit when checking a corrupted version, seconds. */
   check_timeout_s: z.number().positive().default(5),
   llm: llmOverrideSchema,
@@ -91,7 +93,7 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
     return {
       llm: await stageLlmFingerprint(root, "perturb"),
       templates: heuristic ? {} : await templateHashes(["corrupt_code"]),
-      parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts"),
+      parsers: heuristic ? null : sourceHash("parsers.ts", "heuristic/llm-io.ts", "heuristic/ast_tools.py"),
       mutation: heuristic || config.mutation.extra > 0 ? sourceHash("heuristic/ast_tools.py", "heuristic/mutate.ts") : null,
     };
   },
@@ -134,6 +136,22 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
           for (let k = 1; k <= cfg.n_bugs; k++) drop.push({ id: `${rec.id}/bug${k}`, reason: "llm_failed", detail: clip(error ?? "") });
         } else {
           const parsed = await Promise.all(result.texts.map((t, i) => parseCorruption(t, rec.entry_point, result.finishReasons[i])));
+          if (cfg.strip_new_comments) {
+            // comments gold does not have would announce the bug ("# off by one") to the test generator
+            const withCode = parsed.flatMap((p, i) => ("code" in p ? [i] : []));
+            const stripped = await runAstTool<{ results: { ok: boolean; code?: string; removed?: number }[] }>(executor, {
+              op: "strip_comments",
+              gold: rec.code,
+              codes: withCode.map((i) => (parsed[i] as { code: string }).code),
+            });
+            withCode.forEach((i, j) => {
+              const r = stripped.results[j];
+              if (r.ok && r.removed) {
+                (parsed[i] as { code: string }).code = r.code!;
+                ctx.counters.add("comments_stripped", r.removed);
+              }
+            });
+          }
           const codes = parsed.map((p) => ("code" in p ? p.code : ""));
           const norms = await normalizePrograms(executor, codes);
           for (let i = 0; i < parsed.length; i++) {

@@ -94,7 +94,7 @@ function script(req: ScriptRequest): ScriptedReply {
   if (text.includes("def sum_of_squares")) {
     return {
       choices: [
-        corruption("The loop stops before n, so the last square is missing.", SUMSQ.code.replace("range(1, n + 1)", "range(1, n)")),
+        corruption("The loop stops before n, so the last square is missing.", SUMSQ.code.replace("range(1, n + 1):", "range(1, n):  # BUG: stops early")),
         "I would rather not write any code for this.",
       ].slice(0, req.n),
     };
@@ -133,7 +133,9 @@ describe("perturb, OpenAI backend (loopback server)", () => {
     const r = await runStage(perturbStage, s.ctx, [SUMSQ]);
     await s.close();
     expect(r.out.map((x) => x.id)).toEqual(["p/sumsq/bug1"]);
-    expect(r.out[0].buggy_code).toContain("range(1, n)");
+    expect(r.out[0].buggy_code).toContain("range(1, n):\n"); // the comment naming the bug is gone
+    expect(r.out[0].buggy_code).toContain("total = 0  # running sum"); // gold's own comment stays
+    expect(s.counters.comments_stripped).toBe(1);
     expect(r.out[0].bug).toEqual({ origin: "llm", reasoning: expect.stringContaining("last square is missing") });
     expect(r.drop).toHaveLength(1);
     expect(r.drop[0].id).toBe("p/sumsq/bug2");

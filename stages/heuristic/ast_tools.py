@@ -6,6 +6,8 @@
 #   → {ok: true, mutants: [{operator, line, function, description, code}]}, every mutant a minimal textual edit of
 #     `code` (formatting and comments elsewhere kept), re-parsed and checked to be the intended tree.
 # INPUT.op == "normalize": {codes: [str]} → {ok: true, results: [{ok, normalized?, error?}]}
+# INPUT.op == "strip_comments": {gold, codes: [str]} → {ok: true, results: [{ok, code?, removed?, error?}]}
+#   (each code without the comments gold does not have; comment-only lines are removed)
 #   (ast.dump without docstrings: equal strings mean textually identical programs after normalisation)
 import ast
 import copy
@@ -489,6 +491,42 @@ def op_mutants(inp):
         return {"ok": False, "error": f"SyntaxError: {e.msg} (line {e.lineno})"}
 
 
+def strip_new_comments(gold, code):
+    """`code` without the comments gold does not have (a corrupted version must not announce its bug)."""
+    import io
+    import tokenize
+
+    def comments(src):
+        return [t for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT]
+
+    keep = {t.string.strip() for t in comments(gold)}
+    lines = code.splitlines(keepends=True)
+    removed = 0
+    for t in reversed(comments(code)):
+        if t.string.strip() in keep:
+            continue
+        row, col = t.start
+        line = lines[row - 1]
+        end = col + len(t.string)
+        rest = line[:col].rstrip()
+        nl = line[len(line.rstrip("\r\n")):]
+        lines[row - 1] = (rest + line[end:].rstrip("\r\n") + nl) if rest else ""
+        removed += 1
+    return "".join(lines), removed
+
+
+def op_strip_comments(inp):
+    results = []
+    for code in inp["codes"]:
+        try:
+            out, n = strip_new_comments(inp["gold"], code)
+            ast.parse(out)
+            results.append({"ok": True, "code": out, "removed": n})
+        except Exception as e:  # tokenize/parse errors: leave the code as it is
+            results.append({"ok": False, "error": f"{type(e).__name__}: {e}"})
+    return {"ok": True, "results": results}
+
+
 def op_normalize(inp):
     results = []
     for code in inp["codes"]:
@@ -501,4 +539,4 @@ def op_normalize(inp):
     return {"ok": True, "results": results}
 
 
-OUTPUT = {"mutants": op_mutants, "normalize": op_normalize}[INPUT["op"]](INPUT)
+OUTPUT = {"mutants": op_mutants, "normalize": op_normalize, "strip_comments": op_strip_comments}[INPUT["op"]](INPUT)
