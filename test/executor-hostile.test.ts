@@ -16,7 +16,7 @@ process.env.HF_TOKEN = SECRET;
 
 const LIMIT_S = 0.5;
 /** Allowed wall time beyond the limit: hard kill grace, a worker restart on a loaded 2-core machine. */
-const MARGIN_S = 6;
+const MARGIN_S = 3;
 
 let ex: SandboxExecutor;
 let server: Server;
