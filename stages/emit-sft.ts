@@ -18,6 +18,7 @@ import { DATA_STAGES } from "../pipeline/registry.ts";
 import { problemIdOf, sourceHash } from "./common.ts";
 import { templateHashes, utgenAssistantMessage, utgenUserMessage } from "./heuristic/llm-io.ts";
 import type { RationaleRec } from "./rationalize.ts";
+import { fuzzHypothesis, fuzzInputReasoning } from "./heuristic/templates.ts";
 
 export const emitSftConfigSchema = z.strictObject({
   /** Fraction of problems held out for validation (by hash of the problem id). */
@@ -44,6 +45,8 @@ export interface SftMetadata {
   args_text: string;
   gold_output_text: string;
   buggy_status: string;
+  /** Sections the sampler left empty, written from the templates instead. */
+  template_filled?: string[];
 }
 
 export interface SftRec extends Rec {
@@ -87,17 +90,30 @@ export const emitSftStage: DataflowStage<EmitSftConfig, RationaleRec, SftRec> = 
   configSchema: emitSftConfigSchema,
   perfKeys: ["concurrency"],
   async fingerprintExtra() {
-    return { templates: await templateHashes(["utgen_ut"]), format: sourceHash("heuristic/llm-io.ts") };
+    return { templates: await templateHashes(["utgen_ut"]), format: sourceHash("heuristic/llm-io.ts", "heuristic/templates.ts") };
   },
   async open(ctx: StageContext<EmitSftConfig>) {
     const cfg = ctx.config;
     const process = async (rec: RationaleRec): Promise<Outcome<SftRec>> => {
       const t = rec.test;
       const user = await utgenUserMessage(rec);
+      // a model sample may skip a section: the template text (grounded in the bug and the run) fills it
+      const tpl = fuzzHypothesis(rec.bug, rec.entry_point);
+      const filled: string[] = [];
+      const pick = (name: string, own: string | undefined, fallback: () => string) => {
+        if (own && own.trim()) return own;
+        filled.push(name);
+        return fallback();
+      };
+      const hypothesis = pick("hypothesis", t.hypothesis, () => tpl.hypothesis);
+      const errorPattern = pick("error_pattern", t.error_pattern, () => tpl.error_pattern);
+      const inputReasoning = pick("input_reasoning", t.input_reasoning, () =>
+        fuzzInputReasoning(t.args_text, { status: t.buggy_status, outputText: t.buggy_output_text, errorType: t.buggy_error?.split(":")[0] }),
+      );
       const assistant = utgenAssistantMessage({
-        hypothesis: t.hypothesis,
-        error_pattern: t.error_pattern,
-        input_reasoning: t.input_reasoning,
+        hypothesis,
+        error_pattern: errorPattern,
+        input_reasoning: inputReasoning,
         args_text: t.args_text,
         rationale: rec.rationale,
         gold_output_text: t.gold_output_text,
@@ -126,6 +142,7 @@ export const emitSftStage: DataflowStage<EmitSftConfig, RationaleRec, SftRec> = 
               args_text: t.args_text,
               gold_output_text: t.gold_output_text,
               buggy_status: t.buggy_status,
+              ...(filled.length ? { template_filled: filled } : {}),
             },
             problem: {
               task_id: bugId,

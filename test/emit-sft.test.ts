@@ -73,6 +73,10 @@ describe("emit-sft", () => {
     const recs = [];
     for (let p = 0; p < 12; p++) for (let b = 1; b <= 2; b++) recs.push(rec(p, b, 1, p % 3 ? "src/a" : "src/b"));
     recs.push(rec(0, 1, 2));
+    // a model sample without hypothesis / error pattern: filled from the templates, and marked
+    const bare = rec(0, 2, 2);
+    bare.test = { ...bare.test, sampler: "llm", hypothesis: undefined, error_pattern: "  " };
+    recs.push(bare);
     const root = { "emit-sft": { valid_fraction: 0.25, system_prompt: "You write unit tests." } };
     const s = standaloneContext(emitSftStage, { root, runDir });
     const r = await runStage(emitSftStage, s.ctx, recs);
@@ -99,17 +103,25 @@ describe("emit-sft", () => {
       expect(user).toContain(src.buggy_code.trim());
       expect(user).not.toContain(src.code.trim());
       const a = ex.messages[2].content as string;
-      expect(a).toMatch(/^## Hypothesis\nThe constant is wrong\.\n\nError Pattern: any input\n/);
       const pu = parseUnitTest(a, "f");
       expect(pu.ok).toBe(true);
       if (!pu.ok) continue;
-      expect(pu.hypothesis).toBe("The constant is wrong.");
-      expect(pu.errorPattern).toBe("any input");
+      if (ex.metadata.id === bare.id) {
+        expect(ex.metadata.template_filled).toEqual(["hypothesis", "error_pattern"]);
+        expect(pu.hypothesis).toContain("the constant is off by one");
+        expect(pu.errorPattern).toBe("inputs whose result depends on the exact value of that constant");
+        expect(pu.inputReasoning).toBe("Any list works.");
+      } else {
+        expect(a).toMatch(/^## Hypothesis\nThe constant is wrong\.\n\nError Pattern: any input\n/);
+        expect(pu.hypothesis).toBe("The constant is wrong.");
+        expect(pu.errorPattern).toBe("any input");
+        expect(ex.metadata.template_filled).toBeUndefined();
+      }
       const call = parseCallLiteral(pu.argsText, "f");
       expect(call.ok && call.args).toEqual(src.test.args);
       const out = parseLiteral(pu.outputText!);
       expect(out.ok && out.value).toEqual(src.test.gold_output);
-      expect(ex.metadata).toMatchObject({ bug_id: src.parent_id, problem_id: src.problem_id, source: src.source, sampler: "fuzz", rationale_source: "template", bug_origin: "mutation" });
+      expect(ex.metadata).toMatchObject({ bug_id: src.parent_id, problem_id: src.problem_id, source: src.source, sampler: src.test.sampler, rationale_source: "template", bug_origin: "mutation" });
     }
 
     const pc = readJsonl(path.join(dir, "train.prompt_completion.jsonl"));
@@ -128,6 +140,6 @@ describe("emit-sft", () => {
     expect(card).toContain(`| train | ${train.length} |`);
     expect(card).toContain(`| valid | ${valid.length} |`);
     expect(card).toMatch(/\| src\/a \| \d+ \| \d+ \|/);
-    expect(card).toContain("mutation operators: constant_off_by_one 25");
+    expect(card).toContain("mutation operators: constant_off_by_one 26");
   });
 });
