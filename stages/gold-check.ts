@@ -108,15 +108,9 @@ export interface GoldCheckOptions {
   onProblem?: (r: ProblemReport, done: number, total: number) => void;
 }
 
-/** Per-test limits for the code under test, rounded up to floor·1.5^k (capped) so each bucket is one batch. */
+/** Per-test limits for the code under test: calibrated on canonical's time for that test. */
 export function calibratedLimits(gold: CallResult[], cfg: ExecutorConfig): number[] {
-  return gold.map((g) => {
-    if (g.status !== "ok" || !cfg.calibrate) return cfg.buggy_timeout_s;
-    const raw = buggyTimeoutFor(g.ms, cfg);
-    let b = cfg.calibrate_floor_s;
-    while (b < raw - 1e-9) b *= 1.5;
-    return Math.min(b, cfg.buggy_timeout_s);
-  });
+  return gold.map((g) => (g.status === "ok" ? buggyTimeoutFor(g.ms, cfg) : cfg.buggy_timeout_s));
 }
 
 interface Ctx {
@@ -197,18 +191,19 @@ async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
   if (file && w.canon.every((r) => r.status === "ok")) await writeJson(file, w.canon.map((r) => ({ status: r.status, ms: r.ms })));
 }
 
-/** Code batches of one problem: one per limit bucket, split so each holds ~0.5 s of gold's time. */
+/**
+ * Code batches of one problem: tests ordered by their limit and cut so each batch holds ~0.5 s of gold's
+ * time; a batch runs under the largest limit of its tests (fast problems: one batch at the floor).
+ */
 function codeJobs(w: Work, c: Ctx): { est: number; run: (ex: Executor) => Promise<void> }[] {
   const program = goldHarnessProgram(w.p.code, w.t);
   const goldS = (i: number) => (w.canon[i].status === "ok" ? w.canon[i].ms / 1000 : w.limits[i]);
-  const jobs = [];
-  for (const lim of [...new Set(w.limits)]) {
-    const idx = w.limits.flatMap((l, i) => (l === lim ? [i] : []));
-    for (const ch of chunkBy(idx, goldS, 0.5)) {
-      jobs.push({ est: ch.reduce((a, i) => a + goldS(i), 0), run: (ex: Executor) => runBatch(ex, program, ch, lim, c, w.code) });
-    }
-  }
-  return jobs;
+  const idx = Array.from({ length: w.n }, (_, i) => i).sort((a, b) => w.limits[a] - w.limits[b] || a - b);
+  return chunkBy(idx, goldS, 0.5).map((ch) => {
+    const lim = Math.max(...ch.map((i) => w.limits[i]));
+    ch.forEach((i) => (w.limits[i] = lim));
+    return { est: ch.reduce((a, i) => a + goldS(i), 0), run: (ex: Executor) => runBatch(ex, program, ch, lim, c, w.code) };
+  });
 }
 
 function report(w: Work, c: Ctx): ProblemReport {
