@@ -29,7 +29,9 @@ FSIZE = int(CFG.get("fsize", 1 << 20))
 GRACE = float(CFG.get("grace_s", 0.25))
 OUT_CAP = int(CFG.get("out_cap", 8 << 20))
 MSG_CAP = 500
-TMP_ROOT = CFG.get("tmp", "/tmp")
+# Children's temp dirs live under a directory of this server's own, so the clean-up after each child never
+# touches anything else (matters with unsafe_no_sandbox, where /tmp is the host's).
+TMP_ROOT = tempfile.mkdtemp(prefix="utgen-exec-", dir=CFG.get("tmp", "/tmp"))
 
 # ---- the UTGen prelude, imported once in the server and copied into every program's namespace ----
 PRELUDE = """
@@ -672,6 +674,7 @@ def main():
     while True:
         line = stdin.readline()
         if not line:
+            _rmtree(TMP_ROOT)
             return
         try:
             req = _loads(line)
