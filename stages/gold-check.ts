@@ -22,6 +22,12 @@ import {
 } from "../pipeline/executor/index.ts";
 import { runReferenceHarness, type ReferenceTask } from "../pipeline/executor/reference.ts";
 
+/**
+ * gold-check's own calibration preset: tighter than the executor's default (4×, 0.2 s), which attack and
+ * validate use, because here the verdict change is measured against the fixed-limit reference (docs/executor.md).
+ */
+export const GOLD_CHECK_CALIBRATION = { factor: 2, floor_s: 0.1 };
+
 export const goldCheckConfigSchema = z
   .object({
     /** Module-level limit (program + the test's data literals), seconds. */
@@ -30,6 +36,9 @@ export const goldCheckConfigSchema = z
     canonical_timeout_s: z.number().positive().optional(),
     /** Reuse canonical verdicts and timings from the cache folder (keyed by solution, test text and limit). */
     cache: z.boolean().default(true),
+    /** Calibration of the code's per-test limits for this command (executor.calibrate_* are for attack/validate). */
+    calibrate_factor: z.number().positive().default(GOLD_CHECK_CALIBRATION.factor),
+    calibrate_floor_s: z.number().positive().default(GOLD_CHECK_CALIBRATION.floor_s),
   })
   .strict();
 export type GoldCheckConfig = z.infer<typeof goldCheckConfigSchema>;
@@ -97,7 +106,10 @@ export function goldHarnessProgram(program: string, t: SplitTest): string {
 }
 
 export interface GoldCheckOptions {
-  /** Executor settings for the limits (defaults: the executor's own config when it exposes one). */
+  /**
+   * Executor settings for the limits (defaults: the executor's own config when it exposes one, with
+   * calibrate_factor / calibrate_floor_s from GOLD_CHECK_CALIBRATION unless given here).
+   */
   config?: Partial<ExecutorConfig>;
   loadTimeoutS?: number;
   canonicalTimeoutS?: number;
@@ -231,7 +243,13 @@ function report(w: Work, c: Ctx): ProblemReport {
  */
 export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: GoldCheckOptions = {}): Promise<GoldCheckSummary> {
   const t0 = performance.now();
-  const cfg = executorConfigSchema.parse(opts.config ?? (ex as { config?: ExecutorConfig }).config ?? {});
+  const base = (ex as { config?: ExecutorConfig }).config ?? {};
+  const cfg = executorConfigSchema.parse({
+    ...base,
+    calibrate_factor: GOLD_CHECK_CALIBRATION.factor,
+    calibrate_floor_s: GOLD_CHECK_CALIBRATION.floor_s,
+    ...opts.config,
+  });
   const split = problems.map((p) => splitTest(p.test, p.task_id)); // fail fast on a malformed row
   const c: Ctx = {
     details: !!opts.details,
@@ -361,7 +379,7 @@ export const goldCheckStage: CommandStage<GoldCheckConfig> = {
     const ex = await ctx.getExecutor();
     const json = ctx.flags.json === true;
     const summary = await goldCheck(ex, problems, {
-      config: ctx.root?.executor,
+      config: { ...ctx.root?.executor, calibrate_factor: cfg.calibrate_factor, calibrate_floor_s: cfg.calibrate_floor_s },
       loadTimeoutS: cfg.load_timeout_s,
       canonicalTimeoutS: cfg.canonical_timeout_s,
       cacheDir: cfg.cache ? ctx.cacheDir : undefined,
