@@ -200,6 +200,8 @@ describe("checkProgram and runScript", () => {
     expect((await ex.runScript("raise RuntimeError('x')", null, { timeoutS: 1 })).errorType).toBe("RuntimeError");
     expect((await ex.runScript("OUTPUT = object()", null, { timeoutS: 1 })).status).toBe("error");
     expect((await ex.runScript("while True: pass", null, { timeoutS: 0.3 })).status).toBe("timeout");
+    const codec = await ex.runScript("v = decode_value(INPUT)\nOUTPUT = [type(v).__name__, encode_value(v)]", { $tuple: [1, { $float: "nan" }] }, { timeoutS: 2 });
+    expect(codec.output).toEqual(["tuple", { $tuple: [1, { $float: "nan" }] }]);
   });
 });
 

@@ -443,6 +443,9 @@ def child_script(w, req):
     ns = dict(_prelude_ns)
     ns["__name__"] = "__script__"
     ns["INPUT"] = req.get("input")
+    # Helper scripts may turn typed JSON (types.ts) into Python values and back with the executor's own codec.
+    ns["decode_value"] = decode_value
+    ns["encode_value"] = encode_value
     fail = _exec_module(req["script"], ns, float(req["timeout"]))
     if fail is not None:
         _emit(w, {"load": fail})
