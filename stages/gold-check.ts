@@ -133,9 +133,14 @@ interface Ctx {
   cacheDir?: string;
 }
 
-/** Number of gold tests: from the `inputs = […]` / `results = […]` literals, else counted in the sandbox. */
+/**
+ * Number of gold tests: from the `inputs = […]` / `results = […]` literals when each name appears only in
+ * that one assignment (any later rebinding, slicing or append makes the literal's length wrong), else
+ * counted in the sandbox.
+ */
 async function countTests(ex: Executor, p: GoldProblem, t: SplitTest, c: Ctx): Promise<number> {
   const lens = ["inputs", "results"].map((name) => {
+    if ((t.header.match(new RegExp(`\\b${name}\\b`, "g")) ?? []).length !== 1) return undefined;
     const m = new RegExp(`^${name} = (.*)$`, "m").exec(t.header);
     const lit = m ? parseLiteral(m[1]) : undefined;
     return lit?.ok && Array.isArray(lit.value) ? lit.value.length : undefined;

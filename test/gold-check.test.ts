@@ -78,6 +78,18 @@ describe("gold-check on the project's mini fixture", () => {
     );
   });
 
+  it("counts the tests a test text keeps after rebinding inputs / results (not the first literal's length)", async () => {
+    const problems = await loadGoldProblems(MINI);
+    const loop = "\nfor i, (inp, exp) in enumerate(zip(inputs, results)):";
+    const narrowed = problems.map((p) => {
+      const cut = p.test.lastIndexOf(loop);
+      return { ...p, test: p.test.slice(0, cut) + "\ninputs = inputs[:2]\nresults = results[:2]" + p.test.slice(cut) };
+    });
+    const s = await goldCheck(ex, narrowed, {});
+    expect(s.per_problem.map((p) => p.tests)).toEqual(narrowed.map(() => 2));
+    expect(s.canonical_pass_rate).toBe(1);
+  });
+
   it("runs as a command: --json puts the summary on the last stdout line", async () => {
     const lines: string[] = [];
     const code = await goldCheckStage.run(commandContext({ dataset: MINI, json: true }, lines));
