@@ -112,9 +112,10 @@ describe("filter stage through the runner", () => {
     expect((await run([...args, "--run-dir", ref])).code).toBe(0);
     const child = spawn(path.join(ROOT, "node_modules/.bin/zx"), ["pipeline/run.mjs", "--config", "configs/demo.yaml", ...args, "--run-dir", dir], {
       cwd: ROOT,
+      detached: true,
       stdio: ["ignore", "ignore", "pipe"],
     });
-    // Kill once some shards are complete but not all.
+    // Kill (the whole process group) once some shards are complete but not all.
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         const shards = path.join(dir, "filter", "shards");
@@ -125,7 +126,7 @@ describe("filter stage through the runner", () => {
         }
       }, 25);
     });
-    child.kill("SIGKILL");
+    process.kill(-child.pid!, "SIGKILL");
     await new Promise((r) => child.once("exit", r));
     expect(existsSync(path.join(dir, "filter", "manifest.json"))).toBe(false);
     const resumed = await run([...args, "--run-dir", dir]);
