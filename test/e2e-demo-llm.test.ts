@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { main } from "../pipeline/cli.ts";
 import { startOpenAIServer, type OpenAIServer, type ScriptRequest, type ScriptedReply } from "./servers/openai.ts";
+import { promptKind, utgenModel, type PromptKind } from "./servers/utgen-model.ts";
 
 const ROOT = path.resolve(__dirname, "..");
 const DEMO_ROWS = path.join(ROOT, "data/demo/tulu-demo.jsonl");
@@ -16,53 +17,8 @@ const HELD_BACK = "demo-evol_codealpaca-0009"; // gcd (no duplicate in the file)
 let server: OpenAIServer;
 let dir: string;
 
-type Kind = "corrupt" | "utgen" | "rationalize" | "other";
-function kindOf(text: string): Kind {
-  if (text.includes("Assume you are a TA")) return "corrupt";
-  if (text.includes("**Breaks** the given code")) return "utgen";
-  if (text.includes("The teacher lets you know")) return "rationalize";
-  return "other";
-}
-
-const FIXES: [string, string][] = [
-  ["range(1, n + 1)", "range(1, n)"],
-  [" + 1", ""],
-  ["<=", "<"],
-  [" + ", " - "],
-  ["==", "!="],
-  [" > ", " >= "],
-  [" * ", " + "],
-  ["!=", "=="],
-  [" % ", " // "],
-];
-
 let delayMs = 0;
-function script(req: ScriptRequest): ScriptedReply {
-  const text = req.messages.at(-1)!.content;
-  const kind = kindOf(text);
-  const choices: string[] = [];
-  for (let i = 0; i < req.n; i++) {
-    if (kind === "corrupt") {
-      const code = /Correct Code Solution:?\s*\n```(?:python)?\n([\s\S]*?)```/.exec(text)?.[1] ?? "";
-      const fixes = FIXES.filter(([a]) => code.includes(a));
-      const [a, b] = fixes[i % Math.max(1, fixes.length)] ?? ["", ""];
-      choices.push(`I changed \`${a}\`.\n\n## Incorrect Code Solution\n\`\`\`python\n${a ? code.replace(a, b) : code}\`\`\`\n`);
-    } else if (kind === "utgen") {
-      const fn = /Python function `([A-Za-z_]\w*)\(/.exec(text)?.[1] ?? "f";
-      const calls = [...text.matchAll(new RegExp(`assert ${fn}\\((.*)\\) ==`, "g"))].map((m) => `${fn}(${m[1]})`);
-      const call = calls[i % Math.max(1, calls.length)];
-      choices.push(
-        call
-          ? `## Hypothesis\nThe boundary looks off.\n\nError Pattern: small inputs\n\n## Unit Test\n\n### Input Arguments\nA documented example.\nArguments: \`\`\`${call}\`\`\`\n\n### Output\nNot sure.\nOutput: \`\`\`0\`\`\``
-          : "I cannot think of a test.",
-      );
-    } else if (kind === "rationalize") {
-      const out = [...text.matchAll(/^Output: (.*)$/gm)].at(-1)?.[1] ?? "";
-      choices.push(`### Reasoning\nFollowing the task step by step on this input, the function returns \`${out}\`.`);
-    } else choices.push("?");
-  }
-  return delayMs ? { choices, delayMs } : { choices };
-}
+const script = (req: ScriptRequest): ScriptedReply => utgenModel(req, delayMs);
 
 function rows(withHeldBack: boolean): string {
   return readFileSync(DEMO_ROWS, "utf8")
@@ -77,10 +33,10 @@ async function cli(args: string[] = []) {
   return { code, err: err.join("\n") };
 }
 
-function newRequests(from: number): { kind: Kind; text: string }[] {
+function newRequests(from: number): { kind: PromptKind; text: string }[] {
   return server.requests.slice(from).map((b) => {
     const text = b.messages.at(-1).content as string;
-    return { kind: kindOf(text), text };
+    return { kind: promptKind(text), text };
   });
 }
 
