@@ -1,6 +1,6 @@
 /**
  * Bench: the heuristic attack sampler on real buggy programs (MBPP+Fix (Hard) dev: gold + an LLM's buggy
- * solution per problem, /work/shared/data; falls back to AST mutants of a few built-in functions).
+ * solution per problem, ../shared/data; falls back to AST mutants of a few built-in functions).
  *   1. Attack rate (buggy programs with ≥1 failing input) of the type-aware fuzzer (example seeds +
  *      annotations + probing) vs a naive baseline (random values of probed types, no seeds), same budget.
  *   2. Throughput of the stage's batched execution (one gold batch + one buggy batch per program) vs one
