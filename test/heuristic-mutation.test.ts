@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExecutor } from "../pipeline/executor/index.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
 import { normalizePrograms, runAstTool } from "../stages/common.ts";
-import { MUTATION_OPERATORS, orderedMutants } from "../stages/heuristic/mutate.ts";
+import { MUTATION_OPERATORS, orderedMutants, type Mutant } from "../stages/heuristic/mutate.ts";
 
 let executor: Executor;
 beforeAll(async () => {
@@ -38,13 +38,6 @@ def window_max(nums: list[int], k: int) -> int:
 def unused(y):
     return y - 1
 `;
-
-interface Mutant {
-  operator: string;
-  line: number;
-  description: string;
-  code: string;
-}
 
 describe("AST mutants", () => {
   it("covers every operator with minimal, parseable, distinct edits", async () => {
