@@ -7,32 +7,10 @@
 #   values it took, in order of first assignment; or {ok: false, error}.
 # The names the sandbox's UTGen prelude gives every program (math, re, collections …): this script starts
 # with them as its globals, so take them before defining anything.
-PRELUDE = {k: v for k, v in globals().items() if not k.startswith("__") and k not in ("INPUT", "OUTPUT")}
+# decode_value (typed JSON → Python value) is the executor's own codec, given to helper scripts.
+PRELUDE = {k: v for k, v in globals().items() if not k.startswith("__") and k not in ("INPUT", "OUTPUT", "decode_value", "encode_value")}
 
-import base64  # noqa: E402
 import sys  # noqa: E402
-
-
-def decode(v):
-    if isinstance(v, list):
-        return [decode(x) for x in v]
-    if isinstance(v, dict):
-        if "$int" in v:
-            return int(v["$int"])
-        if "$float" in v:
-            return float(v["$float"])
-        if "$tuple" in v:
-            return tuple(decode(x) for x in v["$tuple"])
-        if "$set" in v:
-            return set(decode(x) for x in v["$set"])
-        if "$frozenset" in v:
-            return frozenset(decode(x) for x in v["$frozenset"])
-        if "$dict" in v:
-            return {decode(k): decode(x) for k, x in v["$dict"]}
-        if "$bytes" in v:
-            return base64.b64decode(v["$bytes"])
-        raise ValueError("unsupported value " + str(list(v)[:1]))
-    return v
 
 
 def short(x, n=60):
@@ -89,8 +67,8 @@ def run(inp):
             return local_trace
         return None
 
-    args = [decode(a) for a in inp.get("args", [])]
-    kwargs = {k: decode(v) for k, v in (inp.get("kwargs") or {}).items()}
+    args = [decode_value(a) for a in inp.get("args", [])]
+    kwargs = {k: decode_value(v) for k, v in (inp.get("kwargs") or {}).items()}
     sys.settrace(global_trace)
     try:
         fn(*args, **kwargs)
