@@ -16,7 +16,7 @@ import { z } from "zod";
 import type { DataflowStage, Drop, Outcome, StageContext } from "../pipeline/stage.ts";
 import type { CallArgs, CallResult, PyValue } from "../pipeline/executor/types.ts";
 import { buggyTimeoutFor, formatCall, formatPyValue, parseCallLiteral } from "../pipeline/executor/index.ts";
-import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, sameOutput, sourceHash, stageLlmFingerprint } from "./common.ts";
+import { Rng, clip, countedChat, isHeuristic, llmOverrideSchema, sameOutput, sourceHash, recordConcurrency, stageLlmFingerprint } from "./common.ts";
 import { callKey, entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "./heuristic/fuzz.ts";
 import { fuzzHypothesis, fuzzInputReasoning } from "./heuristic/templates.ts";
 import { parseUt, templateHashes, utgenPrompt } from "./heuristic/llm-io.ts";
@@ -47,7 +47,8 @@ export const attackConfigSchema = z.strictObject({
   /** Gold's per-call limit: an input on which gold errors or runs longer is invalid (default: executor.gold_timeout_s, UTGen 1 s). */
   gold_timeout_s: z.number().positive().optional(),
   llm: llmOverrideSchema,
-  concurrency: z.number().int().positive().default(8),
+  /** Records in flight (default: llm.concurrency on an OpenAI backend, 8 on the heuristic one). */
+  concurrency: z.number().int().positive().optional(),
 });
 export type AttackConfig = z.infer<typeof attackConfigSchema>;
 
@@ -241,7 +242,7 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
       else drop = { id: rec.id, reason: unparsable.length ? mostCommon(unparsable) : "no_failing_input", detail: "no parsable test input among the samples" };
       return { out: [], drop: [drop] };
     };
-    return { process, concurrency: cfg.concurrency };
+    return { process, concurrency: await recordConcurrency(ctx.root, "attack", cfg.concurrency) };
   },
 };
 

@@ -27,6 +27,17 @@ export async function isHeuristic(root: Record<string, any>, stage: string): Pro
   return (cfg.backend ?? "heuristic") === "heuristic";
 }
 
+/**
+ * Records a generation stage keeps in flight: the stage's own `concurrency` when set, else enough to fill
+ * the LLM client's request slots (`llm.concurrency`, so a vLLM/SGLang server is kept busy), or 8 on the
+ * heuristic backend (where the sandbox's workers are the bound).
+ */
+export async function recordConcurrency(root: Record<string, any>, stage: string, configured: number | undefined): Promise<number> {
+  if (configured) return configured;
+  const cfg = await llmConfigForStage(root, stage);
+  return (cfg.backend ?? "heuristic") === "heuristic" ? 8 : Math.max(8, cfg.concurrency ?? 8);
+}
+
 /** Fingerprint material of a stage's LLM: model + sampling, or just the heuristic backend. */
 export async function stageLlmFingerprint(root: Record<string, any>, stage: string): Promise<Record<string, unknown>> {
   if (await isHeuristic(root, stage)) return { backend: "heuristic" };

@@ -11,7 +11,7 @@
 import { z } from "zod";
 import type { DataflowStage, Drop, Outcome, Rec, StageContext } from "../pipeline/stage.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
-import { clip, countedChat, isHeuristic, llmOverrideSchema, normalizePrograms, runAstTool, sourceHash, stageLlmFingerprint } from "./common.ts";
+import { clip, countedChat, isHeuristic, llmOverrideSchema, normalizePrograms, runAstTool, sourceHash, recordConcurrency, stageLlmFingerprint } from "./common.ts";
 import { corruptPrompt, parseCorruption, templateHashes } from "./heuristic/llm-io.ts";
 import { MUTATION_OPERATORS, orderedMutants } from "./heuristic/mutate.ts";
 
@@ -35,7 +35,8 @@ export const perturbConfigSchema = z.strictObject({
   /** Module-level execution limit when checking a corrupted version, seconds. */
   check_timeout_s: z.number().positive().default(5),
   llm: llmOverrideSchema,
-  concurrency: z.number().int().positive().default(8),
+  /** Records in flight (default: llm.concurrency on an OpenAI backend, 8 on the heuristic one). */
+  concurrency: z.number().int().positive().optional(),
 });
 export type PerturbConfig = z.infer<typeof perturbConfigSchema>;
 
@@ -207,6 +208,6 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
       }
       return { out, drop };
     };
-    return { process, concurrency: cfg.concurrency };
+    return { process, concurrency: await recordConcurrency(ctx.root, "perturb", cfg.concurrency) };
   },
 };

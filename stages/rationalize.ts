@@ -11,7 +11,7 @@
 import { z } from "zod";
 import type { DataflowStage, Outcome, StageContext } from "../pipeline/stage.ts";
 import { formatPyValue, parseLiteral } from "../pipeline/executor/index.ts";
-import { clip, countedChat, helperScript, isHeuristic, llmOverrideSchema, sameOutput, sourceHash, stageLlmFingerprint } from "./common.ts";
+import { clip, countedChat, helperScript, isHeuristic, llmOverrideSchema, sameOutput, sourceHash, recordConcurrency, stageLlmFingerprint } from "./common.ts";
 import { templateRationale, type TracedVar } from "./heuristic/templates.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
 import { parseRat, rationalizePrompt, templateHashes } from "./heuristic/llm-io.ts";
@@ -23,7 +23,8 @@ export const rationalizeConfigSchema = z.strictObject({
   /** Prose characters (outside code blocks) below which a rationale counts as code-only. */
   min_prose_chars: z.number().int().min(0).default(40),
   llm: llmOverrideSchema,
-  concurrency: z.number().int().positive().default(8),
+  /** Records in flight (default: llm.concurrency on an OpenAI backend, 8 on the heuristic one). */
+  concurrency: z.number().int().positive().optional(),
 });
 export type RationalizeConfig = z.infer<typeof rationalizeConfigSchema>;
 
@@ -150,6 +151,6 @@ export const rationalizeStage: DataflowStage<RationalizeConfig, TestRec, Rationa
       }
       return { out: [{ ...rec, rationale: reasoning, rationale_source: "llm" }], drop: [] };
     };
-    return { process, concurrency: cfg.concurrency };
+    return { process, concurrency: await recordConcurrency(ctx.root, "rationalize", cfg.concurrency) };
   },
 };

@@ -105,6 +105,20 @@ describe("demo rows end to end on an OpenAI-compatible backend (loopback)", () =
     expect(r.err).toContain("attack: up to date");
   });
 
+  it("keeps llm.concurrency requests in flight (stage concurrency follows the client's slots)", async () => {
+    delayMs = 100;
+    server.resetMaxInFlight();
+    try {
+      const r = await cli(["--set", "rationalize.llm.temperature=0.3", "--set", "llm.concurrency=16"]);
+      expect(r.code, r.err).toBe(0);
+    } finally {
+      delayMs = 0;
+    }
+    // more than the old fixed 8 records in flight, never more than the client's 16 slots
+    expect(server.maxInFlight).toBeGreaterThan(8);
+    expect(server.maxInFlight).toBeLessThanOrEqual(16);
+  });
+
   it("one added source row costs only that row's model calls", async () => {
     const before = server.requests.length;
     const n0 = countSft().n;

@@ -47,6 +47,9 @@ export interface OpenAIServer {
   requests: any[];
   /** Request headers (lower-case names) of the chat-completion requests, in order. */
   headers: http.IncomingHttpHeaders[];
+  /** Most chat-completion requests in progress at once so far (reset with `resetMaxInFlight`). */
+  readonly maxInFlight: number;
+  resetMaxInFlight(): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +61,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions): Promise<Open
   const headers: http.IncomingHttpHeaders[] = [];
   const models = opts.models ?? [{ id: "test-model" }];
   let count = 0;
+  let inFlight = 0;
+  let maxInFlight = 0;
 
   const server = http.createServer(async (req, res) => {
     try {
@@ -78,6 +83,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions): Promise<Open
         return sendJson(res, 400, { error: { message: "request body is not JSON", type: "invalid_request_error" } });
       }
       const index = count++;
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      res.once("close", () => inFlight--);
       requests.push(body);
       headers.push(req.headers);
       const n = Number.isInteger(body.n) && body.n > 0 ? body.n : 1;
@@ -136,6 +143,10 @@ export async function startOpenAIServer(opts: OpenAIServerOptions): Promise<Open
     url: `http://127.0.0.1:${port}/v1`,
     requests,
     headers,
+    get maxInFlight() {
+      return maxInFlight;
+    },
+    resetMaxInFlight: () => (maxInFlight = inFlight),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
