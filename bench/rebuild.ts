@@ -85,6 +85,10 @@ async function main(): Promise<void> {
     const t1 = await runner(config);
     const c1 = calls(0);
     const k1 = byKind(0);
+    const stageMs = ["filter", "perturb", "attack", "rationalize", "emit-sft"].map((st) => {
+      const m = JSON.parse(readFileSync(path.join(dir, "run", st, "manifest.json"), "utf8"));
+      return `${st} ${(m.timings.ms / 1000).toFixed(1)} s (${m.counts.in} → ${m.counts.out})`;
+    });
     let from = server.requests.length;
     const t2 = await runner(config);
     const c2 = calls(from);
@@ -101,7 +105,8 @@ async function main(): Promise<void> {
     console.log(`| first run (baseline) | ${t1.toFixed(1)} | 100 % | ${c1} | 100 % |`);
     console.log(`| no change | ${t2.toFixed(1)} | ${pct(t2 / t1)} | ${c2} | ${pct(c2 / c1)} |`);
     console.log(`| ${CHANGED} rows edited (1 %) | ${t3.toFixed(1)} | ${pct(t3 / t1)} | ${c3} | ${pct(c3 / c1)} |`);
-    console.log(`\nmodel calls by prompt: first run ${k1}; 1 % change ${k3}`);
+    console.log(`\nfirst run by stage: ${stageMs.join(", ")}`);
+    console.log(`model calls by prompt: first run ${k1}; 1 % change ${k3}`);
     console.log(`target: no-change rebuild < 5 % of the first run: ${t2 / t1 < 0.05 ? "met" : "NOT met"}; no-change model calls 0: ${c2 === 0 ? "met" : "NOT met"}`);
   } finally {
     await server.close();
