@@ -132,7 +132,8 @@ export function recordKey(rec: Rec, fields: string[]): string {
 
 interface Chunk {
   index: number;
-  recs: Rec[];
+  /** Each input record's `source` (the records themselves are released once processed). */
+  sources: unknown[];
   keys: string[];
   key: string;
   marker?: ChunkMarker;
@@ -243,8 +244,10 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   };
 
   // 2. Stream the input into chunks.
-  const chunks: Chunk[] = [];
+  // Only what the manifest needs is kept per chunk (key, output hash): memory stays flat in the input size.
+  let chunkCount = 0;
   const shardKeys: string[] = [];
+  const outHashes: string[] = [];
   const stats = emptyStats();
   const seen = new Set<string>();
   let reused = 0;
@@ -253,14 +256,14 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   let open = 0;
 
   const seal = async (recs: Rec[], keys: string[]) => {
-    const index = chunks.length;
+    const index = chunkCount++;
     const key = sha256(F + "|" + keys.join(",")).slice(0, 24);
     const marker = o.force ? undefined : await readMarker(runDir, stage.name, key);
-    const chunk: Chunk = { index, recs, keys, key, outcomes: new Array(recs.length), ready: Promise.resolve() };
+    const chunk: Chunk = { index, sources: [], keys, key, outcomes: new Array(recs.length), ready: Promise.resolve() };
     if (marker && marker.fingerprint === F) {
       chunk.marker = marker;
-      chunk.recs = [];
     } else {
+      chunk.sources = recs.map((r) => r.source);
       if (!concurrency) {
         concurrency = Math.max(1, (await runtime()).concurrency);
         queue.concurrency = concurrency;
@@ -273,7 +276,6 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
       );
       chunk.ready = Promise.all(tasks).then(() => undefined);
     }
-    chunks.push(chunk);
     open++;
     finalChain = finalChain
       .then(() => chunk.ready)
@@ -294,6 +296,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
       if (!stage.dedupeKey || dedupeUnchanged(m, seen)) {
         for (const h of m.dedupe ?? []) if (!h.startsWith("!")) seen.add(h);
         shardKeys.push(chunk.key);
+        outHashes.push((m as any).outHash ?? m.chunkKey);
         addStats(stats, m.stats);
         reused++;
         o.progress?.tick(m.inputs.length);
@@ -305,13 +308,16 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
     }
     const marker = await writeChunk(chunk, outcomes);
     shardKeys.push(chunk.key);
+    outHashes.push(marker.outHash);
     addStats(stats, marker.stats);
     computed++;
-    chunk.recs = [];
+    chunk.sources = [];
     chunk.outcomes = [];
+    chunk.keys = [];
+    chunk.marker = undefined;
   };
 
-  const writeChunk = async (chunk: Chunk, pre: Outcome[]): Promise<ChunkMarker> => {
+  const writeChunk = async (chunk: Chunk, pre: Outcome[]): Promise<ChunkMarker & { outHash: string }> => {
     const t0 = Date.now();
     const outLines: string[] = [];
     const dropLines: string[] = [];
@@ -320,7 +326,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
     const cs: ChunkStats = emptyStats();
     for (let i = 0; i < pre.length; i++) {
       const oc = pre[i] ?? { out: [], drop: [{ id: chunk.keys[i], reason: "stage_error", detail: "no outcome" }] };
-      const src = sourceOf(oc, chunk.recs[i]);
+      const src = sourceOf(oc, chunk.sources[i]);
       const ss = (cs.bySource[src] ??= { in: 0, out: 0, reasons: {} });
       cs.in++;
       ss.in++;
@@ -399,8 +405,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   if (fatal) throw fatal;
 
   // 3. Manifest, stats, garbage collection, finalize.
-  const markers = await Promise.all(shardKeys.map((k) => readMarker(runDir, stage.name, k)));
-  const outputDigest = hashValue(markers.map((m) => (m as any)?.outHash ?? m?.chunkKey)).slice(0, 16);
+  const outputDigest = hashValue(outHashes).slice(0, 16);
   const manifest: StageManifest = {
     stage: stage.name,
     version: stage.version,
@@ -426,8 +431,8 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   return { skipped: false, manifest, chunksReused: reused, chunksComputed: computed, recordsProcessed, recordsSalvaged, reason };
 }
 
-function sourceOf(oc: Outcome, rec: Rec | undefined): string {
-  const s = rec?.source ?? oc.out[0]?.source ?? oc.drop[0]?.source;
+function sourceOf(oc: Outcome, inputSource: unknown): string {
+  const s = inputSource ?? oc.out[0]?.source ?? oc.drop[0]?.source;
   return typeof s === "string" && s ? s : "all";
 }
 
