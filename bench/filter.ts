@@ -39,7 +39,7 @@ interface Row { format: string; rows: number; s: number; rowsPerS: number; rssMb
 function runFilter(file: string, rows: number, format: string): Row {
   const runDir = mkdtempSync(path.join(tmpdir(), "utgen-bench-filter-"));
   const t0 = Date.now();
-  const r = spawnSync(tsx, [path.join(root, "bench/_filter-child.ts"), "--config", path.join(root, "configs/demo.yaml"), "--stage", "filter", "--input", file, "--run-dir", runDir, "--set", "run.shard_size=2000"], {
+  const r = spawnSync(tsx, [path.join(root, "bench/_filter-child.ts"), "--config", path.join(root, "configs/demo.yaml"), "--stage", "filter", "--input", file, "--run-dir", runDir, "--set", "run.shard_size=500"] /* the default (configs/demo.yaml sets 20 for its 37 rows) */, {
     encoding: "utf8",
     cwd: root,
     maxBuffer: 1 << 24,

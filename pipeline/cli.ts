@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
+import { setFlagsFromString } from "node:v8";
 import * as path from "node:path";
 import { UserError, oneLine } from "./errors.ts";
 import { CHAIN, DATA_STAGES, loadRegistry, optionalImport, type Registered } from "./registry.ts";
@@ -44,6 +45,14 @@ const defaultIO: CliIO = {
   stdout: (l) => process.stdout.write(l + "\n"),
   stderr: (l) => process.stderr.write(l + "\n"),
 };
+
+/**
+ * Streaming stages turn over far more memory than they keep (input rows live for one chunk), and V8's
+ * default heap growth lets dead rows pile up to several times the live set before a full GC: the filter
+ * over the 1M-row parquet bench peaked at 564 MB RSS with ~85 MB live. A 1.5× growth factor keeps the
+ * peak near the live set at no measured cost in speed (bench/filter.ts).
+ */
+setFlagsFromString("--heap-growing-percent=50");
 
 export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
   try {
