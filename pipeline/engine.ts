@@ -296,7 +296,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
       if (!stage.dedupeKey || dedupeUnchanged(m, seen)) {
         for (const h of m.dedupe ?? []) if (!h.startsWith("!")) seen.add(h);
         shardKeys.push(chunk.key);
-        outHashes.push((m as any).outHash ?? m.chunkKey);
+        outHashes.push(m.outHash ?? m.chunkKey);
         addStats(stats, m.stats);
         reused++;
         o.progress?.tick(m.inputs.length);

@@ -38,6 +38,8 @@ export interface ChunkMarker {
   stats: ChunkStats;
   files: { out: string; drop: string };
   ms: number;
+  /** Hash of the out file's text (markers written before it existed lack it: the chunk key stands in). */
+  outHash?: string;
 }
 
 export interface StageManifest {
