@@ -315,6 +315,21 @@ for (let i = 0; ; i++) { const r = await c.chat({ messages: [{ role: "user", con
     expect(s.requests).toHaveLength(12);
   });
 
+  it("requests_per_second caps how many requests start in any window", async () => {
+    const arrivals: number[] = [];
+    const s = await server((r) => {
+      arrivals.push(performance.now());
+      return echo(r);
+    });
+    // 4 per second (a sliding window of 1 s): 8 requests start as 4 at once, then 4 one second later;
+    // unthrottled all 8 would arrive within a few ms. Margins allow for jitter in the timestamps.
+    const c = createLlmClient(cfg([s.url], { concurrency: 8, requests_per_second: 4 }), { cacheDir: await tmp(), stage: "t" });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => c.chat({ messages: msgs(`r${i}`) })));
+    expect(arrivals).toHaveLength(8);
+    const t = [...arrivals].sort((a, b) => a - b);
+    for (let i = 4; i < t.length; i++) expect(t[i] - t[i - 4], `starts ${i - 4}..${i}`).toBeGreaterThanOrEqual(900);
+  });
+
   it("sends identical concurrent requests once", async () => {
     const s = await server(echo, 20);
     const c = createLlmClient(cfg([s.url]), { cacheDir: await tmp(), stage: "t" });
