@@ -78,7 +78,10 @@ async function main(): Promise<void> {
     const calls = (from: number) => server.requests.length - from;
     const byKind = (from: number) => {
       const m: Record<string, number> = {};
-      for (const b of server.requests.slice(from)) m[promptKind(b.messages.at(-1).content)] = (m[promptKind(b.messages.at(-1).content)] ?? 0) + 1;
+      for (const b of server.requests.slice(from)) {
+        const k = promptKind(b.messages.at(-1).content);
+        m[k] = (m[k] ?? 0) + 1;
+      }
       return Object.entries(m).map(([k, v]) => `${k} ${v}`).join(", ");
     };
 
