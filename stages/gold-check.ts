@@ -198,12 +198,10 @@ async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
       return;
     }
   }
-  // Split across the workers so one slow gold solution does not serialise the tail of the run.
+  // One batch: every canonical run is scheduled before any code batch (see `schedule`), so a slow gold
+  // solution runs beside the others instead of at the tail of the run.
   const idx = Array.from({ length: w.n }, (_, i) => i);
-  const parts = Math.max(1, Math.min(c.cfg.workers, Math.ceil(w.n / 16)));
-  const size = Math.ceil(w.n / parts);
-  const program = goldHarnessProgram(w.p.canonical_solution, w.t);
-  await Promise.all(chunkBy(idx, () => 1, size).map((ch) => runBatch(ex, program, ch, c.canonicalTimeoutS, c, w.canon)));
+  await runBatch(ex, goldHarnessProgram(w.p.canonical_solution, w.t), idx, c.canonicalTimeoutS, c, w.canon);
   // Only fully passing canonical runs are cached: a failure is worth re-checking next time.
   if (file && w.canon.every((r) => r.status === "ok")) await writeJson(file, w.canon.map((r) => ({ status: r.status, ms: r.ms })));
 }
@@ -241,10 +239,52 @@ function report(w: Work, c: Ctx): ProblemReport {
   return rep;
 }
 
+interface Job {
+  est: number;
+  run: () => Promise<void>;
+}
+
+/**
+ * Run `first` (each returns the jobs it unlocks) and then the unlocked jobs on `width` runners, one job per
+ * runner at a time: every `first` task is started before any unlocked job, and unlocked jobs run longest
+ * estimate first (LPT), so the runners stay busy to the end and the last jobs are short.
+ */
+async function schedule(width: number, first: (() => Promise<Job[]>)[]): Promise<void> {
+  const ready: Job[] = [];
+  let next = 0;
+  let running = 0;
+  let wake: (() => void)[] = [];
+  const notify = () => {
+    const ws = wake;
+    wake = [];
+    ws.forEach((f) => f());
+  };
+  const runner = async (): Promise<void> => {
+    for (;;) {
+      if (next < first.length) {
+        const task = first[next++];
+        running++;
+        try {
+          ready.push(...(await task()));
+          ready.sort((a, b) => b.est - a.est);
+        } finally {
+          running--;
+          notify();
+        }
+      } else if (ready.length) {
+        await ready.shift()!.run();
+      } else if (running > 0) {
+        await new Promise<void>((res) => wake.push(res));
+      } else return;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, width) }, runner));
+}
+
 /**
  * Run the gold tests of every problem on canonical and code; the JSON summary of `--json`.
- * Two phases: every canonical run (split across workers), then every code batch, longest expected
- * first, so the pool stays busy until the end instead of waiting on one slow problem.
+ * Every canonical run goes first (one batch per problem), then the code batches it unlocks, longest
+ * expected first, so the pool stays busy until the end instead of waiting on one slow problem.
  */
 export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: GoldCheckOptions = {}): Promise<GoldCheckSummary> {
   const t0 = performance.now();
@@ -269,19 +309,22 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
       return { p, t: split[k], n, t0: performance.now(), canon: new Array(n), code: new Array(n), limits: [] };
     }),
   );
-  await Promise.all(work.map((w) => canonicalRun(ex, w, c)));
-  const jobs = work.flatMap((w) => {
-    w.limits = calibratedLimits(w.canon, cfg);
-    const js = codeJobs(w, c);
-    let left = js.length;
-    return js.map((j) => ({ ...j, w, done: () => --left === 0 }));
-  });
-  jobs.sort((a, b) => b.est - a.est);
   let done = 0;
-  await Promise.all(
-    jobs.map(async (j) => {
-      await j.run(ex);
-      if (j.done()) opts.onProblem?.(report(j.w, c), ++done, problems.length);
+  await schedule(
+    cfg.workers,
+    work.map((w) => async () => {
+      await canonicalRun(ex, w, c);
+      w.limits = calibratedLimits(w.canon, cfg);
+      const js = codeJobs(w, c);
+      let left = js.length;
+      if (!left) opts.onProblem?.(report(w, c), ++done, problems.length);
+      return js.map((j) => ({
+        est: j.est,
+        run: async () => {
+          await j.run(ex);
+          if (--left === 0) opts.onProblem?.(report(w, c), ++done, problems.length);
+        },
+      }));
     }),
   );
   const reports = work.map((w) => report(w, c));

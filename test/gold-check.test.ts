@@ -55,8 +55,13 @@ const MINI_EXPECTED: Record<number, number> = {
 describe("gold-check on the project's mini fixture", () => {
   it("reports canonical 100% and the per-problem rates the fixture was built with", async () => {
     const problems = await loadGoldProblems(MINI);
-    const s = await goldCheck(ex, problems, {});
+    const progress: [string | number, number, number][] = [];
+    const s = await goldCheck(ex, problems, { onProblem: (r, done, total) => progress.push([r.task_id, done, total]) });
     expect(s.problems).toBe(6);
+    // Every problem is reported once, when its last code batch is in, with a running count.
+    expect(progress.map((x) => x[0]).sort()).toEqual(problems.map((p) => p.task_id).sort());
+    expect(progress.map((x) => x[1])).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(progress.every((x) => x[2] === 6)).toBe(true);
     expect(s.canonical_pass_rate).toBe(1);
     for (const p of s.per_problem) {
       expect(p.canonical_pass_rate, String(p.task_id)).toBe(1);

@@ -239,10 +239,12 @@ def _child_setup(w, cpu_s, cpu_hard_s):
         os.dup2(devnull, fd)
     os.closerange(3, w)
     os.closerange(w + 1, 65536)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXCPU, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    d = tempfile.mkdtemp(prefix="c", dir=TMP_ROOT)
+    # Signal dispositions are inherited from the server (set once in _server_signals).
+    d = os.path.join(TMP_ROOT, "c%d" % os.getpid())
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        d = tempfile.mkdtemp(prefix="c", dir=TMP_ROOT)
     os.chdir(d)
     os.environ.clear()
     os.environ.update({"TMPDIR": d, "HOME": d})
@@ -666,7 +668,17 @@ def serve_single(req, body, timeout):
     return merged
 
 
+def _server_signals():
+    """Dispositions every child needs, set once here so the fork inherits them: default actions (die) for
+    SIGINT, SIGTERM, SIGPIPE, SIGXCPU and SIGXFSZ, and the per-call timer's handler for SIGALRM. The
+    server wants the same defaults (it dies with its pipe or on SIGTERM) and never arms a timer itself."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXCPU, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, _on_alarm)
+
+
 def main():
+    _server_signals()
     if _prctl is not None:
         _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children (same uid) cannot ptrace or read our memory
     import gc
