@@ -110,7 +110,7 @@ export function sourceHash(...relPaths: string[]): string {
 
 /** Run the AST helper (stages/heuristic/ast_tools.py) inside the sandbox. */
 export async function runAstTool<T>(executor: Executor, input: Record<string, unknown>, timeoutS = 20): Promise<T> {
-  const res = await executor.runScript(helperScript("ast_tools.py"), input, { timeoutS });
+  const res = await executor.runScript(helperScript("ast_tools.py"), input, { timeoutS, projectCode: true });
   if (res.status !== "ok" || !res.output || (res.output as any).ok === false) {
     const why = res.status !== "ok" ? `${res.status}: ${res.errorType ?? ""} ${res.message ?? ""}`.trim() : String((res.output as any)?.error);
     throw new Error(`AST helper (${String(input.op)}) failed: ${why}`);

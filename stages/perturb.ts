@@ -13,7 +13,7 @@ import type { DataflowStage, Drop, Outcome, Rec, StageContext } from "../pipelin
 import type { Executor } from "../pipeline/executor/types.ts";
 import { clip, countedChat, isHeuristic, llmOverrideSchema, normalizePrograms, runAstTool, sourceHash, recordConcurrency, stageLlmFingerprint } from "./common.ts";
 import { corruptPrompt, parseCorruption, templateHashes } from "./heuristic/llm-io.ts";
-import { MUTATION_OPERATORS, orderedMutants } from "./heuristic/mutate.ts";
+import { MAX_PER_OPERATOR, MUTATION_OPERATORS, orderMutants, orderedMutants, type Mutant } from "./heuristic/mutate.ts";
 
 export { MUTATION_OPERATORS, orderedMutants };
 
@@ -61,6 +61,13 @@ export interface BugRec extends GoldRec {
   problem_id: string;
   buggy_code: string;
   bug: BugInfo;
+}
+
+/** ast_tools.py `versions` (see its header). */
+interface VersionsOutput {
+  gold: { ok: boolean; normalized?: string; error?: string };
+  results?: { code: string; removed: number; normalized?: string }[];
+  mutants?: Mutant[];
 }
 
 /** Why a candidate version is unusable, or undefined when it is fine. */
@@ -124,37 +131,45 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
         buggy_code: buggy,
         bug,
       });
-      const [goldNorm] = await normalizePrograms(executor, [rec.code]);
-      if (goldNorm === undefined) return { out, drop: [{ id: rec.id, reason: "gold_error", detail: "gold code does not parse" }] };
-      const seen = new Set<string>([goldNorm]);
-
       // 1. LLM corruptions (one request, n samples; cached per sample).
-      let nextK = 1;
+      let parsed: Awaited<ReturnType<typeof parseCorruption>>[] = [];
+      let llmError: string | undefined;
       if (llm) {
         const req = await corruptPrompt(rec);
         const { result, error } = await countedChat(ctx, llm, { ...req, n: cfg.n_bugs });
-        if (!result) {
-          for (let k = 1; k <= cfg.n_bugs; k++) drop.push({ id: `${rec.id}/bug${k}`, reason: "llm_failed", detail: clip(error ?? "") });
+        if (result) parsed = await Promise.all(result.texts.map((t, i) => parseCorruption(t, rec.entry_point, result.finishReasons[i])));
+        else llmError = error ?? "";
+      }
+      // One sandbox call for the item: gold normalised, each corruption's new comments stripped and the
+      // result normalised, and (when mutants are wanted) gold's mutants.
+      const want = llm ? cfg.mutation.extra : cfg.n_bugs;
+      const withCode = parsed.flatMap((p, i) => ("code" in p ? [i] : []));
+      const prep = await runAstTool<VersionsOutput>(executor, {
+        op: "versions",
+        gold: rec.code,
+        codes: withCode.map((i) => (parsed[i] as { code: string }).code),
+        strip_comments: cfg.strip_new_comments,
+        mutants: want > 0 ? { entry_point: rec.entry_point, operators: cfg.mutation.operators, max_per_operator: MAX_PER_OPERATOR } : undefined,
+      });
+      if (!prep.gold.ok) return { out, drop: [{ id: rec.id, reason: "gold_error", detail: "gold code does not parse" }] };
+      const goldNorm = prep.gold.normalized!;
+      const seen = new Set<string>([goldNorm]);
+
+      let nextK = 1;
+      if (llm) {
+        if (llmError !== undefined) {
+          for (let k = 1; k <= cfg.n_bugs; k++) drop.push({ id: `${rec.id}/bug${k}`, reason: "llm_failed", detail: clip(llmError) });
         } else {
-          const parsed = await Promise.all(result.texts.map((t, i) => parseCorruption(t, rec.entry_point, result.finishReasons[i])));
-          if (cfg.strip_new_comments) {
-            // comments gold does not have would announce the bug ("# off by one") to the test generator
-            const withCode = parsed.flatMap((p, i) => ("code" in p ? [i] : []));
-            const stripped = await runAstTool<{ results: { ok: boolean; code?: string; removed?: number }[] }>(executor, {
-              op: "strip_comments",
-              gold: rec.code,
-              codes: withCode.map((i) => (parsed[i] as { code: string }).code),
-            });
-            withCode.forEach((i, j) => {
-              const r = stripped.results[j];
-              if (r.ok && r.removed) {
-                (parsed[i] as { code: string }).code = r.code!;
-                ctx.counters.add("comments_stripped", r.removed);
-              }
-            });
-          }
-          const codes = parsed.map((p) => ("code" in p ? p.code : ""));
-          const norms = await normalizePrograms(executor, codes);
+          const norms: (string | undefined)[] = new Array(parsed.length);
+          withCode.forEach((i, j) => {
+            const r = prep.results![j];
+            if (r.removed) {
+              // comments gold does not have would announce the bug ("# off by one") to the test generator
+              (parsed[i] as { code: string }).code = r.code;
+              ctx.counters.add("comments_stripped", r.removed);
+            }
+            norms[i] = r.normalized;
+          });
           for (let i = 0; i < parsed.length; i++) {
             const id = `${rec.id}/bug${i + 1}`;
             const p = parsed[i];
@@ -179,9 +194,8 @@ export const perturbStage: DataflowStage<PerturbConfig, GoldRec, BugRec> = {
       }
 
       // 2. AST mutants: all bugs on the heuristic backend, `mutation.extra` more on an LLM run.
-      const want = llm ? cfg.mutation.extra : cfg.n_bugs;
       if (want > 0) {
-        const mutants = (await orderedMutants(executor, rec, cfg.mutation.operators, cfg.seed)).slice(0, want * 4);
+        const mutants = orderMutants(prep.mutants ?? [], rec.id, cfg.seed).slice(0, want * 4);
         // mutants differ from gold and from each other; on an LLM run they must also differ from its bugs
         const mutantNorms = llm ? await normalizePrograms(executor, mutants.map((m) => m.code)) : [];
         let got = 0;

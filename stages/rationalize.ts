@@ -74,7 +74,7 @@ async function traceGold(executor: Executor, rec: TestRec): Promise<TracedVar[] 
   const res = await executor.runScript(
     helperScript("trace.py"),
     { code: rec.code, entry_point: rec.entry_point, args: rec.test.args.args, kwargs: rec.test.args.kwargs ?? {} },
-    { timeoutS: 3 },
+    { timeoutS: 3, projectCode: true },
   );
   const o = res.output as { ok?: boolean; vars?: TracedVar[] } | undefined;
   return res.status === "ok" && o?.ok ? o.vars : undefined;

@@ -203,6 +203,16 @@ describe("checkProgram and runScript", () => {
     const codec = await ex.runScript("v = decode_value(INPUT)\nOUTPUT = [type(v).__name__, encode_value(v)]", { $tuple: [1, { $float: "nan" }] }, { timeoutS: 2 });
     expect(codec.output).toEqual(["tuple", { $tuple: [1, { $float: "nan" }] }]);
   });
+  it("runScript with projectCode: compiled once per worker, a fresh namespace per run, errors still reported", async () => {
+    // The code object's file name says where it was compiled: "<script>" in the server (cached), "<program>" in the child.
+    const script = "import sys\nN = globals().get('N', 0) + 1\nOUTPUT = [sys._getframe().f_code.co_filename, N, INPUT]";
+    for (let i = 0; i < 4; i++) {
+      expect((await ex.runScript(script, i, { timeoutS: 2, projectCode: true })).output).toEqual(["<script>", 1, i]);
+    }
+    expect((await ex.runScript(script, 9, { timeoutS: 2 })).output).toEqual(["<program>", 1, 9]);
+    expect(await ex.runScript("def f(:\n", null, { timeoutS: 2, projectCode: true })).toMatchObject({ status: "error", errorType: "SyntaxError" });
+    expect((await ex.runScript("while True: pass", null, { timeoutS: 0.3, projectCode: true })).status).toBe("timeout");
+  });
 });
 
 describe("configuration and policy", () => {

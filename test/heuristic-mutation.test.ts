@@ -98,4 +98,24 @@ describe("AST mutants", () => {
     expect(c).not.toBe(a);
     expect(d).toBeUndefined();
   });
+
+  it("`versions` does perturb's per-item work in one call, equal to the separate ops", async () => {
+    const gold = "def f(x):\n    # add one\n    return x + 1\n";
+    const codes = ["def f(x):\n    # add one\n    return x + 2  # off by one\n", "def f(x):\n    return x - 1\n", "def f(x) return"];
+    const v = await runAstTool<any>(executor, { op: "versions", gold, codes, strip_comments: true, mutants: { entry_point: "f", max_per_operator: 40 } });
+    const strip = await runAstTool<any>(executor, { op: "strip_comments", gold, codes });
+    const stripped = codes.map((c, i) => (strip.results[i].ok && strip.results[i].removed ? strip.results[i].code : c));
+    expect(v.results.map((r: any) => r.code)).toEqual(stripped);
+    expect(v.results[0]).toMatchObject({ removed: 1, code: "def f(x):\n    # add one\n    return x + 2\n" });
+    expect(v.results.map((r: any) => r.normalized)).toEqual(await normalizePrograms(executor, stripped));
+    expect(v.gold).toEqual({ ok: true, normalized: (await normalizePrograms(executor, [gold]))[0] });
+    const m = await runAstTool<any>(executor, { op: "mutants", code: gold, entry_point: "f", max_per_operator: 40 });
+    expect(v.mutants).toEqual(m.mutants);
+    const kept = await runAstTool<any>(executor, { op: "versions", gold, codes, strip_comments: false });
+    expect(kept.results.map((r: any) => r.code)).toEqual(codes);
+    expect(kept.mutants).toBeUndefined();
+    const bad = await runAstTool<any>(executor, { op: "versions", gold: "def f(:\n", codes });
+    expect(bad.gold.ok).toBe(false);
+    expect(bad.results).toBeUndefined();
+  });
 });

@@ -207,8 +207,8 @@ class PoolExecutor implements SandboxExecutor {
     };
   }
 
-  async runScript(script: string, input: unknown, opts: { timeoutS: number }): Promise<ScriptResult> {
-    const { body, ms, crash } = await this.single({ op: "script", script, input }, opts.timeoutS);
+  async runScript(script: string, input: unknown, opts: { timeoutS: number; projectCode?: boolean }): Promise<ScriptResult> {
+    const { body, ms, crash } = await this.single({ op: "script", script, input, ...(opts.projectCode ? { project_code: true } : {}) }, opts.timeoutS);
     const load = crash ? { status: "crash", message: crash } : (body.load ?? { status: "crash", message: "no result" });
     const out: ScriptResult = { status: load.status === "syntax_error" ? "error" : load.status, ms };
     if (load.errorType) out.errorType = load.errorType;

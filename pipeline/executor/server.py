@@ -283,13 +283,13 @@ def _set_timer(t):
     signal.setitimer(signal.ITIMER_REAL, t)
 
 
-def _exec_module(src, ns, timeout):
-    """Execute module source under the timer. Returns None on success or a status dict."""
+def _exec_module(src, ns, timeout, code=None):
+    """Execute module source (or its already compiled `code`) under the timer. None on success, else a status dict."""
     t0 = time.perf_counter()
     try:
         try:
             _set_timer(timeout)
-            exec(compile(src, "<program>", "exec"), ns)
+            exec(code if code is not None else compile(src, "<program>", "exec"), ns)
             _set_timer(0)
         except _Timeout:
             _set_timer(0)
@@ -441,14 +441,38 @@ def child_check(w, req):
     _emit(w, {"load": fail or {"status": "ok"}})
 
 
-def child_script(w, req):
+# Compiled project helper scripts (runScript with project_code: the project's own files, never dataset or
+# model text), compiled once in the server so that each child skips the compile. Bounded: a handful of files.
+_PROJECT_CODE = {}
+
+
+def project_code(req):
+    """The cached code object of a project helper script, or None (compile it in the child instead)."""
+    if not req.get("project_code"):
+        return None
+    src = req.get("script")
+    if not isinstance(src, str):
+        return None
+    code = _PROJECT_CODE.get(src)
+    if code is None:
+        try:
+            code = compile(src, "<script>", "exec")
+        except Exception:  # reported by the child's own compile
+            return None
+        if len(_PROJECT_CODE) >= 16:
+            _PROJECT_CODE.clear()
+        _PROJECT_CODE[src] = code
+    return code
+
+
+def child_script(w, req, code=None):
     ns = dict(_prelude_ns)
     ns["__name__"] = "__script__"
     ns["INPUT"] = req.get("input")
     # Helper scripts may turn typed JSON (types.ts) into Python values and back with the executor's own codec.
     ns["decode_value"] = decode_value
     ns["encode_value"] = encode_value
-    fail = _exec_module(req["script"], ns, float(req["timeout"]))
+    fail = _exec_module(req["script"], ns, float(req["timeout"]), code)
     if fail is not None:
         _emit(w, {"load": fail})
         return
@@ -707,7 +731,8 @@ def main():
             out({"id": rid, "done": True, "check": res, "ms": (time.perf_counter() - t0) * 1000})
         elif op == "script":
             timeout = float(req["timeout"])
-            res = serve_single(req, lambda w: child_script(w, req), timeout)
+            code = project_code(req)
+            res = serve_single(req, lambda w: child_script(w, req, code), timeout)
             out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
         elif op == "ping":
             out({"id": rid, "done": True})

@@ -101,7 +101,10 @@ export interface Executor {
   /**
    * Run a trusted helper script inside the sandbox: it reads the global INPUT (plain JSON) and assigns
    * OUTPUT (plain JSON). Used for AST tools (mutation, probing) and benchmark harnesses (gold-check).
+   * `projectCode: true` says the script text is the project's own file (stages/heuristic/*.py): each
+   * worker then compiles it once and its children reuse the code object. Never set it for text that holds
+   * dataset or model output (a gold-check test header, say): that is compiled in the child only.
    */
-  runScript(script: string, input: unknown, opts: { timeoutS: number }): Promise<ScriptResult>;
+  runScript(script: string, input: unknown, opts: { timeoutS: number; projectCode?: boolean }): Promise<ScriptResult>;
   close(): Promise<void>;
 }

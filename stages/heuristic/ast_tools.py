@@ -9,6 +9,11 @@
 # INPUT.op == "strip_comments": {gold, codes: [str]} → {ok: true, results: [{ok, code?, removed?, error?}]}
 #   (each code without the comments gold does not have; comment-only lines are removed)
 #   (ast.dump without docstrings: equal strings mean textually identical programs after normalisation)
+# INPUT.op == "versions": {gold, codes?: [str], strip_comments?: bool, mutants?: {entry_point, operators?,
+#   max_per_operator?}} → {ok: true, gold: {ok, normalized?, error?}, results?: [{code, removed, normalized?}],
+#   mutants?: [...]}: perturb's work on one item in one sandbox call — gold normalised (nothing else when it
+#   does not parse), each version with gold's-missing comments stripped (when asked and the result still
+#   parses) and normalised, and gold's mutants.
 import ast
 import copy
 
@@ -528,15 +533,43 @@ def op_strip_comments(inp):
 
 
 def op_normalize(inp):
-    results = []
-    for code in inp["codes"]:
-        try:
-            results.append({"ok": True, "normalized": normalized(code)})
-        except SyntaxError as e:
-            results.append({"ok": False, "error": f"SyntaxError: {e.msg} (line {e.lineno})"})
-        except Exception as e:  # e.g. ValueError on null bytes
-            results.append({"ok": False, "error": f"{type(e).__name__}: {e}"})
-    return {"ok": True, "results": results}
+    return {"ok": True, "results": [_normalize_one(code) for code in inp["codes"]]}
 
 
-OUTPUT = {"mutants": op_mutants, "normalize": op_normalize, "strip_comments": op_strip_comments}[INPUT["op"]](INPUT)
+def _normalize_one(code):
+    try:
+        return {"ok": True, "normalized": normalized(code)}
+    except SyntaxError as e:
+        return {"ok": False, "error": f"SyntaxError: {e.msg} (line {e.lineno})"}
+    except Exception as e:  # e.g. ValueError on null bytes
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+def op_versions(inp):
+    gold = inp["gold"]
+    g = _normalize_one(gold)
+    out = {"ok": True, "gold": g}
+    if not g["ok"]:
+        return out
+    if inp.get("codes") is not None:
+        results = []
+        for code in inp["codes"]:
+            r = {"code": code, "removed": 0}
+            if inp.get("strip_comments"):
+                s = op_strip_comments({"gold": gold, "codes": [code]})["results"][0]
+                if s["ok"] and s["removed"]:
+                    r["code"], r["removed"] = s["code"], s["removed"]
+            n = _normalize_one(r["code"])
+            if n["ok"]:
+                r["normalized"] = n["normalized"]
+            results.append(r)
+        out["results"] = results
+    m = inp.get("mutants")
+    if m:
+        ops = m.get("operators") or ALL_OPERATORS
+        out["mutants"] = Mutator(gold, m.get("entry_point") or "", ops, int(m.get("max_per_operator") or 50)).run()
+    return out
+
+
+OUTPUT = {"mutants": op_mutants, "normalize": op_normalize, "strip_comments": op_strip_comments,
+          "versions": op_versions}[INPUT["op"]](INPUT)

@@ -30,6 +30,9 @@ export interface Mutant {
   code: string;
 }
 
+/** Mutants per operator that perturb asks ast_tools.py for. */
+export const MAX_PER_OPERATOR = 40;
+
 /** All mutants of `code` (reachable from the entry point), in a seeded round-robin order over operators. */
 export async function orderedMutants(
   executor: Executor,
@@ -42,18 +45,23 @@ export async function orderedMutants(
     code: rec.code,
     entry_point: rec.entry_point,
     operators,
-    max_per_operator: 40,
+    max_per_operator: MAX_PER_OPERATOR,
   });
-  const rng = new Rng(seed, "perturb", rec.id);
+  return orderMutants(res.mutants, rec.id, seed);
+}
+
+/** The seeded round-robin order over operators in which perturb takes the mutants of record `id`. */
+export function orderMutants(mutants: Mutant[], id: string, seed: number): Mutant[] {
+  const rng = new Rng(seed, "perturb", id);
   const groups = new Map<string, Mutant[]>();
-  for (const m of res.mutants) {
+  for (const m of mutants) {
     const g = groups.get(m.operator) ?? [];
     g.push(m);
     groups.set(m.operator, g);
   }
   const order = rng.shuffle([...groups.keys()].sort()).map((k) => rng.shuffle(groups.get(k)!));
   const out: Mutant[] = [];
-  for (let i = 0; out.length < res.mutants.length; i++) for (const g of order) if (i < g.length) out.push(g[i]);
+  for (let i = 0; out.length < mutants.length; i++) for (const g of order) if (i < g.length) out.push(g[i]);
   return out;
 }
 
