@@ -10,7 +10,7 @@ import { readdir } from "node:fs/promises";
 import { setFlagsFromString } from "node:v8";
 import * as path from "node:path";
 import { UserError, oneLine } from "./errors.ts";
-import { CHAIN, DATA_STAGES, loadRegistry, optionalImport, type Registered } from "./registry.ts";
+import { CHAIN, DATA_STAGES, coreImport, loadRegistry, type Registered } from "./registry.ts";
 import { coreSchemas, llmConfigForStage, loadConfig, resolveCacheDir, resolveRunDir } from "./config.ts";
 import { runDataflowStage, stageMaterial, explainChange, type ShardSpec } from "./engine.ts";
 import { readUsableManifest, readStageRecords, stageDir, type StageManifest } from "./store.ts";
@@ -243,24 +243,21 @@ class Runner {
   }
 
   private async startExecutor(): Promise<Executor> {
-    const mod = await optionalImport<{ createExecutor: (cfg: unknown) => Promise<Executor> }>("../pipeline/executor/index.ts");
-    if (!mod) throw new UserError("the sandboxed executor is not built yet (issue #3)");
+    const mod = await coreImport<{ createExecutor: (cfg: unknown) => Promise<Executor> }>("../pipeline/executor/index.ts");
     return mod.createExecutor(this.root.executor ?? {});
   }
 
   private async startLlm(name: string): Promise<LlmClient> {
-    const mod = await optionalImport<{ createLlmClient: (cfg: unknown, o: unknown) => LlmClient }>("../pipeline/llm/client.ts");
-    if (!mod) throw new UserError("the LLM client is not built yet (issue #4)");
+    const mod = await coreImport<{ createLlmClient: (cfg: unknown, o: unknown) => LlmClient }>("../pipeline/llm/client.ts");
     return mod.createLlmClient(await llmConfigForStage(this.root, name), { cacheDir: this.cacheDir, stage: name, log: (m: string) => this.log.info(m) });
   }
 
   /** Input stream, digest and upstream fingerprint of a dataflow stage. */
   private async inputOf(stage: DataflowStage): Promise<{ input: () => AsyncIterable<Rec>; digest: string; upstream: string; total?: number }> {
     if (stage.input === "source") {
-      const mod = await optionalImport<{ openSource: (cfg: unknown, o: unknown) => Promise<{ rows: AsyncIterable<Rec>; fingerprint: unknown; describe: string }> }>(
+      const mod = await coreImport<{ openSource: (cfg: unknown, o: unknown) => Promise<{ rows: AsyncIterable<Rec>; fingerprint: unknown; describe: string }> }>(
         "../pipeline/sources/index.ts",
       );
-      if (!mod) throw new UserError("data sources are not built yet (issue #2)");
       const src = await mod.openSource(this.root.source, { cacheDir: undefined, log: (m: string) => this.log.info(m) });
       this.log.info(`source: ${src.describe}`);
       return { input: () => src.rows, digest: hashValue(src.fingerprint).slice(0, 16), upstream: "source" };

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import YAML from "yaml";
 import { z } from "zod";
 import { UserError } from "./errors.ts";
-import { loadRegistry, optionalImport } from "./registry.ts";
+import { coreImport, loadRegistry } from "./registry.ts";
 
 export const runConfigSchema = z.strictObject({
   /** Run folder (one sub-folder per stage). */
@@ -35,15 +35,16 @@ export interface CoreSchemas {
 }
 
 export async function coreSchemas(): Promise<CoreSchemas> {
-  const loose = z.record(z.string(), z.any()).default({});
-  const src = await optionalImport<{ sourceConfigSchema: z.ZodType }>("../pipeline/sources/index.ts");
-  const ex = await optionalImport<{ executorConfigSchema: z.ZodType }>("../pipeline/executor/index.ts");
-  const llm = await optionalImport<{ llmConfigSchema: z.ZodType; LLM_PERF_KEYS?: string[] }>("../pipeline/llm/client.ts");
+  const [src, ex, llm] = await Promise.all([
+    coreImport<{ sourceConfigSchema: z.ZodType }>("../pipeline/sources/index.ts"),
+    coreImport<{ executorConfigSchema: z.ZodType }>("../pipeline/executor/index.ts"),
+    coreImport<{ llmConfigSchema: z.ZodType; LLM_PERF_KEYS?: string[] }>("../pipeline/llm/client.ts"),
+  ]);
   return {
-    source: withDefault(src?.sourceConfigSchema ?? loose),
-    executor: withDefault(ex?.executorConfigSchema ?? loose),
-    llm: withDefault(llm?.llmConfigSchema ?? loose),
-    llmPerfKeys: llm?.LLM_PERF_KEYS ?? DEFAULT_LLM_PERF_KEYS,
+    source: withDefault(src.sourceConfigSchema),
+    executor: withDefault(ex.executorConfigSchema),
+    llm: withDefault(llm.llmConfigSchema),
+    llmPerfKeys: llm.LLM_PERF_KEYS ?? DEFAULT_LLM_PERF_KEYS,
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { UserError } from "./errors.ts";
 import type { AnyStage, PlannedStage } from "./stage.ts";
 
 interface Entry {
@@ -54,23 +55,26 @@ async function load(e: Entry): Promise<Registered> {
     if (!stage) return planned(`${e.module} does not export ${e.exportName}`);
     return stage;
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ERR_MODULE_NOT_FOUND") return planned(`depends on a module not built yet (${(err as Error).message.split("\n")[0]})`);
-    throw err;
+    throw importError(e.module, err);
   }
 }
 
+/** A module of the project that fails to load: a one-line error (a missing npm package says to install). */
+function importError(rel: string, err: unknown): Error {
+  const first = (err as Error).message?.split("\n")[0] ?? String(err);
+  const pkg = /Cannot find package '([^']+)'/.exec(first);
+  if (pkg) return new UserError(`${rel}: the npm package '${pkg[1]}' is not installed; run \`npm ci\` (or \`npm install\`) in the project folder`);
+  return new UserError(`${rel} does not load: ${first}`);
+}
+
 /**
- * Import an optional core module (executor, llm, sources) — returns undefined while it is not built yet,
- * so the runner still starts and says what is missing.
+ * Import a core module (executor, LLM client, sources) lazily, so a command loads only what it uses.
+ * A load failure is a one-line UserError (see importError).
  */
-export async function optionalImport<T>(rel: string): Promise<T | undefined> {
-  const url = new URL(rel, import.meta.url);
-  if (!existsSync(fileURLToPath(url))) return undefined;
+export async function coreImport<T>(rel: string): Promise<T> {
   try {
-    return (await import(url.href)) as T;
+    return (await import(new URL(rel, import.meta.url).href)) as T;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND") return undefined;
-    throw err;
+    throw importError(rel, err);
   }
 }

@@ -4,7 +4,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
+import { pathToFileURL } from "node:url";
 import { main } from "../pipeline/cli.ts";
+import { UserError } from "../pipeline/errors.ts";
+import { coreImport } from "../pipeline/registry.ts";
 
 async function run(args: string[]) {
   const out: string[] = [];
@@ -62,6 +65,21 @@ describe("runner errors", () => {
     expect((await run(["--shard", "3/2"])).err).toMatch(/--shard 3\/2: expected i\/N/);
     expect((await run(["--limit=abc"])).err).toMatch(/--limit abc: expected a non-negative integer/);
     expect((await run(["--from", "attack", "--to", "filter"])).err).toMatch(/--from attack comes after --to filter/);
+  });
+
+  it("a module that does not load is a one-line error; a missing npm package says to install", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "utgen-cli-"));
+    const pkg = path.join(dir, "needs-pkg.mjs");
+    writeFileSync(pkg, 'import "utgen-no-such-package";\nexport const x = 1;\n');
+    const broken = path.join(dir, "throws.mjs");
+    writeFileSync(broken, 'throw new Error("boom at load\\nsecond line");\n');
+    const e1 = await coreImport(pathToFileURL(pkg).href).catch((e) => e);
+    expect(e1).toBeInstanceOf(UserError);
+    expect(e1.message).toMatch(/the npm package 'utgen-no-such-package' is not installed; run `npm ci`/);
+    const e2 = await coreImport(pathToFileURL(broken).href).catch((e) => e);
+    expect(e2).toBeInstanceOf(UserError);
+    expect(e2.message).toMatch(/throws\.mjs does not load: .*boom at load$/);
+    expect(await coreImport<{ executorConfigSchema: unknown }>("../pipeline/executor/index.ts")).toHaveProperty("executorConfigSchema");
   });
 
   it("--help lists stages, planned ones marked, and command flags; planned stages are refused", async () => {
