@@ -73,10 +73,10 @@ describe("runner errors", () => {
     writeFileSync(pkg, 'import "utgen-no-such-package";\nexport const x = 1;\n');
     const broken = path.join(dir, "throws.mjs");
     writeFileSync(broken, 'throw new Error("boom at load\\nsecond line");\n');
-    const e1 = await coreImport(pathToFileURL(pkg).href).catch((e) => e);
+    const e1 = (await coreImport(pathToFileURL(pkg).href).catch((e) => e)) as Error;
     expect(e1).toBeInstanceOf(UserError);
     expect(e1.message).toMatch(/the npm package 'utgen-no-such-package' is not installed; run `npm ci`/);
-    const e2 = await coreImport(pathToFileURL(broken).href).catch((e) => e);
+    const e2 = (await coreImport(pathToFileURL(broken).href).catch((e) => e)) as Error;
     expect(e2).toBeInstanceOf(UserError);
     expect(e2.message).toMatch(/throws\.mjs does not load: .*boom at load$/);
     expect(await coreImport<{ executorConfigSchema: unknown }>("../pipeline/executor/index.ts")).toHaveProperty("executorConfigSchema");
