@@ -30,7 +30,7 @@ const GLOBAL_FLAGS = {
   set: { type: "string", multiple: true, help: "override a config value: --set perturb.n_bugs=3 (repeatable)" },
   limit: { type: "string", help: "process at most N input records per stage" },
   force: { type: "string", help: "recompute this stage and every stage after it" },
-  shard: { type: "string", help: "process only records whose id hashes to shard i of N: --shard i/N" },
+  shard: { type: "string", help: "process only slice i of N (source rows hashed by task text, so duplicates share a slice): --shard i/N" },
   status: { type: "boolean", help: "show per stage: done / stale / missing, with the reason" },
   "unsafe-no-sandbox": { type: "boolean", help: "DANGEROUS: run generated code without the sandbox" },
   help: { type: "boolean", help: "show this help" },
@@ -253,7 +253,7 @@ class Runner {
   }
 
   /** Input stream, digest and upstream fingerprint of a dataflow stage. */
-  private async inputOf(stage: DataflowStage): Promise<{ input: () => AsyncIterable<Rec>; digest: string; upstream: string; total?: number }> {
+  private async inputOf(stage: DataflowStage): Promise<{ input: () => AsyncIterable<Rec>; digest: string; upstream: string; total?: number; sliced?: boolean }> {
     if (stage.input === "source") {
       const mod = await coreImport<{ openSource: (cfg: unknown, o: unknown) => Promise<{ rows: AsyncIterable<Rec>; fingerprint: unknown; describe: string }> }>(
         "../pipeline/sources/index.ts",
@@ -271,6 +271,8 @@ class Runner {
       digest: m.outputDigest,
       upstream: m.fingerprint,
       total: m.counts.out,
+      // the upstream slice of this --shard holds exactly this slice's records (it was partitioned at its source)
+      sliced: m.shard !== null && m.shard !== undefined,
     };
   }
 
@@ -308,6 +310,7 @@ class Runner {
       shardSize: this.root.run.shard_size,
       compress: this.root.run.compress,
       shard: this.opts.shard,
+      inputSliced: inp.sliced === true,
       limit: this.opts.limit,
       force,
       progress,

@@ -50,6 +50,8 @@ export interface EngineOptions {
   shardSize: number;
   compress: boolean;
   shard: ShardSpec | null;
+  /** The input is already this slice's records (the upstream stage's slice manifest): no re-partitioning. */
+  inputSliced?: boolean;
   limit: number | null;
   force: boolean;
   progress?: Progress;
@@ -377,12 +379,15 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
     return marker;
   };
 
+  // Slice membership: a source record by the stage's shardKey (else its id); a record read from a whole
+  // (merged or unsharded) upstream output by the problem it derives from.
+  const sliceKey = (rec: Rec): string => (stage.input === "source" && stage.shardKey ? stage.shardKey(rec) : lineageRoot(rec.id));
   let buf: Rec[] = [];
   let bufKeys: string[] = [];
   let taken = 0;
   for await (const rec of o.input()) {
     if (fatal) break;
-    if (o.shard && shardOf(lineageRoot(rec.id), o.shard.count) !== o.shard.index) continue;
+    if (o.shard && !o.inputSliced && shardOf(sliceKey(rec), o.shard.count) !== o.shard.index) continue;
     if (o.limit !== null && taken >= o.limit) break;
     taken++;
     buf.push(rec);

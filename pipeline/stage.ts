@@ -86,6 +86,12 @@ export interface DataflowStage<C = any, I extends Rec = Rec, O extends Rec = Rec
   fingerprintExtra?(ctx: { config: C; root: Record<string, any> }): Promise<Record<string, unknown>>;
   /** Optional ordered de-duplication applied by the engine after `process` (drop reason `duplicate`). */
   dedupeKey?(out: O): string;
+  /**
+   * Source stages only: the text that decides which slice of `--shard i/N` a source record belongs to
+   * (default: its id). The filter gives its de-duplication key (the task text), so exact duplicates meet
+   * in one slice and the ordered de-duplication stays global under sharding.
+   */
+  shardKey?(rec: I): string;
   open(ctx: StageContext<C>): Promise<StageRuntime<I, O>>;
   /**
    * Optional whole-output step run after every shard is complete (e.g. emit-sft writes the train/valid

@@ -127,6 +127,13 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
   configSchema: filterConfigSchema,
   perfKeys: ["concurrency"],
   dedupeKey: (o) => o.prompt,
+  // Under --shard, rows go to slices by the same text the de-duplication keys on (the last user turn), so
+  // exact duplicates meet in one slice and the kept set equals the unsharded run's.
+  shardKey: (rec) => {
+    const messages = Array.isArray(rec.messages) ? (rec.messages as { role: string; content: unknown }[]) : [];
+    const user = lastTurn(messages as { role: string; content: string }[], "user");
+    return user && typeof user.msg.content === "string" ? user.msg.content : rec.id;
+  },
   async open(ctx) {
     const cfg = ctx.config;
     const family = cfg.tokenizer as TokenizerFamily;

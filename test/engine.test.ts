@@ -74,6 +74,39 @@ describe("engine", () => {
     expect(await drops(dir)).toEqual(await drops(fresh));
   });
 
+  it("--shard slices: source records by the stage's shardKey, so equal keys meet in one slice; a sliced input is taken whole", async () => {
+    const rows = toyRows(0, 60);
+    const key = (r: Record<string, unknown>) => `k${Number(r.n) % 5}`;
+    const whole = tmp();
+    await runToy(whole, rows);
+    const slices = await Promise.all(
+      [0, 1, 2].map(async (index) => {
+        const dir = tmp();
+        const calls = { n: 0 };
+        await runToy(dir, rows, {}, { shardKey: key, shard: { index, count: 3 }, calls });
+        const shard = { index, count: 3 };
+        return { dir, calls: calls.n, out: await collect(readStageRecords(dir, "toy", { shard })), drops: await collect(readStageDrops(dir, "toy", shard)) };
+      }),
+    );
+    expect(slices.reduce((a, s) => a + s.calls, 0)).toBe(rows.length); // every row in exactly one slice
+    const rowOf = (id: unknown) => Number(String(id).replace(/^row(\d+).*$/, "$1"));
+    const slicesOfKey = new Map<string, Set<number>>();
+    slices.forEach((s, i) => {
+      for (const r of [...s.out, ...s.drops]) {
+        const k = key({ id: "", n: rowOf(r.id) });
+        slicesOfKey.set(k, (slicesOfKey.get(k) ?? new Set<number>()).add(i));
+      }
+    });
+    expect(slicesOfKey.size).toBe(5);
+    expect([...slicesOfKey.values()].every((v) => v.size === 1)).toBe(true);
+    const union = slices.flatMap((s) => s.out.map((o) => o.id)).sort();
+    expect(union).toEqual((await outputs(whole)).map((o) => o.id).sort());
+    // an input that is already this slice's records (the upstream slice) is not partitioned again
+    const calls = { n: 0 };
+    await runToy(tmp(), rows.slice(0, 20), {}, { shardKey: key, shard: { index: 1, count: 3 }, inputSliced: true, calls });
+    expect(calls.n).toBe(20);
+  });
+
   it("ordered de-duplication stays right when an earlier chunk changes", async () => {
     const dir = tmp();
     const base = toyRows(10, 40);

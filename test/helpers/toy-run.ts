@@ -4,7 +4,7 @@ import { hashValue } from "../../pipeline/util.ts";
 import { toyContext, toyRows, toyStage, type ToyOptions } from "./toy-stage.ts";
 import type { Rec } from "../../pipeline/stage.ts";
 
-export async function runToy(runDir: string, rows: Rec[], config: { factor?: number; concurrency?: number } = {}, opts: ToyOptions & { shardSize?: number; force?: boolean; compress?: boolean } = {}) {
+export async function runToy(runDir: string, rows: Rec[], config: { factor?: number; concurrency?: number } = {}, opts: ToyOptions & { shardSize?: number; force?: boolean; compress?: boolean; shard?: { index: number; count: number }; inputSliced?: boolean } = {}) {
   const stage = toyStage(opts);
   const cfg = { factor: 3, concurrency: 4, ...config };
   const { material, fingerprint } = await stageMaterial(stage, cfg, { toy: cfg }, "source");
@@ -20,7 +20,8 @@ export async function runToy(runDir: string, rows: Rec[], config: { factor?: num
     inputDigest: hashValue(rows).slice(0, 16),
     shardSize: opts.shardSize ?? 10,
     compress: opts.compress ?? false,
-    shard: null,
+    shard: opts.shard ?? null,
+    inputSliced: opts.inputSliced,
     limit: null,
     force: opts.force ?? false,
     config: cfg,

@@ -9,6 +9,8 @@ export interface ToyOptions {
   delayMs?: number;
   calls?: { n: number };
   dedupe?: boolean;
+  /** Slice source records by this key under a shard (the stage's shardKey). */
+  shardKey?: (rec: Rec) => string;
 }
 
 export function toyStage(opts: ToyOptions = {}): DataflowStage<{ factor: number; concurrency: number }> {
@@ -23,6 +25,7 @@ export function toyStage(opts: ToyOptions = {}): DataflowStage<{ factor: number;
     configSchema: z.strictObject({ factor: z.number().default(3), concurrency: z.number().default(4) }),
     perfKeys: ["concurrency"],
     ...(opts.dedupe ? { dedupeKey: (o: Rec) => String(o.v) } : {}),
+    ...(opts.shardKey ? { shardKey: opts.shardKey } : {}),
     async open(ctx) {
       return {
         concurrency: ctx.config.concurrency ?? 4,
