@@ -6,7 +6,8 @@
  *  - heuristic backend (or `fuzz.extra` on an LLM run): type-aware fuzzing (stages/heuristic/fuzz.ts),
  *    `attempts` batches of `fuzz.inputs_per_attempt` candidate inputs, evaluated batch by batch.
  * An input is valid when gold runs on it without error within `gold_timeout_s` (and, with
- * `check_determinism`, gives the same output twice); it is failing when the buggy code errors, times out,
+ * `check_determinism`, gives the same output again in a fresh process with the batch rotated by one, so
+ * history-dependent gold is caught too); it is failing when the buggy code errors, times out,
  * or returns something `outputsMatch` says differs from gold in both its modes (see sameOutput). The expected
  * output is always gold's. Up to `max_failing` distinct failing inputs are kept, as `<bug id>/ut<j>`.
  * A version with none is dropped: `equivalent_mutant` when valid inputs existed but none separated the two
@@ -28,7 +29,7 @@ export const attackConfigSchema = z.strictObject({
   attempts: z.number().int().min(1).max(64).default(5),
   /** Ask the model one attempt at a time and stop once `max_failing` failing inputs are found (false: all attempts in one request). */
   early_stop: z.boolean().default(true),
-  /** Run gold twice per valid input and drop inputs whose outputs differ (random / time-dependent gold). */
+  /** Run gold twice per valid input and drop inputs whose outputs differ (random, time- or call-history-dependent gold). */
   check_determinism: z.boolean().default(true),
   /** Distinct failing inputs kept per buggy version. */
   max_failing: z.number().int().min(1).max(64).default(1),
@@ -85,7 +86,7 @@ interface Candidate {
 export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
   kind: "dataflow",
   name: "attack",
-  version: "1",
+  version: "2",
   description: "sample unit-test inputs for each buggy version; keep those on which gold and buggy code disagree",
   input: "perturb",
   inputFields: ["prompt", "code", "entry_point", "signature", "buggy_code", "bug"],
@@ -204,8 +205,14 @@ export const attackStage: DataflowStage<AttackConfig, BugRec, TestRec> = {
           gold.forEach((g) => g.status !== "ok" && goldErrors.add(g.errorType ?? g.status));
           let valid = batch.map((c, i) => ({ c, g: gold[i] })).filter((x) => x.g.status === "ok");
           if (valid.length && cfg.check_determinism) {
-            // gold must give the same output twice: otherwise its output is no label (random, time, id())
-            const again = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: valid.map((v) => v.c.args), timeoutS: goldTimeoutS });
+            // gold must give the same output twice: otherwise its output is no label (random, time, id()).
+            // The second run, in a fresh child, takes the inputs rotated by one, so every input sits at
+            // another place in the sequence: a gold whose output depends on earlier calls in the same process
+            // (a mutable default argument, module state) is caught too — its batch outputs are no standalone label.
+            const order = valid.map((_, i) => (i + 1) % valid.length);
+            const rotated = await executor.runCalls({ program: rec.code, entryPoint: rec.entry_point, inputs: order.map((j) => valid[j].c.args), timeoutS: goldTimeoutS });
+            const again: CallResult[] = new Array(valid.length);
+            order.forEach((j, k) => (again[j] = rotated[k]));
             const stable = valid.filter((v, i) => again[i].status === "ok" && stableStringify(v.g.value) === stableStringify(again[i].value));
             nUnstable += valid.length - stable.length;
             valid = stable;

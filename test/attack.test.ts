@@ -110,6 +110,15 @@ describe("attack, heuristic fuzz sampler", () => {
     expect((await runStage(attackStage, unchecked.ctx, [rand])).out).toHaveLength(1);
   });
 
+  it("a gold whose output depends on earlier calls in the batch (mutable default) gives no polluted label", async () => {
+    // Standalone, acc(x) == x + 1; inside one process the hidden list grows with every call.
+    const acc = bug("p/acc", "def acc(x: int, seen=[]) -> int:\n    seen.append(x)\n    return x + len(seen)\n", "def acc(x: int, seen=[]) -> int:\n    return x\n", "acc");
+    const s = standaloneContext(attackStage, { root: { llm: { backend: "heuristic" }, attack: { max_failing: 64 } }, runDir: tmp(), executor });
+    const r = await runStage(attackStage, s.ctx, [acc]);
+    for (const t of r.out) expect(t.test.gold_output, t.test.args_text).toEqual((t.test.args.args[0] as number) + 1);
+    expect(s.counters.inputs_nondeterministic).toBeGreaterThan(0);
+  });
+
   it("drops equivalent mutants and items without any valid input", async () => {
     const s = standaloneContext(attackStage, { root: { llm: { backend: "heuristic" } }, runDir: tmp(), executor });
     const r = await runStage(attackStage, s.ctx, [EQUIV, ALWAYS_RAISES]);
