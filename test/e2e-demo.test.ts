@@ -178,4 +178,22 @@ describe("demo config end to end (heuristic backend)", () => {
     const dups = [0, 1].map((i) => JSON.parse(readFileSync(path.join(runDir, "filter", `manifest.shard-${i}-of-2.json`), "utf8")).counts.reasons.duplicate ?? 0);
     expect(dups[0] + dups[1]).toBe(1);
   });
+
+  it("an unsharded filter, then perturb → emit-sft in two slices, then merge equal the whole run", async () => {
+    // perturb reads the whole filter output and slices it by problem id; attack onwards read their
+    // upstream's slice as it is.
+    const runDir = tmp();
+    const f = await cli(["--run-dir", runDir, "--to", "filter"]);
+    expect(f.code, f.err).toBe(0);
+    const processed: number[] = [];
+    for (const s of ["0/2", "1/2"]) {
+      const r = await cli(["--run-dir", runDir, "--from", "perturb", "--shard", s]);
+      expect(r.code, r.err).toBe(0);
+      processed.push(Number(/perturb: done .* (\d+) record\(s\) processed/.exec(r.err)?.[1]));
+    }
+    expect(processed.every((n) => n > 0)).toBe(true);
+    const m = await cli(["--run-dir", runDir, "--stage", "merge"]);
+    expect(m.code, m.err).toBe(0);
+    expect(examples(runDir)).toEqual(examples(await wholeRun()));
+  });
 });
