@@ -239,7 +239,7 @@ function report(w: Work, c: Ctx): ProblemReport {
   return rep;
 }
 
-interface Job {
+export interface Job {
   est: number;
   run: () => Promise<void>;
 }
@@ -247,20 +247,23 @@ interface Job {
 /**
  * Run `first` (each returns the jobs it unlocks) and then the unlocked jobs on `width` runners, one job per
  * runner at a time: every `first` task is started before any unlocked job, and unlocked jobs run longest
- * estimate first (LPT), so the runners stay busy to the end and the last jobs are short.
+ * estimate first (LPT), so the runners stay busy to the end and the last jobs are short. The first error
+ * stops every runner (no job starts after it) and is what `schedule` rejects with.
  */
-async function schedule(width: number, first: (() => Promise<Job[]>)[]): Promise<void> {
+export async function schedule(width: number, first: (() => Promise<Job[]>)[]): Promise<void> {
   const ready: Job[] = [];
   let next = 0;
   let running = 0;
+  let failed = false;
   let wake: (() => void)[] = [];
   const notify = () => {
     const ws = wake;
     wake = [];
     ws.forEach((f) => f());
   };
-  const runner = async (): Promise<void> => {
+  const loop = async (): Promise<void> => {
     for (;;) {
+      if (failed) return;
       if (next < first.length) {
         const task = first[next++];
         running++;
@@ -276,6 +279,15 @@ async function schedule(width: number, first: (() => Promise<Job[]>)[]): Promise
       } else if (running > 0) {
         await new Promise<void>((res) => wake.push(res));
       } else return;
+    }
+  };
+  const runner = async (): Promise<void> => {
+    try {
+      await loop();
+    } catch (e) {
+      failed = true;
+      notify();
+      throw e;
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, width) }, runner));

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExecutor, type SandboxExecutor } from "../pipeline/executor/index.ts";
 import type { CommandContext } from "../pipeline/stage.ts";
 import { UserError } from "../pipeline/errors.ts";
-import { goldCheck, goldCheckStage, loadGoldProblems, referenceGoldCheck } from "../stages/gold-check.ts";
+import { goldCheck, goldCheckStage, loadGoldProblems, referenceGoldCheck, schedule } from "../stages/gold-check.ts";
 
 const MINI = path.resolve(__dirname, "../data/mbppplus-mini.jsonl");
 const DEV = path.resolve(__dirname, "../../shared/data/mbppplus_fix_hard.dev.jsonl");
@@ -125,6 +125,34 @@ describe("gold-check on the project's mini fixture", () => {
     await expect(goldCheckStage.run(commandContext({ dataset: bad }, []))).rejects.toThrow(/not an MBPP\+Fix row/);
     writeFileSync(bad, JSON.stringify({ task_id: 1, canonical_solution: "" }) + "\n");
     await expect(loadGoldProblems(bad)).rejects.toThrow(/row 1: field 'test'/);
+  });
+});
+
+describe("gold-check's scheduler", () => {
+  const tick = () => new Promise((r) => setTimeout(r, 1));
+  it("runs every first task before any unlocked job, unlocked jobs longest first", async () => {
+    const log: string[] = [];
+    const job = (name: string, est: number) => ({ est, run: async () => { await tick(); log.push(name); } });
+    await schedule(2, [
+      async () => { await tick(); log.push("A"); return [job("a1", 1), job("a9", 9)]; },
+      async () => { await tick(); log.push("B"); return [job("b5", 5)]; },
+      async () => { await tick(); log.push("C"); return []; },
+    ]);
+    expect(log.slice(0, 3).sort()).toEqual(["A", "B", "C"]);
+    expect(log.slice(3)).toEqual(["a9", "b5", "a1"]);
+  });
+  it("the first error rejects and no job starts after it", async () => {
+    const started: string[] = [];
+    const job = (name: string) => ({ est: 1, run: async () => { started.push(name); await tick(); } });
+    const run = schedule(2, [
+      async () => [job("j1"), job("j2"), job("j3")],
+      async () => { await tick(); throw new Error("sandbox gone"); },
+    ]);
+    await expect(run).rejects.toThrow("sandbox gone");
+    const n = started.length;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(started.length).toBe(n);
+    expect(n).toBeLessThan(3);
   });
 });
 
