@@ -111,7 +111,14 @@ export function pickEntryPoint(prompt: string, fns: FunctionInfo[]): FunctionInf
   return best?.fn ?? fns[fns.length - 1];
 }
 
-function lastTurn(messages: { role: string; content: string }[], role: string) {
+type Turn = { role: string; content: string };
+
+/** The row's chat turns (empty when `messages` is not a list). */
+function turnsOf(rec: Rec): Turn[] {
+  return Array.isArray(rec.messages) ? (rec.messages as Turn[]) : [];
+}
+
+function lastTurn(messages: Turn[], role: string) {
   for (let i = messages.length - 1; i >= 0; i--) if (messages[i]?.role === role) return { msg: messages[i], index: i };
   return undefined;
 }
@@ -130,8 +137,7 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
   // Under --shard, rows go to slices by the same text the de-duplication keys on (the last user turn), so
   // exact duplicates meet in one slice and the kept set equals the unsharded run's.
   shardKey: (rec) => {
-    const messages = Array.isArray(rec.messages) ? (rec.messages as { role: string; content: unknown }[]) : [];
-    const user = lastTurn(messages as { role: string; content: string }[], "user");
+    const user = lastTurn(turnsOf(rec), "user");
     return user && typeof user.msg.content === "string" ? user.msg.content : rec.id;
   },
   async open(ctx) {
@@ -146,7 +152,7 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
       concurrency: cfg.concurrency,
       async process(rec) {
         if (rec._bad) return drop(rec, "bad_row", String(rec._bad));
-        const messages = Array.isArray(rec.messages) ? (rec.messages as { role: string; content: string }[]) : [];
+        const messages = turnsOf(rec);
         const user = lastTurn(messages, "user");
         if (!user || typeof user.msg.content !== "string") return drop(rec, "no_user_turn");
         const last = messages[messages.length - 1];
