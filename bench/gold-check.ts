@@ -67,6 +67,14 @@ try {
   console.log(
     `\ncode pass rate difference (cold vs reference, largest): ${diff.toFixed(2)} points (target ≤ 1); cold speed-up target ≥ 5×: ${refMean / coldMed >= 5 ? "met" : "NOT met"} (per cold run: ${coldWall.map((w) => (refMean / w).toFixed(1) + "×").join(", ")})`,
   );
+  // Where a cold run's time goes: the calls' own time (gold's work, the code's work, the code's timeouts,
+  // each costing its limit), divided over the workers, is a floor no scheduling can beat.
+  const mid = cold[coldWall.indexOf(coldMed)];
+  const w = mid.work_s;
+  const floor = (w.canonical + w.code + w.timeouts) / mid.workers;
+  console.log(
+    `call time of the median cold run: canonical ${w.canonical.toFixed(1)} s, code ${w.code.toFixed(1)} s, code timeouts ${w.timeouts.toFixed(1)} s; ÷ ${mid.workers} workers = ${floor.toFixed(1)} s floor under its ${coldMed.toFixed(1)} s wall (the rest: sandbox start-up, loading, results, idle) → at most ${(refMean / floor).toFixed(1)}× the reference with these limits`,
+  );
 } finally {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }

@@ -66,6 +66,15 @@ export interface ProblemReport {
   load_error?: string;
   /** With `details`: one character per test of `code`: p(ass), f(ail), t(imeout). */
   code_verdicts?: string;
+  /** Seconds of call time this problem cost: canonical (0 when cached), code's finished calls, code's timeouts. */
+  work_s: WorkSeconds;
+}
+
+/** Where the call time went (sums of per-call times, seconds; the sandbox's own cost is not included). */
+export interface WorkSeconds {
+  canonical: number;
+  code: number;
+  timeouts: number;
 }
 
 export interface GoldCheckSummary {
@@ -76,6 +85,9 @@ export interface GoldCheckSummary {
   calls: number;
   timeouts: number;
   wall_s: number;
+  /** Call time summed over problems; divided by the workers it is a floor under `wall_s` (see bench/gold-check.ts). */
+  work_s: WorkSeconds;
+  workers: number;
   per_problem: ProblemReport[];
 }
 
@@ -183,6 +195,8 @@ interface Work {
   n: number;
   t0: number;
   canon: CallResult[];
+  /** Whether `canon` came from the cache (no call time spent on it in this run). */
+  cached: boolean;
   code: CallResult[];
   limits: number[];
 }
@@ -195,6 +209,7 @@ async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
     const hit = await readJson<CallResult[]>(file).catch(() => undefined);
     if (Array.isArray(hit) && hit.length === w.n) {
       w.canon = hit;
+      w.cached = true;
       return;
     }
   }
@@ -221,6 +236,8 @@ function codeJobs(w: Work, c: Ctx): { est: number; run: (ex: Executor) => Promis
   });
 }
 
+const sec = (rs: (CallResult | undefined)[]) => rs.reduce((a, r) => a + (r?.ms ?? 0), 0) / 1000;
+
 function report(w: Work, c: Ctx): ProblemReport {
   const n = w.n;
   const pass = (rs: { status: string }[]) => (n ? rs.filter((r) => r.status === "ok").length / n : 0);
@@ -233,6 +250,11 @@ function report(w: Work, c: Ctx): ProblemReport {
     code_limit_s: Math.max(0, ...w.limits),
     code_timeouts: w.code.filter((r) => r.status === "timeout").length,
     wall_s: (performance.now() - w.t0) / 1000,
+    work_s: {
+      canonical: w.cached ? 0 : sec(w.canon),
+      code: sec(w.code.filter((r) => r.status !== "timeout")),
+      timeouts: sec(w.code.filter((r) => r.status === "timeout")),
+    },
   };
   if (loadErr) rep.load_error = `${loadErr.errorType ?? loadErr.status}: ${loadErr.message}`.slice(0, 200);
   if (c.details) rep.code_verdicts = w.code.map((r) => (r.status === "ok" ? "p" : r.status === "timeout" ? "t" : "f")).join("");
@@ -315,16 +337,16 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
     canonicalTimeoutS: opts.canonicalTimeoutS ?? 2 * cfg.buggy_timeout_s,
     cacheDir: opts.cacheDir,
   };
-  const work: Work[] = await Promise.all(
-    problems.map(async (p, k) => {
-      const n = await countTests(ex, p, split[k], c);
-      return { p, t: split[k], n, t0: performance.now(), canon: new Array(n), code: new Array(n), limits: [] };
-    }),
-  );
+  // Each problem counts its tests (a parse of its data literals in Node) inside its own scheduled task, so
+  // the workers start on the first problem at once instead of waiting for every problem's parse.
+  const work: Work[] = [];
   let done = 0;
   await schedule(
     cfg.workers,
-    work.map((w) => async () => {
+    problems.map((p, k) => async () => {
+      const n = await countTests(ex, p, split[k], c);
+      const w: Work = { p, t: split[k], n, t0, canon: new Array(n), cached: false, code: new Array(n), limits: [] };
+      work[k] = w;
       await canonicalRun(ex, w, c);
       w.limits = calibratedLimits(w.canon, cfg);
       const js = codeJobs(w, c);
@@ -349,6 +371,12 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
     calls: reports.reduce((a, r) => a + 2 * r.tests, 0),
     timeouts: reports.reduce((a, r) => a + r.code_timeouts, 0),
     wall_s: (performance.now() - t0) / 1000,
+    work_s: {
+      canonical: reports.reduce((a, r) => a + r.work_s.canonical, 0),
+      code: reports.reduce((a, r) => a + r.work_s.code, 0),
+      timeouts: reports.reduce((a, r) => a + r.work_s.timeouts, 0),
+    },
+    workers: cfg.workers,
     per_problem: reports,
   };
 }
@@ -464,6 +492,10 @@ export const goldCheckStage: CommandStage<GoldCheckConfig> = {
     ctx.stdout(`canonical pass rate: ${pct(summary.canonical_pass_rate)}`);
     ctx.stdout(`code pass rate:      ${pct(summary.code_pass_rate)} (mean over problems)`);
     ctx.stdout(`calls: ${summary.calls}, code timeouts: ${summary.timeouts}, wall: ${summary.wall_s.toFixed(1)} s`);
+    const ws = summary.work_s;
+    ctx.stdout(
+      `call time: canonical ${ws.canonical.toFixed(1)} s${ws.canonical === 0 ? " (cached)" : ""}, code ${ws.code.toFixed(1)} s, code timeouts ${ws.timeouts.toFixed(1)} s, on ${summary.workers} workers`,
+    );
     if (summary.canonical_pass_rate < 1) ctx.log.warn("gold-check: some canonical solutions fail their own gold tests");
     return 0;
   },

@@ -74,6 +74,37 @@ describe("gold-check on the project's mini fixture", () => {
     expect(s.code_pass_rate).toBeCloseTo(mean, 12);
   });
 
+  it("accounts call time per problem, and a second run takes canonical verdicts from the cache", async () => {
+    const problems = await loadGoldProblems(MINI);
+    const cacheDir = mkdtempSync(path.join(tmp, "cache-"));
+    const cold = await goldCheck(ex, problems, { cacheDir, details: true });
+    const by = (s: typeof cold, id: number) => s.per_problem.find((p) => p.task_id === id)!;
+    // 9003 loops forever on two tests: each costs its limit (≥ the 0.1 s floor); the sum matches the parts.
+    expect(by(cold, 9003).work_s.timeouts).toBeGreaterThanOrEqual(2 * 0.1 * 0.95);
+    expect(by(cold, 9003).work_s.timeouts).toBeLessThan(2 * by(cold, 9003).code_limit_s + 1);
+    expect(by(cold, 9001).work_s.timeouts).toBe(0);
+    expect(cold.per_problem.every((p) => p.work_s.canonical > 0)).toBe(true);
+    for (const k of ["canonical", "code", "timeouts"] as const) {
+      expect(cold.work_s[k]).toBeCloseTo(cold.per_problem.reduce((a, p) => a + p.work_s[k], 0), 9);
+    }
+    expect(cold.workers).toBe(ex.config.workers);
+
+    const warm = await goldCheck(ex, problems, { cacheDir, details: true });
+    expect(warm.work_s.canonical).toBe(0);
+    expect(warm.per_problem.map((p) => [p.task_id, p.canonical_pass_rate, p.code_pass_rate, p.code_verdicts])).toEqual(
+      cold.per_problem.map((p) => [p.task_id, p.canonical_pass_rate, p.code_pass_rate, p.code_verdicts]),
+    );
+    // A canonical run that fails is not cached: it is run (and fails) again next time.
+    const broken = problems.map((p) => (p.task_id === 9001 ? { ...p, canonical_solution: p.code } : p));
+    const b1 = await goldCheck(ex, broken, { cacheDir });
+    const b2 = await goldCheck(ex, broken, { cacheDir });
+    for (const s of [b1, b2]) {
+      expect(by(s, 9001).canonical_pass_rate).toBeCloseTo(3 / 5, 12);
+      expect(by(s, 9001).work_s.canonical).toBeGreaterThan(0);
+      expect(by(s, 9002).work_s.canonical).toBe(0);
+    }
+  });
+
   it("agrees with the fixed-limit reference harness", async () => {
     const problems = await loadGoldProblems(MINI);
     const ours = await goldCheck(ex, problems, {});
