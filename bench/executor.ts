@@ -19,7 +19,8 @@ function pythonOnce(i: number, prelude = ""): Promise<void> {
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     p.on("error", reject);
-    p.on("exit", (code) => (code === 0 && out.trim() === String(i + 1) ? resolve() : reject(new Error(`python -c failed: ${code} ${out}`))));
+    // "close", not "exit": exit can come before the last stdout data has been read.
+    p.on("close", (code) => (code === 0 && out.trim() === String(i + 1) ? resolve() : reject(new Error(`python -c failed: ${code} ${out}`))));
   });
 }
 

@@ -156,6 +156,67 @@ describe("call statuses", () => {
     expect(r2.value).toBe(false);
   });
 
+  it("a program sees nothing an earlier program on the same worker left, however it hid it", async () => {
+    const one = await createExecutor({ workers: 1 });
+    try {
+      // Files in cwd, $HOME's subfolders, the folder above, a read-only folder (its files cannot be unlinked
+      // until the folder is writable again), a dangling symlink, a folder nested deeper than PATH_MAX, and
+      // attempts on the rest of the sandbox's own mounts (/tmp, /dev, /dev/shm), which must be read-only.
+      const hide = [
+        "import os",
+        "def f():",
+        "    open('a.txt', 'w').write('SECRET-1')",
+        "    os.makedirs(os.path.join(os.environ['HOME'], 'x', 'y'))",
+        "    open(os.path.join(os.environ['HOME'], 'x', 'y', 'b.txt'), 'w').write('SECRET-2')",
+        "    open('../c.txt', 'w').write('SECRET-3')",
+        "    os.mkdir('locked'); open('locked/d.txt', 'w').write('SECRET-4'); os.chmod('locked', 0o500)",
+        "    os.symlink('/nonexistent', 'dangling')",
+        "    wrote = []",
+        "    for p in ['/tmp/t.txt', '/dev/shm/s.txt', '/dev/d.txt', '/tmp/exec2']:",
+        "        try: open(p, 'w').write('SECRET-6'); wrote.append(p)",
+        "        except OSError: pass",
+        "    os.mkdir('../deep'); os.chdir('../deep')",
+        "    for _ in range(300):",
+        "        os.mkdir('dddddddddddddddddddd'); os.chdir('dddddddddddddddddddd')",
+        "    open('e.txt', 'w').write('SECRET-5')",
+        "    os.chmod('.', 0o500)",
+        "    return [os.getcwd().count('/'), wrote]",
+      ].join("\n");
+      const [h] = await one.runCalls({ program: hide, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 5 });
+      expect(h.status, h.message).toBe("ok");
+      const [depth, wrote] = h.value as [number, string[]];
+      expect(depth).toBeGreaterThan(300);
+      expect(wrote).toEqual([]);
+      const seek = [
+        "import os",
+        "def f():",
+        "    found = []",
+        "    me = os.getcwd()",
+        "    top = os.path.dirname(me)",
+        "    def visit():  # by chdir: no PATH_MAX limit, one fd at a time",
+        "        for e in list(os.scandir('.')):",
+        "            if e.is_dir(follow_symlinks=False):",
+        "                try: os.chdir(e.name)",
+        "                except OSError: found.append(e.name + '/'); continue",
+        "                visit(); os.chdir('..')",
+        "            else:",
+        "                try: found.append(open(e.name).read())",
+        "                except OSError: found.append(e.name)",
+        "    os.chdir(top); visit(); os.chdir(me)",
+        "    found += [p for p in ['/tmp/t.txt', '/dev/shm/s.txt', '/dev/d.txt', '/tmp/exec2'] if os.path.exists(p)]",
+        "    return [me == os.environ['HOME'], sorted(os.listdir(top)), found]",
+      ].join("\n");
+      const [s] = await one.runCalls({ program: seek, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 5 });
+      expect(s.status, s.message).toBe("ok");
+      const [home, top, found] = s.value as [boolean, string[], string[]];
+      expect(home).toBe(true);
+      expect(found).toEqual([]);
+      expect(top.length).toBe(1); // only this program's own working directory
+    } finally {
+      await one.close();
+    }
+  });
+
   it("runs a large batch and many concurrent requests with correct, ordered results", async () => {
     const inputs = Array.from({ length: 500 }, (_, i) => ({ args: [i] }));
     const rs = await ex.runCalls({ program: "def sq(x):\n    return x * x", entryPoint: "sq", inputs, timeoutS: 1 });

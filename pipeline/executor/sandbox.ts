@@ -64,15 +64,32 @@ function systemBinds(python: string): string[] {
   return args;
 }
 
+/**
+ * The one writable place of a fork server's sandbox: a tmpfs of its own, mounted on a read-only /tmp. The
+ * server empties it after every child (children share the server's uid, so anything writable to the server
+ * is writable to them: with only this tmpfs writable, emptying it is all it takes to keep programs apart).
+ */
+export const SERVER_TMP = "/tmp/exec";
+
 /** argv that starts one fork server. */
 export function serverCommand(o: SandboxOptions): string[] {
-  return sandboxedPython(o, serverScript(), [JSON.stringify({ ...o.limits, tmp: "/tmp" })]);
+  const cfg = o.unsafe ? { ...o.limits, tmp: "/tmp" } : { ...o.limits, tmp_root: SERVER_TMP };
+  return sandboxedPython(o, serverScript(), [JSON.stringify(cfg)], { serverTmp: true });
 }
 
-/** argv that runs Python `source` (passed with -c) inside the sandbox, as the fork servers run. */
-export function sandboxedPython(o: SandboxOptions, source: string, args: string[] = []): string[] {
+/**
+ * argv that runs Python `source` (passed with -c) inside the sandbox, as the fork servers run. With
+ * `serverTmp`, /dev and /tmp are read-only and SERVER_TMP is the only writable mount (the fork servers);
+ * without, /tmp is one writable tmpfs and /dev (with /dev/shm, which multiprocessing needs) stays writable
+ * (the reference harness, which runs one trusted script per sandbox).
+ */
+export function sandboxedPython(o: SandboxOptions, source: string, args: string[] = [], opts: { serverTmp?: boolean } = {}): string[] {
   const py = [o.python, "-I", "-c", source, ...args];
   if (o.unsafe) return py;
+  const size = String(o.tmpfsMb * 1024 * 1024);
+  const mounts = opts.serverTmp
+    ? ["--dev", "/dev", "--remount-ro", "/dev", "--tmpfs", "/tmp", "--dir", SERVER_TMP, "--remount-ro", "/tmp", "--size", size, "--tmpfs", SERVER_TMP]
+    : ["--dev", "/dev", "--size", size, "--tmpfs", "/tmp"];
   const bwrap = which("bwrap")!;
   const inner = [
     bwrap,
@@ -86,12 +103,7 @@ export function sandboxedPython(o: SandboxOptions, source: string, args: string[
     ...systemBinds(o.python),
     "--proc",
     "/proc",
-    "--dev",
-    "/dev",
-    "--size",
-    String(o.tmpfsMb * 1024 * 1024),
-    "--tmpfs",
-    "/tmp",
+    ...mounts,
     "--remount-ro",
     "/",
     "--chdir",

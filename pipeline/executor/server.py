@@ -15,6 +15,7 @@ import os
 import resource
 import select
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -29,9 +30,14 @@ FSIZE = int(CFG.get("fsize", 1 << 20))
 GRACE = float(CFG.get("grace_s", 0.25))
 OUT_CAP = int(CFG.get("out_cap", 8 << 20))
 MSG_CAP = 500
-# Children's temp dirs live under a directory of this server's own, so the clean-up after each child never
-# touches anything else (matters with unsafe_no_sandbox, where /tmp is the host's).
-TMP_ROOT = tempfile.mkdtemp(prefix="utgen-exec-", dir=CFG.get("tmp", "/tmp"))
+# Everything a child may write lives under TMP_ROOT, which the server empties after each child. In the
+# sandbox it is the sandbox's only writable mount (`tmp_root`, see sandbox.ts: /tmp and /dev are read-only);
+# with unsafe_no_sandbox it is a directory of this server's own under the host's /tmp (`tmp`), so the
+# clean-up never touches anything else.
+TMP_ROOT = CFG["tmp_root"] if CFG.get("tmp_root") else tempfile.mkdtemp(prefix="utgen-exec-", dir=CFG.get("tmp", "/tmp"))
+# The one child alive at a time works in this directory (its cwd, $HOME and $TMPDIR); the server empties
+# TMP_ROOT after each child, so no child ever sees what an earlier one left.
+CHILD_DIR = os.path.join(TMP_ROOT, "w")
 
 # ---- the UTGen prelude, imported once in the server and copied into every program's namespace ----
 PRELUDE = """
@@ -239,16 +245,16 @@ def _child_setup(w, cpu_s, cpu_hard_s):
         os.dup2(devnull, fd)
     os.closerange(3, w)
     os.closerange(w + 1, 65536)
-    # Signal dispositions are inherited from the server (set once in _server_signals).
-    d = os.path.join(TMP_ROOT, "c%d" % os.getpid())
+    # Signal dispositions, the environment ({HOME, TMPDIR} = CHILD_DIR only) and tempfile.tempdir are
+    # inherited from the server (set once in _server_setup).
+    d = CHILD_DIR
     try:
         os.mkdir(d, 0o700)
-    except FileExistsError:
+    except FileExistsError:  # something the server could not remove: never share it
         d = tempfile.mkdtemp(prefix="c", dir=TMP_ROOT)
+        os.environ.update({"TMPDIR": d, "HOME": d})
+        tempfile.tempdir = d
     os.chdir(d)
-    os.environ.clear()
-    os.environ.update({"TMPDIR": d, "HOME": d})
-    tempfile.tempdir = d
     cpu = int(math.ceil(cpu_s)) + 1
     cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
     try:
@@ -503,34 +509,77 @@ def out(obj):
     sys.stdout.flush()
 
 
-def _rmtree(d):
-    for root, dirs, files in os.walk(d, topdown=False):
-        for f in files:
-            try:
-                os.unlink(os.path.join(root, f))
-            except OSError:
-                pass
-        for x in dirs:
-            p = os.path.join(root, x)
-            try:
-                if os.path.islink(p):
-                    os.unlink(p)
-                else:
-                    os.rmdir(p)
-            except OSError:
-                pass
+_moved = [0]
+_dirty = [False]
+
+
+def _empty_tmp_root():
+    """Remove everything under TMP_ROOT (all of it is the dead child's). Flat and iterative: each folder is
+    made writable again, its files unlinked and its subfolders moved up into TMP_ROOT, so neither depth,
+    path length nor permissions the child set can keep anything for the next child. True when empty."""
     try:
-        os.rmdir(d)
+        os.chmod(TMP_ROOT, 0o700)
     except OSError:
         pass
+    while True:
+        try:
+            names = os.listdir(TMP_ROOT)
+        except OSError:
+            return False
+        if not names:
+            return True
+        progress = False
+        for name in names:
+            p = os.path.join(TMP_ROOT, name)
+            try:
+                is_dir = stat.S_ISDIR(os.lstat(p).st_mode)
+            except OSError:
+                continue
+            try:
+                if not is_dir:
+                    os.unlink(p)
+                    progress = True
+                    continue
+                os.chmod(p, 0o700)
+                os.rmdir(p)  # the usual case: the child's empty working directory
+                progress = True
+                continue
+            except OSError:
+                pass
+            try:
+                with os.scandir(p) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        os.chmod(e.path, 0o700)  # moving a folder to a new parent needs write access to it
+                        while True:
+                            _moved[0] += 1
+                            dst = os.path.join(TMP_ROOT, ".up%d" % _moved[0])
+                            if not os.path.lexists(dst):
+                                break
+                        os.rename(e.path, dst)
+                    else:
+                        os.unlink(e.path)
+                    progress = True
+                except OSError:
+                    pass
+        if not progress:
+            return False
 
 
 class Child:
     """A forked child plus the server's reader for its result pipe."""
 
     def __init__(self, body, cpu_s, cpu_hard_s=0):
+        if _dirty[0] and not _empty_tmp_root():
+            # Something an earlier child left could not be removed: end this server (fail closed; the pool
+            # starts a fresh sandbox and this request reports a crash) rather than let the next child see it.
+            # Not expected: the server can chmod, move and unlink all that a dead child of its uid created.
+            os._exit(70)
         r, w = os.pipe()
-        before = set(os.listdir(TMP_ROOT))
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -546,7 +595,6 @@ class Child:
         self.pid = pid
         self.fd = r
         self.buf = b""
-        self.before = before
         self.exit_desc = None
 
     def read_line(self, deadline):
@@ -573,6 +621,11 @@ class Child:
             self.buf += chunk
 
     def finish(self):
+        self.kill()
+        self.reap()
+
+    def kill(self):
+        """SIGKILL the child's process group: from here on it runs no more code (its results may go out)."""
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except OSError:
@@ -581,6 +634,11 @@ class Child:
             os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
+
+    def reap(self):
+        """Wait for the killed child, record how it ended, and empty TMP_ROOT (everything there is its)."""
+        if self.exit_desc is not None:
+            return
         _, status = os.waitpid(self.pid, 0)
         os.close(self.fd)
         if os.WIFSIGNALED(status):
@@ -590,15 +648,8 @@ class Child:
         else:
             self.exit_desc = "exited with code %d" % os.WEXITSTATUS(status)
             self.exit_sig = 0
-        for name in set(os.listdir(TMP_ROOT)) - self.before:
-            p = os.path.join(TMP_ROOT, name)
-            if os.path.isdir(p) and not os.path.islink(p):
-                _rmtree(p)
-            else:
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
+        if not _empty_tmp_root():
+            _dirty[0] = True
 
     def died_status(self, what):
         """Status for a child that stopped answering (EOF): crash, or timeout when the CPU limit killed it."""
@@ -614,6 +665,7 @@ def serve_calls(req):
     timeout = float(req["timeout"])
     load_timeout = float(req.get("load_timeout") or timeout)
     start = 0
+    last = None
     while start < n:
         child = Child(lambda w, s=start: child_calls(w, req, s), load_timeout,
                       load_timeout + (n - start) * (timeout + 1) + 5)
@@ -642,9 +694,13 @@ def serve_calls(req):
             out({"id": rid, "i": k, "r": msg["r"]})
             k += 1
             deadline = time.monotonic() + timeout + GRACE
-        child.finish()
         if k >= n:
+            # Every result is in: kill the child now, reap it after the reply, so its exit overlaps the
+            # client's turn-around instead of delaying the reply.
+            child.kill()
+            last = child
             break
+        child.finish()
         if fill is None:
             if msg == "timeout":
                 fill = {"status": "timeout", "message": "exceeded %gs (hard kill)" % (timeout if loaded else load_timeout)}
@@ -662,10 +718,13 @@ def serve_calls(req):
         out({"id": rid, "i": k, "r": fill})
         start = k + 1
     out({"id": rid, "done": True})
+    if last is not None:
+        last.reap()
 
 
 def serve_single(req, body, timeout):
-    """check / script: one child, a deadline for the whole request."""
+    """check / script: one child, a deadline for the whole request. Returns the merged result and the child,
+    killed but perhaps not yet reaped (the caller reaps it after replying)."""
     child = Child(body, timeout)
     deadline = time.monotonic() + timeout + GRACE
     msgs = []
@@ -682,14 +741,13 @@ def serve_single(req, body, timeout):
         msgs.append(msg)
         if "load" in msg:
             break
-    if child.exit_desc is None:
-        child.finish()
+    child.kill()
     merged = {}
     for m in msgs:
         merged.update(m)
     if end is not None:
         merged["load"] = end
-    return merged
+    return merged, child
 
 
 def _server_signals():
@@ -701,8 +759,17 @@ def _server_signals():
     signal.signal(signal.SIGALRM, _on_alarm)
 
 
+def _server_env():
+    """The environment every child inherits: nothing but HOME and TMPDIR, both its working directory. (The
+    server's own environment, already minimal, mattered only while the prelude imported numpy.)"""
+    os.environ.clear()
+    os.environ.update({"TMPDIR": CHILD_DIR, "HOME": CHILD_DIR})
+    tempfile.tempdir = CHILD_DIR
+
+
 def main():
     _server_signals()
+    _server_env()
     if _prctl is not None:
         _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children (same uid) cannot ptrace or read our memory
     import gc
@@ -713,7 +780,12 @@ def main():
     while True:
         line = stdin.readline()
         if not line:
-            _rmtree(TMP_ROOT)
+            _empty_tmp_root()
+            if not CFG.get("tmp_root"):
+                try:
+                    os.rmdir(TMP_ROOT)
+                except OSError:
+                    pass
             return
         try:
             req = _loads(line)
@@ -727,13 +799,15 @@ def main():
             serve_calls(req)
         elif op == "check":
             timeout = float(req["timeout"])
-            res = serve_single(req, lambda w: child_check(w, req), timeout)
+            res, child = serve_single(req, lambda w: child_check(w, req), timeout)
             out({"id": rid, "done": True, "check": res, "ms": (time.perf_counter() - t0) * 1000})
+            child.reap()
         elif op == "script":
             timeout = float(req["timeout"])
             code = project_code(req)
-            res = serve_single(req, lambda w: child_script(w, req, code), timeout)
+            res, child = serve_single(req, lambda w: child_script(w, req, code), timeout)
             out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
+            child.reap()
         elif op == "ping":
             out({"id": rid, "done": True})
         else:
