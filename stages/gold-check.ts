@@ -236,7 +236,16 @@ function codeJobs(w: Work, c: Ctx): { est: number; run: (ex: Executor) => Promis
   });
 }
 
-const sec = (rs: (CallResult | undefined)[]) => rs.reduce((a, r) => a + (r?.ms ?? 0), 0) / 1000;
+/** Call time of results, seconds; a module-level failure, which every input reports, counts once. */
+function sec(rs: (CallResult | undefined)[]): number {
+  let calls = 0;
+  let load = 0;
+  for (const r of rs) {
+    if (r?.status !== "ok" && r?.message?.startsWith("module level")) load = Math.max(load, r.ms ?? 0);
+    else calls += r?.ms ?? 0;
+  }
+  return (calls + load) / 1000;
+}
 
 function report(w: Work, c: Ctx): ProblemReport {
   const n = w.n;

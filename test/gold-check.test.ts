@@ -88,6 +88,13 @@ describe("gold-check on the project's mini fixture", () => {
       expect(cold.work_s[k]).toBeCloseTo(cold.per_problem.reduce((a, p) => a + p.work_s[k], 0), 9);
     }
     expect(cold.workers).toBe(ex.config.workers);
+    // Code that hangs at module level: every test reports the load timeout, which is call time spent once.
+    const hang = problems.map((p) => (p.task_id === 9001 ? { ...p, code: "while True:\n    pass\n" + p.code } : p));
+    const h = await goldCheck(ex, hang, { cacheDir, loadTimeoutS: 0.3 });
+    expect(by(h, 9001).code_pass_rate).toBe(0);
+    expect(by(h, 9001).load_error).toMatch(/timeout/);
+    expect(by(h, 9001).work_s.timeouts).toBeGreaterThanOrEqual(0.3 * 0.95);
+    expect(by(h, 9001).work_s.timeouts).toBeLessThan(0.3 * 2);
 
     const warm = await goldCheck(ex, problems, { cacheDir, details: true });
     expect(warm.work_s.canonical).toBe(0);

@@ -246,7 +246,7 @@ def _child_setup(w, cpu_s, cpu_hard_s):
     os.closerange(3, w)
     os.closerange(w + 1, 65536)
     # Signal dispositions, the environment ({HOME, TMPDIR} = CHILD_DIR only) and tempfile.tempdir are
-    # inherited from the server (set once in _server_setup).
+    # inherited from the server (set once in _server_signals and _server_env).
     d = CHILD_DIR
     try:
         os.mkdir(d, 0o700)
