@@ -143,6 +143,8 @@ interface Ctx {
   loadTimeoutS: number;
   canonicalTimeoutS: number;
   cacheDir?: string;
+  /** Start of the run (performance.now()). */
+  t0: number;
 }
 
 /**
@@ -193,7 +195,6 @@ interface Work {
   p: GoldProblem;
   t: SplitTest;
   n: number;
-  t0: number;
   canon: CallResult[];
   /** Whether `canon` came from the cache (no call time spent on it in this run). */
   cached: boolean;
@@ -258,7 +259,7 @@ function report(w: Work, c: Ctx): ProblemReport {
     code_pass_rate: pass(w.code),
     code_limit_s: Math.max(0, ...w.limits),
     code_timeouts: w.code.filter((r) => r.status === "timeout").length,
-    wall_s: (performance.now() - w.t0) / 1000,
+    wall_s: (performance.now() - c.t0) / 1000,
     work_s: {
       canonical: w.cached ? 0 : sec(w.canon),
       code: sec(w.code.filter((r) => r.status !== "timeout")),
@@ -345,6 +346,7 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
     loadTimeoutS: opts.loadTimeoutS ?? 10,
     canonicalTimeoutS: opts.canonicalTimeoutS ?? 2 * cfg.buggy_timeout_s,
     cacheDir: opts.cacheDir,
+    t0,
   };
   // Each problem counts its tests (a parse of its data literals in Node) inside its own scheduled task, so
   // the workers start on the first problem at once instead of waiting for every problem's parse.
@@ -354,7 +356,7 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
     cfg.workers,
     problems.map((p, k) => async () => {
       const n = await countTests(ex, p, split[k], c);
-      const w: Work = { p, t: split[k], n, t0, canon: new Array(n), cached: false, code: new Array(n), limits: [] };
+      const w: Work = { p, t: split[k], n, canon: new Array(n), cached: false, code: new Array(n), limits: [] };
       work[k] = w;
       await canonicalRun(ex, w, c);
       w.limits = calibratedLimits(w.canon, cfg);
