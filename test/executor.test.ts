@@ -217,6 +217,47 @@ describe("call statuses", () => {
     }
   });
 
+  it("a program finds nothing of an earlier program's text, inputs or results in its own memory", async () => {
+    const one = await createExecutor({ workers: 1 });
+    try {
+      // Counts each needle (given in two halves, so no request holds it whole) in every writable mapping.
+      const scan = [
+        "import ctypes",
+        "def f(*pairs):",
+        "    needles = [(a + b).encode() for a, b in pairs]",
+        "    hits = [0] * len(needles)",
+        "    for line in open('/proc/self/maps').read().splitlines():",
+        "        cols = line.split()",
+        "        if 'rw' not in cols[1] or (len(cols) > 5 and cols[5].startswith('[v')):",
+        "            continue",
+        "        lo, hi = (int(x, 16) for x in cols[0].split('-'))",
+        "        if hi - lo > 256 << 20:",
+        "            continue",
+        "        try:",
+        "            buf = ctypes.string_at(lo, hi - lo)",
+        "        except Exception:",
+        "            continue",
+        "        for i, nd in enumerate(needles):",
+        "            hits[i] += buf.count(nd)",
+        "    return hits",
+      ].join("\n");
+      const pairs = [["PROGRAMTEXT", "_a1b2c3"], ["RETURNED", "_d4e5f6"], ["INPUTVAL", "_0918"]];
+      const count = async () => {
+        const [r] = await one.runCalls({ program: scan, entryPoint: "f", inputs: [{ args: pairs }], timeoutS: 10 });
+        expect(r.status, r.message).toBe("ok");
+        return r.value as number[];
+      };
+      const before = await count(); // the scan's own needles
+      // An earlier program: large (its text is malloc'd, not pooled), with an input and a result to find.
+      const earlier = `PAD = '${"x".repeat(60000)}'\n# PROGRAMTEXT_a1b2c3\ndef g(s):\n    return 'RETURNED_d4e5f6' + s[:0]\n`;
+      const [g] = await one.runCalls({ program: earlier, entryPoint: "g", inputs: [{ args: ["INPUTVAL_0918" + "y".repeat(5000)] }], timeoutS: 5 });
+      expect(g).toMatchObject({ status: "ok", value: "RETURNED_d4e5f6" });
+      expect(await count()).toEqual(before);
+    } finally {
+      await one.close();
+    }
+  });
+
   it("runs a large batch and many concurrent requests with correct, ordered results", async () => {
     const inputs = Array.from({ length: 500 }, (_, i) => ({ args: [i] }));
     const rs = await ex.runCalls({ program: "def sq(x):\n    return x * x", entryPoint: "sq", inputs, timeoutS: 1 });
@@ -265,7 +306,7 @@ describe("checkProgram and runScript", () => {
     expect(codec.output).toEqual(["tuple", { $tuple: [1, { $float: "nan" }] }]);
   });
   it("runScript with projectCode: compiled once per worker, a fresh namespace per run, errors still reported", async () => {
-    // The code object's file name says where it was compiled: "<script>" in the server (cached), "<program>" in the child.
+    // The code object's file name says where it was compiled: "<script>" in the zygote (cached), "<program>" in the child.
     const script = "import sys\nN = globals().get('N', 0) + 1\nOUTPUT = [sys._getframe().f_code.co_filename, N, INPUT]";
     for (let i = 0; i < 4; i++) {
       expect((await ex.runScript(script, i, { timeoutS: 2, projectCode: true })).output).toEqual(["<script>", 1, i]);

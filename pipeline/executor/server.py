@@ -9,12 +9,14 @@
 # the data it receives, only `exec`s the program text it was asked to run, inside the child.
 import ast
 import base64
+import hashlib
 import json
 import math
 import os
 import resource
 import select
 import signal
+import socket
 import stat
 import sys
 import tempfile
@@ -447,28 +449,27 @@ def child_check(w, req):
     _emit(w, {"load": fail or {"status": "ok"}})
 
 
-# Compiled project helper scripts (runScript with project_code: the project's own files, never dataset or
-# model text), compiled once in the server so that each child skips the compile. Bounded: a handful of files.
-_PROJECT_CODE = {}
+# Project helper scripts (runScript with project_code: the project's own files, never dataset or model
+# text) are compiled once, in the zygote, so that each child skips the compile. The server remembers which
+# ones it has handed over; bounded (a handful of files).
+_PROJECT_KEYS = set()
 
 
-def project_code(req):
-    """The cached code object of a project helper script, or None (compile it in the child instead)."""
+def project_key(req):
+    """Key of the zygote's compiled copy of a project helper script, or None (the child compiles it)."""
     if not req.get("project_code"):
         return None
     src = req.get("script")
-    if not isinstance(src, str):
+    if not isinstance(src, str) or len(src) > 150000:
         return None
-    code = _PROJECT_CODE.get(src)
-    if code is None:
-        try:
-            code = compile(src, "<script>", "exec")
-        except Exception:  # reported by the child's own compile
-            return None
-        if len(_PROJECT_CODE) >= 16:
-            _PROJECT_CODE.clear()
-        _PROJECT_CODE[src] = code
-    return code
+    key = hashlib.sha256(src.encode("utf-8", "surrogatepass")).hexdigest()
+    if key not in _PROJECT_KEYS:
+        if len(_PROJECT_KEYS) >= 16:
+            _PROJECT_KEYS.clear()
+            _zcall({"op": "project_clear"})
+        _zcall({"op": "project", "key": key, "text": src})
+        _PROJECT_KEYS.add(key)
+    return key
 
 
 def child_script(w, req, code=None):
@@ -570,32 +571,157 @@ def _empty_tmp_root():
             return False
 
 
-class Child:
-    """A forked child plus the server's reader for its result pipe."""
+# ------------------------------------------------------------------------------------ zygote ----
+# Children are not forked from the server but from a zygote: a process the server forks at start-up, before
+# its first request, that never holds a request, a program, an input or a result. A child's memory is a copy
+# of the zygote's (the prelude) plus its own request, which it reads from a pipe; so a program that scans its
+# own memory finds nothing of the programs, inputs or results this worker ran before. The server talks to the
+# zygote over a SEQPACKET socket: "fork" (with the child's request and result pipe ends), "wait" (reap a child,
+# return its wait status), "ping", "project" (compile a trusted project helper once). A program that kills its
+# parent kills the zygote. Before a request is done the server asks the zygote something (the reap of each
+# child, or a ping for the last one); a SIGKILL sent before that question — so before the child wrote its
+# last result — leaves no zygote to answer, and the server then re-reports that child's results as crashes
+# and exits (the pool starts a fresh sandbox; the batch continues there).
+_ZSOCK = None
 
-    def __init__(self, body, cpu_s, cpu_hard_s=0):
+
+class ZygoteGone(Exception):
+    """The zygote did not answer: a program killed it."""
+
+
+def _zygote_main(sock):
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)  # the server's request and reply pipes are not the zygote's
+    os.close(devnull)
+    compiled = {}
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 1 << 18, 2)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)  # the server is gone
+        h = _loads(msg)
+        op = h.get("op")
+        reply = {}
+        if op == "fork":
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    sock.close()
+                    _child_main(h, fds, compiled)
+                except BaseException:
+                    code = 3
+                finally:
+                    os._exit(code)
+            reply = {"pid": pid}
+        elif op == "wait":
+            try:
+                reply = {"status": os.waitpid(h["pid"], 0)[1]}
+            except ChildProcessError:
+                reply = {"status": None}
+        elif op == "project":
+            try:
+                compiled[h["key"]] = compile(h["text"], "<script>", "exec")
+            except Exception:  # reported by the child's own compile
+                pass
+        elif op == "project_clear":
+            compiled.clear()
+        # "ping": the empty reply says the zygote is alive
+        for fd in fds:
+            os.close(fd)
+        sock.send(_dumps(reply).encode("ascii"))
+
+
+def _child_main(h, fds, compiled):
+    """Body of a child: read its own request from the pipe, then set up and run the requested body."""
+    req_r, w = fds
+    chunks = []
+    while True:
+        b = os.read(req_r, 1 << 20)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(req_r)
+    req = _loads(b"".join(chunks))
+    del chunks
+    _child_setup(w, h["cpu"], h["cpu_hard"])
+    kind = h["body"]
+    if kind == "calls":
+        child_calls(w, req, h["start"])
+    elif kind == "check":
+        child_check(w, req)
+    elif kind == "script":
+        child_script(w, req, compiled.get(h.get("key")))
+
+
+def _zygote_start():
+    """Fork the zygote (before the first request is read) and keep the server's end of its socket."""
+    global _ZSOCK
+    mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mine.close()
+            _zygote_main(its)
+        finally:
+            os._exit(0)
+    its.close()
+    _ZSOCK = mine
+    # The server writes each request into its child's pipe; a child that died early must not kill the server
+    # with SIGPIPE (the zygote and the children keep the default, inherited from before this point).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def _zcall(h, fds=()):
+    """One request to the zygote and its reply; ZygoteGone when it does not answer (a program killed it)."""
+    msg = b""
+    try:
+        data = _dumps(h).encode("ascii")
+        if fds:
+            socket.send_fds(_ZSOCK, [data], list(fds))
+        else:
+            _ZSOCK.send(data)
+        msg = _ZSOCK.recv(4096)
+    except OSError:
+        pass
+    if not msg:
+        raise ZygoteGone()
+    return _loads(msg)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class Child:
+    """A child forked by the zygote, plus the server's reader for its result pipe."""
+
+    def __init__(self, kind, payload, cpu_s, cpu_hard_s=0, start=0, key=None):
         if _dirty[0] and not _empty_tmp_root():
             # Something an earlier child left could not be removed: end this server (fail closed; the pool
             # starts a fresh sandbox and this request reports a crash) rather than let the next child see it.
             # Not expected: the server can chmod, move and unlink all that a dead child of its uid created.
             os._exit(70)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                os.close(r)
-                _child_setup(w, cpu_s, cpu_hard_s)
-                body(w)
-            except BaseException:
-                code = 3
-            finally:
-                os._exit(code)
-        os.close(w)
-        self.pid = pid
-        self.fd = r
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        self.pid = _zcall({"op": "fork", "body": kind, "start": start, "cpu": cpu_s, "cpu_hard": cpu_hard_s, "key": key},
+                          (req_r, res_w))["pid"]
+        os.close(req_r)
+        os.close(res_w)
+        self.fd = res_r
         self.buf = b""
         self.exit_desc = None
+        try:
+            _write_all(req_w, payload)
+        except OSError:
+            pass  # the child is already gone: its (missing) results say so
+        os.close(req_w)
 
     def read_line(self, deadline):
         """Next line from the child, or None on EOF, or "timeout" when the deadline passes."""
@@ -626,6 +752,8 @@ class Child:
 
     def kill(self):
         """SIGKILL the child's process group: from here on it runs no more code (its results may go out)."""
+        if self.exit_desc is not None:
+            return  # reaped already: its pid may belong to another process by now
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except OSError:
@@ -639,9 +767,12 @@ class Child:
         """Wait for the killed child, record how it ended, and empty TMP_ROOT (everything there is its)."""
         if self.exit_desc is not None:
             return
-        _, status = os.waitpid(self.pid, 0)
+        status = _zcall({"op": "wait", "pid": self.pid})["status"]
         os.close(self.fd)
-        if os.WIFSIGNALED(status):
+        if status is None:
+            self.exit_desc = "was not reaped"
+            self.exit_sig = 0
+        elif os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             self.exit_desc = "killed by %s" % signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "signal %d" % sig
             self.exit_sig = sig
@@ -658,7 +789,7 @@ class Child:
         return {"status": "crash", "message": "%s: child %s" % (what, self.exit_desc)}
 
 
-def serve_calls(req):
+def serve_calls(req, line):
     rid = req["id"]
     inputs = req["inputs"]
     n = len(inputs)
@@ -667,8 +798,7 @@ def serve_calls(req):
     start = 0
     last = None
     while start < n:
-        child = Child(lambda w, s=start: child_calls(w, req, s), load_timeout,
-                      load_timeout + (n - start) * (timeout + 1) + 5)
+        child = Child("calls", line, load_timeout, load_timeout + (n - start) * (timeout + 1) + 5, start=start)
         deadline = time.monotonic() + load_timeout + GRACE
         loaded = False
         k = start
@@ -694,13 +824,18 @@ def serve_calls(req):
             out({"id": rid, "i": k, "r": msg["r"]})
             k += 1
             deadline = time.monotonic() + timeout + GRACE
-        if k >= n:
-            # Every result is in: kill the child now, reap it after the reply, so its exit overlaps the
-            # client's turn-around instead of delaying the reply.
-            child.kill()
-            last = child
-            break
-        child.finish()
+        try:
+            if k >= n:
+                # Every result is in: kill the child, make sure the zygote is alive (see the zygote section),
+                # and reap the child after the reply, so its exit overlaps the client's turn-around.
+                child.kill()
+                _zcall({"op": "ping"})
+                last = child
+                break
+            child.finish()
+        except ZygoteGone:
+            _retract(rid, start, k)
+            raise
         if fill is None:
             if msg == "timeout":
                 fill = {"status": "timeout", "message": "exceeded %gs (hard kill)" % (timeout if loaded else load_timeout)}
@@ -722,10 +857,16 @@ def serve_calls(req):
         last.reap()
 
 
-def serve_single(req, body, timeout):
+def _retract(rid, start, end):
+    """Results [start, end) came from a child that killed the zygote: report them again, as crashes."""
+    for j in range(start, end):
+        out({"id": rid, "i": j, "r": {"status": "crash", "message": "the program killed its parent (the sandbox's zygote)", "ms": 0}})
+
+
+def serve_single(kind, line, timeout, key=None):
     """check / script: one child, a deadline for the whole request. Returns the merged result and the child,
-    killed but perhaps not yet reaped (the caller reaps it after replying)."""
-    child = Child(body, timeout)
+    killed (the zygote checked alive) but not yet reaped: the caller reaps it after replying."""
+    child = Child(kind, line, timeout, key=key)
     deadline = time.monotonic() + timeout + GRACE
     msgs = []
     end = None
@@ -742,6 +883,7 @@ def serve_single(req, body, timeout):
         if "load" in msg:
             break
     child.kill()
+    _zcall({"op": "ping"})
     merged = {}
     for m in msgs:
         merged.update(m)
@@ -775,6 +917,7 @@ def main():
     import gc
 
     gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
+    _zygote_start()  # before the first request: the zygote never sees one
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT})
     stdin = sys.stdin.buffer
     while True:
@@ -795,23 +938,24 @@ def main():
         op = req.get("op")
         rid = req.get("id")
         t0 = time.perf_counter()
-        if op == "calls":
-            serve_calls(req)
-        elif op == "check":
-            timeout = float(req["timeout"])
-            res, child = serve_single(req, lambda w: child_check(w, req), timeout)
-            out({"id": rid, "done": True, "check": res, "ms": (time.perf_counter() - t0) * 1000})
-            child.reap()
-        elif op == "script":
-            timeout = float(req["timeout"])
-            code = project_code(req)
-            res, child = serve_single(req, lambda w: child_script(w, req, code), timeout)
-            out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
-            child.reap()
-        elif op == "ping":
-            out({"id": rid, "done": True})
-        else:
-            out({"id": rid, "done": True, "fatal": "unknown op %r" % op})
+        try:
+            if op == "calls":
+                serve_calls(req, line)
+            elif op == "check":
+                res, child = serve_single("check", line, float(req["timeout"]))
+                out({"id": rid, "done": True, "check": res, "ms": (time.perf_counter() - t0) * 1000})
+                child.reap()
+            elif op == "script":
+                key = project_key(req)
+                res, child = serve_single("script", line, float(req["timeout"]), key)
+                out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
+                child.reap()
+            elif op == "ping":
+                out({"id": rid, "done": True})
+            else:
+                out({"id": rid, "done": True, "fatal": "unknown op %r" % op})
+        except ZygoteGone:
+            os._exit(71)  # a program killed the zygote: the pool starts a fresh sandbox
 
 
 if __name__ == "__main__":
