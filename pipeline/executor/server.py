@@ -279,12 +279,15 @@ def _child_setup(w, cpu_s, cpu_hard_s):
     return d
 
 
-def _emit(w, obj):
-    data = (_dumps(obj) + "\n").encode("ascii")
+def _write_all(fd, data):
     view = memoryview(data)
     while view:
-        n = os.write(w, view)
+        n = os.write(fd, view)
         view = view[n:]
+
+
+def _emit(w, obj):
+    _write_all(w, (_dumps(obj) + "\n").encode("ascii"))
 
 
 def _set_timer(t):
@@ -492,16 +495,7 @@ def child_script(w, req, code=None):
     if len(out) > OUT_CAP * 4:
         _emit(w, {"load": {"status": "error", "errorType": "OutputTooLarge", "message": "OUTPUT too large"}})
         return
-    os.write(w, b'{"load":{"status":"ok"},"output":')
-    _emit_raw(w, out)
-
-
-def _emit_raw(w, text):
-    data = (text + "}\n").encode("ascii")
-    view = memoryview(data)
-    while view:
-        n = os.write(w, view)
-        view = view[n:]
+    _write_all(w, b'{"load":{"status":"ok"},"output":' + (out + "}\n").encode("ascii"))
 
 
 # ------------------------------------------------------------------------------ server side ----
@@ -690,13 +684,6 @@ def _zcall(h, fds=()):
     if not msg:
         raise ZygoteGone()
     return _loads(msg)
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 class Child:
