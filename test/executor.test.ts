@@ -24,6 +24,17 @@ afterAll(async () => ex?.close());
 
 const identity = "def ident(x):\n    return x";
 
+
+/** A pool of one worker (so consecutive requests share a fork server), closed afterwards. */
+async function withOneWorker(fn: (one: SandboxExecutor) => Promise<void>): Promise<void> {
+  const one = await createExecutor({ workers: 1 });
+  try {
+    await fn(one);
+  } finally {
+    await one.close();
+  }
+}
+
 describe("value encoding", () => {
   it("round trips typed values through Python unchanged", async () => {
     const values: PyValue[] = [
@@ -156,9 +167,8 @@ describe("call statuses", () => {
     expect(r2.value).toBe(false);
   });
 
-  it("a program sees nothing an earlier program on the same worker left, however it hid it", async () => {
-    const one = await createExecutor({ workers: 1 });
-    try {
+  it("a program sees nothing an earlier program on the same worker left, however it hid it", () =>
+    withOneWorker(async (one) => {
       // Files in cwd, $HOME's subfolders, the folder above, a read-only folder (its files cannot be unlinked
       // until the folder is writable again), a dangling symlink, a folder nested deeper than PATH_MAX, and
       // attempts on the rest of the sandbox's own mounts (/tmp, /dev, /dev/shm), which must be read-only.
@@ -212,14 +222,10 @@ describe("call statuses", () => {
       expect(home).toBe(true);
       expect(found).toEqual([]);
       expect(top.length).toBe(1); // only this program's own working directory
-    } finally {
-      await one.close();
-    }
-  });
+    }));
 
-  it("a program finds nothing of an earlier program's text, inputs or results in its own memory", async () => {
-    const one = await createExecutor({ workers: 1 });
-    try {
+  it("a program finds nothing of an earlier program's text, inputs or results in its own memory", () =>
+    withOneWorker(async (one) => {
       // Counts each needle (given in two halves, so no request holds it whole) in every writable mapping.
       const scan = [
         "import ctypes",
@@ -253,10 +259,7 @@ describe("call statuses", () => {
       const [g] = await one.runCalls({ program: earlier, entryPoint: "g", inputs: [{ args: ["INPUTVAL_0918" + "y".repeat(5000)] }], timeoutS: 5 });
       expect(g).toMatchObject({ status: "ok", value: "RETURNED_d4e5f6" });
       expect(await count()).toEqual(before);
-    } finally {
-      await one.close();
-    }
-  });
+    }));
 
   it("runs a large batch and many concurrent requests with correct, ordered results", async () => {
     const inputs = Array.from({ length: 500 }, (_, i) => ({ args: [i] }));
