@@ -463,14 +463,20 @@ def project_key(req):
     if not req.get("project_code"):
         return None
     src = req.get("script")
-    if not isinstance(src, str) or len(src) > 150000:
+    if not isinstance(src, str):
         return None
     key = hashlib.sha256(src.encode("utf-8", "surrogatepass")).hexdigest()
     if key not in _PROJECT_KEYS:
         if len(_PROJECT_KEYS) >= 16:
             _PROJECT_KEYS.clear()
             _zcall({"op": "project_clear"})
-        _zcall({"op": "project", "key": key, "text": src})
+        # The text travels in a memfd, so every other message to the zygote fits a small receive buffer.
+        fd = os.memfd_create("project")
+        try:
+            _write_all(fd, src.encode("utf-8", "surrogatepass"))
+            _zcall({"op": "project", "key": key}, (fd,))
+        finally:
+            os.close(fd)
         _PROJECT_KEYS.add(key)
     return key
 
@@ -591,7 +597,7 @@ def _zygote_main(sock):
     compiled = {}
     while True:
         try:
-            msg, fds, _, _ = socket.recv_fds(sock, 1 << 18, 2)
+            msg, fds, _, _ = socket.recv_fds(sock, 4096, 2)
         except OSError:
             os._exit(0)
         if not msg:
@@ -618,7 +624,13 @@ def _zygote_main(sock):
                 reply = {"status": None}
         elif op == "project":
             try:
-                compiled[h["key"]] = compile(h["text"], "<script>", "exec")
+                text = b""
+                while True:
+                    b = os.pread(fds[0], 1 << 20, len(text))
+                    if not b:
+                        break
+                    text += b
+                compiled[h["key"]] = compile(text.decode("utf-8", "surrogatepass"), "<script>", "exec")
             except Exception:  # reported by the child's own compile
                 pass
         elif op == "project_clear":
