@@ -248,15 +248,10 @@ def _child_setup(w, cpu_s, cpu_hard_s):
     os.closerange(3, w)
     os.closerange(w + 1, 65536)
     # Signal dispositions, the environment ({HOME, TMPDIR} = CHILD_DIR only) and tempfile.tempdir are
-    # inherited from the server (set once in _server_signals and _server_env).
-    d = CHILD_DIR
-    try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:  # something the server could not remove: never share it
-        d = tempfile.mkdtemp(prefix="c", dir=TMP_ROOT)
-        os.environ.update({"TMPDIR": d, "HOME": d})
-        tempfile.tempdir = d
-    os.chdir(d)
+    # inherited from the server (set once in _server_signals and _server_env). TMP_ROOT is empty here: the
+    # server does not ask for a child until its clean-up succeeded (Child), so the directory is new.
+    os.mkdir(CHILD_DIR, 0o700)
+    os.chdir(CHILD_DIR)
     cpu = int(math.ceil(cpu_s)) + 1
     cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
     try:
@@ -276,7 +271,6 @@ def _child_setup(w, cpu_s, cpu_hard_s):
             pass
     if _prctl is not None:
         _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no ptrace, no /proc/<pid>/mem of the child
-    return d
 
 
 def _write_all(fd, data):
