@@ -8,7 +8,7 @@ import { z } from "zod";
 import { UserError } from "../errors.ts";
 import { Pool, Worker, WorkerDied } from "./pool.ts";
 import { checkSandbox, serverCommand, type SandboxOptions } from "./sandbox.ts";
-import type { CallArgs, CallResult, Executor, ProgramCheck, RunCallsRequest, ScriptResult } from "./types.ts";
+import type { CallArgs, CallResult, Executor, ProgramCheck, ProgramJob, ProgramResult, RunCallsRequest, RunProgramsOptions, ScriptResult } from "./types.ts";
 
 export * from "./types.ts";
 export * from "./literals.ts";
@@ -173,6 +173,23 @@ class PoolExecutor implements SandboxExecutor {
     return results as CallResult[];
   }
 
+  async runPrograms(jobs: ProgramJob[], opts: RunProgramsOptions = {}): Promise<ProgramResult[]> {
+    // Interim path: one runCalls request per program (the pool spreads them over the workers).
+    return Promise.all(
+      jobs.map(async (job, j) => {
+        const limits = Array.isArray(job.timeoutS) ? job.timeoutS : [job.timeoutS];
+        const timeoutS = Math.max(...limits, 0.001);
+        const req: RunCallsRequest =
+          job.kind === "stdio"
+            ? { program: stdioWrapper(job.program), entryPoint: STDIO_ENTRY, inputs: job.inputs.map((s) => ({ args: [s] })), timeoutS, loadTimeoutS: job.loadTimeoutS }
+            : { program: job.program, entryPoint: job.entryPoint, inputs: job.inputs, timeoutS, loadTimeoutS: job.loadTimeoutS };
+        const results = job.inputs.length ? await this.runCalls(req) : [];
+        results.forEach((r, i) => opts.onResult?.(j, i, r));
+        return { results };
+      }),
+    );
+  }
+
   /** One-child request (check / script): the server's final line, or a crash when the worker died. */
   private async single(req: Record<string, unknown>, timeoutS: number): Promise<{ body: any; ms: number; crash?: string }> {
     let res: any;
@@ -220,4 +237,26 @@ class PoolExecutor implements SandboxExecutor {
   async close(): Promise<void> {
     await this.pool.close();
   }
+}
+
+const STDIO_ENTRY = "__utgen_stdio__";
+function stdioWrapper(src: string): string {
+  return `import io as __io, sys as __sys
+__SRC = ${JSON.stringify(src)}
+def ${STDIO_ENTRY}(stdin):
+    out = __io.TextIOWrapper(__io.BytesIO(), encoding="utf-8")
+    old = __sys.stdin, __sys.stdout
+    __sys.stdin = __io.TextIOWrapper(__io.BytesIO(stdin.encode("utf-8")), encoding="utf-8")
+    __sys.stdout = out
+    try:
+        try:
+            exec(compile(__SRC, "<program>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+        except SystemExit as e:
+            if e.code not in (None, 0):
+                raise
+    finally:
+        __sys.stdin, __sys.stdout = old
+    out.flush()
+    return out.buffer.getvalue().decode("utf-8", "replace")
+`;
 }

@@ -41,7 +41,10 @@ TMP_ROOT = CFG["tmp_root"] if CFG.get("tmp_root") else tempfile.mkdtemp(prefix="
 # TMP_ROOT after each child, so no child ever sees what an earlier one left.
 CHILD_DIR = os.path.join(TMP_ROOT, "w")
 
-# ---- the UTGen prelude, imported once in the server and copied into every program's namespace ----
+# ---- the UTGen prelude: exactly the reference's IMPORT_HELPER["python"] (archiki/UTGenDebug utils.py), in
+# its order, imported once in the server and copied into every program's namespace. Nothing more: an extra
+# module would let code that forgot an import run here but not in the reference, and an extra wildcard
+# import rebinds builtins (after `from math import *`, `pow` is math.pow and `pow(b, e, m)` raises).
 PRELUDE = """
 import math
 import re
@@ -51,20 +54,14 @@ import datetime
 import itertools
 import collections
 import heapq
-import statistics
 import functools
 import hashlib
-import string
-import bisect
-import operator
-import random
 import numpy
 import numpy as np
+import string
 from typing import *
 from collections import *
-from itertools import *
 from functools import *
-from math import *
 """
 _prelude_ns = {"__name__": "__utgen__", "__builtins__": __builtins__}
 exec(compile(PRELUDE, "<prelude>", "exec"), _prelude_ns)

@@ -93,9 +93,58 @@ export interface ScriptResult {
   ms: number;
 }
 
+/**
+ * One program of a many-program request (`Executor.runPrograms`). Each program runs in its own fresh child
+ * forked from the worker's zygote (no program sees another's state); the programs of one request are
+ * spread over all workers and their results stream back as they finish.
+ *  - kind "function" (default): the module is loaded once, then `entryPoint(*args, **kwargs)` is called
+ *    once per input; a result's value is the returned value.
+ *  - kind "stdio": the module runs once per input as `__main__`, with that text as its stdin; a result's
+ *    value is what it wrote to stdout (a str). `SystemExit` with code 0/None is a normal end; any other
+ *    exit code or uncaught exception is status "error".
+ * The child produces raw results only (values, exception types, stdout): it never holds expected values,
+ * and pass/fail is decided outside it (judge.ts).
+ */
+export type ProgramJob =
+  | {
+      kind?: "function";
+      program: string;
+      entryPoint: string;
+      inputs: CallArgs[];
+      /** Per-call limit in seconds (one number, or one per input). */
+      timeoutS: number | number[];
+      /** Module-level limit in seconds (default: the largest per-call limit). */
+      loadTimeoutS?: number;
+    }
+  | {
+      kind: "stdio";
+      program: string;
+      /** stdin text per run. */
+      inputs: string[];
+      timeoutS: number | number[];
+      loadTimeoutS?: number;
+    };
+
+export interface ProgramResult {
+  /** One result per input, in input order. */
+  results: CallResult[];
+}
+
+export interface RunProgramsOptions {
+  /** Called as each (program, input) result arrives (streaming; order across programs is arbitrary). */
+  onResult?(job: number, input: number, result: CallResult): void;
+}
+
 export interface Executor {
   /** Call `entryPoint` of `program` on each input (one child per batch; a hard kill re-forks for the rest). */
   runCalls(req: RunCallsRequest): Promise<CallResult[]>;
+  /**
+   * Many programs, each with its own inputs and limits, in one request: one fresh child per program,
+   * children spread over every worker, results streamed through `onResult` and returned in job order.
+   * This is the path for every "many codes × few tests" shape (filter, attack, validate, gold-check,
+   * UTDebug, best-of-N, UTRL rewards).
+   */
+  runPrograms(jobs: ProgramJob[], opts?: RunProgramsOptions): Promise<ProgramResult[]>;
   /** Parse + list top-level defs, then execute the module level only. */
   checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck>;
   /**
