@@ -13,6 +13,7 @@ import type { CallArgs, CallResult, Executor, ProgramCheck, ProgramJob, ProgramR
 export * from "./types.ts";
 export * from "./literals.ts";
 export * from "./compare.ts";
+export * from "./judge.ts";
 
 export const executorConfigSchema = z
   .object({
