@@ -1,11 +1,15 @@
 /**
  * `gold-check`: debug a benchmark in the MBPP+Fix format (`task_id`, `test`, `canonical_solution`, `code`).
- * For each problem its gold tests — `inputs`, `results` and `assertion(out, exp, atol)` defined by the
- * problem's `test` text, called by the text's final loop — run through the sandboxed executor against
- * `canonical_solution` (fixed limit, buggy_timeout_s) and then against `code`, whose per-test limit is
- * calibrated on the canonical run time (executor.calibrate*, see docs/executor.md). Prints problems,
- * mean tests per problem, canonical and code pass rates (means over problems) and per-problem rates;
- * with --json the last stdout line is the summary object.
+ * Each problem's gold tests are the `inputs` and `results` its `test` text defines before its final loop;
+ * they are extracted once in a sandbox run of that text alone (as the reference's `extract_test` does, but
+ * never in a host process) and come back as typed values. `canonical_solution` and then `code` are called
+ * on the inputs through the sandboxed executor — the program's process never holds `results` — and each
+ * returned value is judged here, in Node, against its result: by default with the reference's
+ * `eval_exact_match` (compare.ts `utgen` mode, use_set when the test text contains " set(", as
+ * mbpp_utdebug.py scores pass@1), or with the test text's own `assertion(out, exp, atol)` semantics
+ * (`gold-check.compare: assertion`). The code's per-test limit is calibrated on canonical's run time
+ * (executor.calibrate*, see docs/executor.md). Prints problems, mean tests per problem, canonical and code
+ * pass rates (means over problems) and per-problem rates; with --json the last stdout line is the summary.
  */
 import * as path from "node:path";
 import { z } from "zod";
@@ -15,9 +19,14 @@ import { exists, hashValue, readJson, readJsonl, writeJson } from "../pipeline/u
 import {
   buggyTimeoutFor,
   executorConfigSchema,
+  judgeCall,
+  outputsMatch,
+  type CallArgs,
   type CallResult,
   type Executor,
   type ExecutorConfig,
+  type PyValue,
+  type Verdict,
   parseLiteral,
 } from "../pipeline/executor/index.ts";
 import { runReferenceHarness, type ReferenceTask } from "../pipeline/executor/reference.ts";
@@ -39,6 +48,13 @@ export const goldCheckConfigSchema = z
     /** Calibration of the code's per-test limits for this command (executor.calibrate_* are for attack/validate). */
     calibrate_factor: z.number().positive().default(GOLD_CHECK_CALIBRATION.factor),
     calibrate_floor_s: z.number().positive().default(GOLD_CHECK_CALIBRATION.floor_s),
+    /**
+     * How a returned value is judged against the test's result: `utgen` — the reference's eval_exact_match
+     * (atol 0 → 1e-6 for float results, use_set when the test text has " set(", its quirks included);
+     * `assertion` — the test text's own `assertion(out, exp, atol)` (EvalPlus: the loop's atol, no set mode);
+     * `strict` — compare.ts strict mode (types kept apart, NaN equal to NaN).
+     */
+    compare: z.enum(["utgen", "assertion", "strict"]).default("utgen"),
   })
   .strict();
 export type GoldCheckConfig = z.infer<typeof goldCheckConfigSchema>;
@@ -110,12 +126,73 @@ export function splitTest(test: string, taskId: string | number): SplitTest {
   return { header: test.slice(0, m.index), fn: m[1], atol: m[2].trim() };
 }
 
-const CASE_FN = "__utgen_gold_case__";
-
-/** Program that defines the code, the test's data and one entry point per gold test index. */
-export function goldHarnessProgram(program: string, t: SplitTest): string {
-  return `${program}\n${t.header}\n\ndef ${CASE_FN}(__i):\n    assertion(${t.fn}(*inputs[__i]), results[__i], ${t.atol})\n    return True\n`;
+/** A problem's gold tests as typed values: call arguments and the expected results, never sent to a program. */
+export interface GoldTests {
+  inputs: CallArgs[];
+  results: PyValue[];
+  /** The reference's set mode: the test text contains " set(". */
+  useSet: boolean;
+  /** The loop's atol (for `compare: assertion`). */
+  atol: number;
 }
+
+/** How gold-check judges a value: see goldCheckConfigSchema.compare. */
+export type GoldCompare = "utgen" | "assertion" | "strict";
+
+/** Verdict of one call against a gold result under a gold-check comparison. */
+export function judgeGold(r: CallResult, expected: PyValue, t: Pick<GoldTests, "useSet" | "atol">, compare: GoldCompare = "utgen"): Verdict {
+  if (compare === "utgen") return judgeCall(r, expected, { mode: "utgen", useSet: t.useSet });
+  if (compare === "strict") return judgeCall(r, expected, { mode: "strict", useSet: t.useSet });
+  if (r.status !== "ok") return r.status;
+  // The MBPP+ test text's assertion: eval_exact_match with the loop's atol and neither the str "error" quirk
+  // nor set mode (two strings: `out != exp` then `assert out == exp`, or np.allclose on strings, which raises).
+  const out = r.value as PyValue;
+  if (typeof out === "string" && typeof expected === "string") return out === expected ? "pass" : "fail";
+  return outputsMatch(out, expected, { mode: "utgen", atol: t.atol, useSet: false }) ? "pass" : "fail";
+}
+
+/**
+ * Run a problem's test text (up to its final loop) alone in the sandbox and bring back its `inputs` and
+ * `results` as typed values — the reference's `extract_test`, without a host `exec`. Cached by the text.
+ */
+export async function extractGoldTests(ex: Executor, p: GoldProblem, opts: { timeoutS?: number; cacheDir?: string } = {}): Promise<GoldTests> {
+  const t = splitTest(p.test, p.task_id);
+  const atolLit = parseLiteral(t.atol);
+  const atol = atolLit.ok && typeof atolLit.value === "number" ? atolLit.value : atolLit.ok && atolLit.value && typeof atolLit.value === "object" && "$float" in atolLit.value ? Number(atolLit.value.$float) : 0;
+  const useSet = p.test.includes(" set(");
+  const key = hashValue({ v: 1, header: t.header });
+  const file = opts.cacheDir ? path.join(opts.cacheDir, "gold-tests", key.slice(0, 2), key + ".json") : undefined;
+  if (file) {
+    const hit = await readJson<{ inputs: CallArgs[]; results: PyValue[] }>(file).catch(() => undefined);
+    if (hit && Array.isArray(hit.inputs) && Array.isArray(hit.results)) return { ...hit, useSet, atol };
+  }
+  const res = await ex.runScript(`${t.header}\n${EXTRACT_TAIL}`, null, { timeoutS: opts.timeoutS ?? 10 });
+  const out = res.output as { inputs?: PyValue[]; results?: PyValue[]; error?: string } | undefined;
+  if (res.status !== "ok" || !out || out.error || !Array.isArray(out.inputs) || !Array.isArray(out.results)) {
+    const why = out?.error ?? `${res.errorType ?? res.status}: ${res.message ?? ""}`;
+    throw new UserError(`problem ${p.task_id}: its test text does not define usable inputs/results (${why.slice(0, 200)})`);
+  }
+  const inputs: CallArgs[] = out.inputs.map((inp) => ({ args: argList(inp) }));
+  const n = Math.min(inputs.length, out.results.length);
+  const gold = { inputs: inputs.slice(0, n), results: out.results.slice(0, n) };
+  if (file) await writeJson(file, gold);
+  return { ...gold, useSet, atol };
+}
+
+/** `fn(*inp)`: the positional arguments of one gold input (a list or tuple of them; anything else is one). */
+function argList(inp: PyValue): PyValue[] {
+  if (Array.isArray(inp)) return inp;
+  if (inp && typeof inp === "object" && "$tuple" in inp) return inp.$tuple;
+  return [inp];
+}
+
+/** Appended to the test text's data part: hand back inputs and results in the executor's typed encoding. */
+const EXTRACT_TAIL = `
+try:
+    OUTPUT = {"inputs": [encode_value(x) for x in inputs], "results": [encode_value(x) for x in results]}
+except NameError as e:
+    OUTPUT = {"error": "NameError: " + str(e)}
+`;
 
 export interface GoldCheckOptions {
   /**
@@ -125,8 +202,10 @@ export interface GoldCheckOptions {
   config?: Partial<ExecutorConfig>;
   loadTimeoutS?: number;
   canonicalTimeoutS?: number;
-  /** Folder for cached canonical runs (none: always run canonical). */
+  /** Folder for cached canonical runs and extracted gold tests (none: always run canonical). */
   cacheDir?: string;
+  /** How values are judged (default `utgen`, the reference's eval_exact_match). */
+  compare?: GoldCompare;
   /** Add per-test verdicts (`code_verdicts`) to each problem's report. */
   details?: boolean;
   onProblem?: (r: ProblemReport, done: number, total: number) => void;
@@ -143,34 +222,15 @@ interface Ctx {
   loadTimeoutS: number;
   canonicalTimeoutS: number;
   cacheDir?: string;
+  compare: GoldCompare;
   /** Start of the run (performance.now()). */
   t0: number;
 }
 
-/**
- * Number of gold tests: from the `inputs = […]` / `results = […]` literals when each name appears only in
- * that one assignment (any later rebinding, slicing or append makes the literal's length wrong), else
- * counted in the sandbox.
- */
-async function countTests(ex: Executor, p: GoldProblem, t: SplitTest, c: Ctx): Promise<number> {
-  const lens = ["inputs", "results"].map((name) => {
-    if ((t.header.match(new RegExp(`\\b${name}\\b`, "g")) ?? []).length !== 1) return undefined;
-    const m = new RegExp(`^${name} = (.*)$`, "m").exec(t.header);
-    const lit = m ? parseLiteral(m[1]) : undefined;
-    return lit?.ok && Array.isArray(lit.value) ? lit.value.length : undefined;
-  });
-  if (lens[0] !== undefined && lens[1] !== undefined) return Math.min(lens[0], lens[1]);
-  const count = await ex.runScript(`${t.header}\nOUTPUT = [len(inputs), len(results)]\n`, null, { timeoutS: c.loadTimeoutS });
-  if (count.status !== "ok" || !Array.isArray(count.output)) {
-    throw new UserError(`problem ${p.task_id}: its test text does not define inputs/results (${count.errorType ?? count.status}: ${count.message ?? ""})`);
-  }
-  return Math.min(...(count.output as number[]));
-}
-
-/** Run the given test indices of one harness program as one batch; results land in `into`. */
-async function runBatch(ex: Executor, program: string, idx: number[], limitS: number, c: Ctx, into: CallResult[]): Promise<void> {
-  const res = await ex.runCalls({ program, entryPoint: CASE_FN, inputs: idx.map((i) => ({ args: [i] })), timeoutS: limitS, loadTimeoutS: c.loadTimeoutS });
-  idx.forEach((i, j) => (into[i] = res[j]));
+/** Run the given test indices of one program as one batch; judged results land in `into`. */
+async function runBatch(ex: Executor, program: string, w: Work, idx: number[], limitS: number, c: Ctx, into: Judged[]): Promise<void> {
+  const res = await ex.runCalls({ program, entryPoint: w.t.fn, inputs: idx.map((i) => w.gold.inputs[i]), timeoutS: limitS, loadTimeoutS: c.loadTimeoutS });
+  idx.forEach((i, j) => (into[i] = { ...res[j], verdict: judgeGold(res[j], w.gold.results[i], w.gold, c.compare) }));
 }
 
 /** Split indices into consecutive chunks whose estimated cost stays under `budget` (at least one each). */
@@ -191,24 +251,28 @@ function chunkBy(idx: number[], cost: (i: number) => number, budget: number): nu
   return out;
 }
 
+/** A call's raw result and its verdict (decided here, never by the program). */
+type Judged = CallResult & { verdict: Verdict };
+
 interface Work {
   p: GoldProblem;
   t: SplitTest;
+  gold: GoldTests;
   n: number;
-  canon: CallResult[];
+  canon: Judged[];
   /** Whether `canon` came from the cache (no call time spent on it in this run). */
   cached: boolean;
-  code: CallResult[];
+  code: Judged[];
   limits: number[];
 }
 
 /** Canonical run of one problem, from the cache when an identical one fully passed before. */
 async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
-  const key = hashValue({ v: 1, program: w.p.canonical_solution, test: w.p.test, n: w.n, limit: c.canonicalTimeoutS, load: c.loadTimeoutS });
+  const key = hashValue({ v: 2, program: w.p.canonical_solution, test: w.p.test, n: w.n, limit: c.canonicalTimeoutS, load: c.loadTimeoutS, compare: c.compare });
   const file = c.cacheDir ? path.join(c.cacheDir, "gold-check", key.slice(0, 2), key + ".json") : undefined;
   if (file) {
-    const hit = await readJson<CallResult[]>(file).catch(() => undefined);
-    if (Array.isArray(hit) && hit.length === w.n) {
+    const hit = await readJson<Judged[]>(file).catch(() => undefined);
+    if (Array.isArray(hit) && hit.length === w.n && hit.every((r) => r?.verdict === "pass")) {
       w.canon = hit;
       w.cached = true;
       return;
@@ -217,9 +281,9 @@ async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
   // One batch: every canonical run is scheduled before any code batch (see `schedule`), so a slow gold
   // solution runs beside the others instead of at the tail of the run.
   const idx = Array.from({ length: w.n }, (_, i) => i);
-  await runBatch(ex, goldHarnessProgram(w.p.canonical_solution, w.t), idx, c.canonicalTimeoutS, c, w.canon);
+  await runBatch(ex, w.p.canonical_solution, w, idx, c.canonicalTimeoutS, c, w.canon);
   // Only fully passing canonical runs are cached: a failure is worth re-checking next time.
-  if (file && w.canon.every((r) => r.status === "ok")) await writeJson(file, w.canon.map((r) => ({ status: r.status, ms: r.ms })));
+  if (file && w.canon.every((r) => r.verdict === "pass")) await writeJson(file, w.canon.map((r) => ({ status: r.status, verdict: r.verdict, ms: r.ms })));
 }
 
 /**
@@ -227,13 +291,12 @@ async function canonicalRun(ex: Executor, w: Work, c: Ctx): Promise<void> {
  * time; a batch runs under the largest limit of its tests (fast problems: one batch at the floor).
  */
 function codeJobs(w: Work, c: Ctx): { est: number; run: (ex: Executor) => Promise<void> }[] {
-  const program = goldHarnessProgram(w.p.code, w.t);
   const goldS = (i: number) => (w.canon[i].status === "ok" ? w.canon[i].ms / 1000 : w.limits[i]);
   const idx = Array.from({ length: w.n }, (_, i) => i).sort((a, b) => w.limits[a] - w.limits[b] || a - b);
   return chunkBy(idx, goldS, 0.5).map((ch) => {
     const lim = Math.max(...ch.map((i) => w.limits[i]));
     ch.forEach((i) => (w.limits[i] = lim));
-    return { est: ch.reduce((a, i) => a + goldS(i), 0), run: (ex: Executor) => runBatch(ex, program, ch, lim, c, w.code) };
+    return { est: ch.reduce((a, i) => a + goldS(i), 0), run: (ex: Executor) => runBatch(ex, w.p.code, w, ch, lim, c, w.code) };
   });
 }
 
@@ -250,7 +313,7 @@ function sec(rs: (CallResult | undefined)[]): number {
 
 function report(w: Work, c: Ctx): ProblemReport {
   const n = w.n;
-  const pass = (rs: { status: string }[]) => (n ? rs.filter((r) => r.status === "ok").length / n : 0);
+  const pass = (rs: Judged[]) => (n ? rs.filter((r) => r.verdict === "pass").length / n : 0);
   const loadErr = [...w.code, ...w.canon].find((r) => r.status !== "ok" && r.message?.startsWith("module level"));
   const rep: ProblemReport = {
     task_id: w.p.task_id,
@@ -267,7 +330,7 @@ function report(w: Work, c: Ctx): ProblemReport {
     },
   };
   if (loadErr) rep.load_error = `${loadErr.errorType ?? loadErr.status}: ${loadErr.message}`.slice(0, 200);
-  if (c.details) rep.code_verdicts = w.code.map((r) => (r.status === "ok" ? "p" : r.status === "timeout" ? "t" : "f")).join("");
+  if (c.details) rep.code_verdicts = w.code.map((r) => (r.verdict === "pass" ? "p" : r.status === "timeout" ? "t" : "f")).join("");
   return rep;
 }
 
@@ -346,17 +409,19 @@ export async function goldCheck(ex: Executor, problems: GoldProblem[], opts: Gol
     loadTimeoutS: opts.loadTimeoutS ?? 10,
     canonicalTimeoutS: opts.canonicalTimeoutS ?? 2 * cfg.buggy_timeout_s,
     cacheDir: opts.cacheDir,
+    compare: opts.compare ?? "utgen",
     t0,
   };
-  // Each problem counts its tests (a parse of its data literals in Node) inside its own scheduled task, so
-  // the workers start on the first problem at once instead of waiting for every problem's parse.
+  // Each problem extracts its tests (a sandbox run of its test text, cached) inside its own scheduled task,
+  // so the workers start on the first problem at once instead of waiting for every problem's extraction.
   const work: Work[] = [];
   let done = 0;
   await schedule(
     cfg.workers,
     problems.map((p, k) => async () => {
-      const n = await countTests(ex, p, split[k], c);
-      const w: Work = { p, t: split[k], n, canon: new Array(n), cached: false, code: new Array(n), limits: [] };
+      const gold = await extractGoldTests(ex, p, { timeoutS: c.loadTimeoutS, cacheDir: c.cacheDir });
+      const n = gold.inputs.length;
+      const w: Work = { p, t: split[k], gold, n, canon: new Array(n), cached: false, code: new Array(n), limits: [] };
       work[k] = w;
       await canonicalRun(ex, w, c);
       w.limits = calibratedLimits(w.canon, cfg);
@@ -481,6 +546,7 @@ export const goldCheckStage: CommandStage<GoldCheckConfig> = {
       config: { ...ctx.root?.executor, calibrate_factor: cfg.calibrate_factor, calibrate_floor_s: cfg.calibrate_floor_s },
       loadTimeoutS: cfg.load_timeout_s,
       canonicalTimeoutS: cfg.canonical_timeout_s,
+      compare: cfg.compare,
       cacheDir: cfg.cache ? ctx.cacheDir : undefined,
       onProblem: json ? undefined : (r, done, total) => {
         if (done % 10 === 0 || done === total) ctx.log.info(`gold-check: ${done}/${total} problems`);
