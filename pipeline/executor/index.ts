@@ -23,8 +23,12 @@ export const executorConfigSchema = z
     workers: z.number().int().positive().default(availableParallelism()),
     /** Address space a program may use on top of the preloaded interpreter, MiB. */
     memory_mb: z.number().int().min(64).default(1024),
-    /** Size of each worker's private /tmp (tmpfs), MiB. */
+    /** Size of the private tmpfs each child gets (its only writable place), MiB. */
     tmpfs_mb: z.number().int().min(1).default(64),
+    /** Files and folders a child may create in its tmpfs. */
+    tmpfs_inodes: z.number().int().min(16).default(4096),
+    /** What one request may send back in values (all its programs together), MiB. */
+    request_out_mb: z.number().int().min(1).default(64),
     /** DANGER: run generated code without bubblewrap / uid drop (rlimits only). */
     unsafe_no_sandbox: z.boolean().default(false),
     /** Per-call limit for the gold (reference) code, e.g. the validity check of a generated input. */
@@ -38,6 +42,11 @@ export const executorConfigSchema = z
     calibrate_floor_s: z.number().positive().default(0.2),
     /** Extra wall time after a call's limit before the child is SIGKILLed (C-level loops ignore alarms). */
     grace_s: z.number().min(0.01).default(0.25),
+    /**
+     * Node's watchdog: a worker silent for longer than the largest limit in flight + grace_s + this is
+     * killed and replaced (the server itself reports every limit; this only catches a server that hangs).
+     */
+    watchdog_slack_s: z.number().min(0.1).default(2),
   })
   .strict();
 
@@ -55,14 +64,30 @@ export function buggyTimeoutFor(goldMs: number, cfg: Partial<ExecutorConfig> = {
   return Math.min(c.buggy_timeout_s, s);
 }
 
-/** The Executor implementation, with a few extras for tests and diagnostics. */
+/** The Executor implementation, with a few extras for tests, benchmarks and diagnostics. */
 export interface SandboxExecutor extends Executor {
   readonly config: ExecutorConfig;
   /** Host pids of the workers' sandbox launchers (for leak checks). */
   workerPids(): number[];
+  /** What each worker's server reported at start (its isolation features). */
+  workerInfo(): Record<string, unknown>[];
+  /** The fork ceiling: `n` bare fork + exit + wait cycles of the zygote of every worker, in parallel. */
+  benchFork(n: number): Promise<{ perWorkerPerS: number[]; totalPerS: number }>;
+}
+
+/** A request the executor refuses before it reaches any worker (one line: what is wrong). */
+export class ExecutorRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ExecutorRequestError";
+  }
 }
 
 const RESULT_CAP = 8 << 20;
+/** The largest limit (seconds) a request may ask for: anything longer is a mistake, not a test. */
+export const MAX_LIMIT_S = 3600;
+/** Typed values deeper than this are refused (the server's decoder and the child's encoder stop at 200). */
+const MAX_VALUE_DEPTH = 150;
 
 export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise<SandboxExecutor> {
   const parsed = executorConfigSchema.safeParse(cfg);
@@ -75,7 +100,16 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
     python: c.python,
     unsafe: c.unsafe_no_sandbox,
     tmpfsMb: c.tmpfs_mb,
-    limits: { memory_mb: c.memory_mb, grace_s: c.grace_s, out_cap: RESULT_CAP, nofile: 64, fsize: 1 << 20 },
+    limits: {
+      memory_mb: c.memory_mb,
+      grace_s: c.grace_s,
+      out_cap: RESULT_CAP,
+      nofile: 64,
+      fsize: 1 << 20,
+      tmpfs_bytes: c.tmpfs_mb << 20,
+      tmpfs_inodes: c.tmpfs_inodes,
+      request_out_cap: c.request_out_mb << 20,
+    },
   };
   checkSandbox(opts);
   if (c.unsafe_no_sandbox) {
@@ -98,6 +132,96 @@ function isCallArgs(x: unknown): x is CallArgs {
   return !!x && typeof x === "object" && Array.isArray((x as CallArgs).args);
 }
 
+/** Why `v` is not a typed value the sandbox can take (types.ts), or undefined when it is one. */
+export function invalidValue(v: unknown, depth = 0): string | undefined {
+  if (depth > MAX_VALUE_DEPTH) return `nested deeper than ${MAX_VALUE_DEPTH}`;
+  if (v === null || typeof v === "boolean" || typeof v === "string") return undefined;
+  if (typeof v === "number") return Number.isFinite(v) ? undefined : `the number ${v} has no JSON form (use {"$float": "${v === Infinity ? "inf" : v === -Infinity ? "-inf" : "nan"}"})`;
+  if (typeof v === "bigint") return `a BigInt (use {"$int": "${v}"})`;
+  if (Array.isArray(v)) {
+    for (const x of v) {
+      const why = invalidValue(x, depth + 1);
+      if (why) return why;
+    }
+    return undefined;
+  }
+  if (typeof v !== "object") return `a ${typeof v} is not a value`;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  const one = keys.length === 1 ? keys[0] : undefined;
+  if (one === "$int") return typeof o.$int === "string" && /^-?\d+$/.test(o.$int) ? undefined : "$int must be a string of digits";
+  if (one === "$float") return typeof o.$float === "string" ? undefined : "$float must be a string";
+  if (one === "$bytes") return typeof o.$bytes === "string" ? undefined : "$bytes must be a base64 string";
+  if (one === "$tuple" || one === "$set" || one === "$frozenset") return Array.isArray(o[one]) ? invalidValue(o[one], depth) : `${one} must be a list`;
+  if (one === "$dict") {
+    if (!Array.isArray(o.$dict)) return "$dict must be a list of [key, value] pairs";
+    for (const pair of o.$dict) {
+      if (!Array.isArray(pair) || pair.length !== 2) return "$dict must be a list of [key, value] pairs";
+      const why = invalidValue(pair[0], depth + 1) ?? invalidValue(pair[1], depth + 1);
+      if (why) return why;
+    }
+    return undefined;
+  }
+  if (keys.length === 2 && "$ndarray" in o && typeof o.dtype === "string") return invalidValue(o.$ndarray, depth + 1);
+  if (keys.length === 2 && "$repr" in o) return "a $repr value cannot be passed as an argument";
+  return `not a typed value (keys: ${keys.slice(0, 4).join(", ")})`;
+}
+
+function invalidCall(x: unknown): string | undefined {
+  if (!isCallArgs(x)) return "arguments must be {args: [...], kwargs?: {...}}";
+  const why = invalidValue(x.args);
+  if (why) return `bad argument: ${why}`;
+  if (x.kwargs !== undefined) {
+    if (!x.kwargs || typeof x.kwargs !== "object" || Array.isArray(x.kwargs)) return "kwargs must be an object";
+    for (const v of Object.values(x.kwargs)) {
+      const w = invalidValue(v, 1);
+      if (w) return `bad keyword argument: ${w}`;
+    }
+  }
+  return undefined;
+}
+
+function limitOf(what: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0 || v > MAX_LIMIT_S) {
+    throw new ExecutorRequestError(`${what} must be a number of seconds in (0, ${MAX_LIMIT_S}], got ${String(v)}`);
+  }
+  return v;
+}
+
+/** One program as it goes to a worker, and where its results go back. */
+interface Spec {
+  job: number;
+  kind: "function" | "stdio" | "check";
+  program: string;
+  entry?: string;
+  /** The inputs sent (valid ones only) and their indices among the job's inputs. */
+  inputs: unknown[];
+  index: number[];
+  timeouts: number[];
+  loadTimeout: number;
+  attempts: number;
+}
+
+/** Per-program cost breakdown (seconds), when `timing` is asked for. */
+export type ProgramTiming = {
+  /** The server waiting on the zygote's fork reply. */
+  spawn: number;
+  /** fork() itself, from the zygote's call to the child's first instruction. */
+  fork: number;
+  /** The child's set-up: capabilities, session, descriptors, limits, seccomp, reading its request. */
+  setup: number;
+  load: number;
+  run: number;
+  encode: number;
+  /** Command → answer time not spent running or encoding (pipes, scheduling, JSON). */
+  transport: number;
+  /** Finish handshake, drain and kill. */
+  exit: number;
+  children: number;
+};
+
+type Internal = { results: CallResult[]; timing?: ProgramTiming; check?: ProgramCheck };
+
 class PoolExecutor implements SandboxExecutor {
   constructor(
     readonly config: ExecutorConfig,
@@ -108,96 +232,166 @@ class PoolExecutor implements SandboxExecutor {
     return this.pool.workers.map((w) => w.pid);
   }
 
+  workerInfo(): Record<string, unknown>[] {
+    return this.pool.workers.map((w) => w.info);
+  }
+
   private watchdogMs(limitS: number): number {
-    return Math.ceil((limitS + this.config.grace_s) * 1000) + 5000;
+    return Math.ceil((limitS + this.config.grace_s + this.config.watchdog_slack_s) * 1000);
+  }
+
+  async benchFork(n: number): Promise<{ perWorkerPerS: number[]; totalPerS: number }> {
+    const per = await Promise.all(
+      this.pool.workers.map(async () => {
+        let res: any;
+        await this.pool.use((w) =>
+          w.request({ op: "bench_fork", n }, (msg) => {
+            if (msg.done) res = msg.bench;
+            return !!msg.done;
+          }, 600_000),
+        );
+        return res.n / res.s;
+      }),
+    );
+    return { perWorkerPerS: per, totalPerS: per.reduce((a, b) => a + b, 0) };
   }
 
   async runCalls(req: RunCallsRequest): Promise<CallResult[]> {
-    const n = req.inputs.length;
-    const results: (CallResult | undefined)[] = new Array(n);
-    const valid: number[] = [];
-    req.inputs.forEach((a, i) => {
-      if (isCallArgs(a)) valid.push(i);
-      else results[i] = { status: "invalid_input", message: "arguments must be {args: [...], kwargs?: {...}}", ms: 0 };
-    });
-    if (!(req.timeoutS > 0)) throw new Error("runCalls: timeoutS must be > 0");
-    const loadTimeoutS = req.loadTimeoutS ?? req.timeoutS;
-    let pending = valid;
-    let deaths = 0;
-    while (pending.length) {
-      const batch = pending;
-      const got = new Set<number>();
-      try {
-        await this.pool.use((w) =>
-          w.request(
-            {
-              op: "calls",
-              program: req.program,
-              entry: req.entryPoint,
-              inputs: batch.map((i) => req.inputs[i]),
-              timeout: req.timeoutS,
-              load_timeout: loadTimeoutS,
-            },
-            (msg) => {
-              if (typeof msg.i === "number" && msg.r) {
-                const r = msg.r as CallResult;
-                results[batch[msg.i]] = { ...r, ms: typeof r.ms === "number" ? r.ms : 0 };
-                got.add(msg.i);
-              }
-              return !!msg.done;
-            },
-            this.watchdogMs(Math.max(req.timeoutS, loadTimeoutS)),
-          ),
-        );
-        pending = [];
-        for (let j = 0; j < batch.length; j++) {
-          if (!got.has(j)) results[batch[j]] = { status: "crash", message: "no result from the sandbox", ms: 0 };
-        }
-      } catch (e) {
-        if (!(e instanceof WorkerDied)) throw e;
-        // The worker died (the program killed its parent, or the watchdog fired): the input in flight
-        // crashed; the rest continue on the restarted worker. Death during load or twice in a row ends it.
-        deaths++;
-        let k = 0;
-        while (k < batch.length && got.has(k)) k++;
-        const crash: CallResult = { status: "crash", message: `sandbox worker died: ${e.message}`.slice(0, 300), ms: 0 };
-        const rest = batch.slice(k);
-        if (!e.loaded || deaths >= 2) {
-          for (const i of rest) results[i] = crash;
-          pending = [];
-        } else {
-          results[rest[0]] = crash;
-          pending = rest.slice(1);
-        }
-      }
-    }
-    return results as CallResult[];
+    const [r] = await this.runPrograms([{ program: req.program, entryPoint: req.entryPoint, inputs: req.inputs, timeoutS: req.timeoutS, loadTimeoutS: req.loadTimeoutS }]);
+    return r.results;
   }
 
   async runPrograms(jobs: ProgramJob[], opts: RunProgramsOptions = {}): Promise<ProgramResult[]> {
-    // Interim path: one runCalls request per program (the pool spreads them over the workers).
-    return Promise.all(
-      jobs.map(async (job, j) => {
-        const limits = Array.isArray(job.timeoutS) ? job.timeoutS : [job.timeoutS];
-        const timeoutS = Math.max(...limits, 0.001);
-        const req: RunCallsRequest =
-          job.kind === "stdio"
-            ? { program: stdioWrapper(job.program), entryPoint: STDIO_ENTRY, inputs: job.inputs.map((s) => ({ args: [s] })), timeoutS, loadTimeoutS: job.loadTimeoutS }
-            : { program: job.program, entryPoint: job.entryPoint, inputs: job.inputs, timeoutS, loadTimeoutS: job.loadTimeoutS };
-        const results = job.inputs.length ? await this.runCalls(req) : [];
-        results.forEach((r, i) => opts.onResult?.(j, i, r));
-        return { results };
-      }),
-    );
+    const out: Internal[] = [];
+    const specs: Spec[] = [];
+    jobs.forEach((job, j) => {
+      const kind = job.kind ?? "function";
+      if (kind !== "function" && kind !== "stdio") throw new ExecutorRequestError(`job ${j}: kind must be "function" or "stdio", got ${String(kind)}`);
+      if (typeof job.program !== "string") throw new ExecutorRequestError(`job ${j}: program must be a string`);
+      if (kind === "function" && (typeof (job as { entryPoint?: unknown }).entryPoint !== "string" || !(job as { entryPoint: string }).entryPoint))
+        throw new ExecutorRequestError(`job ${j}: a function program needs an entryPoint`);
+      if (!Array.isArray(job.inputs)) throw new ExecutorRequestError(`job ${j}: inputs must be a list`);
+      const n = job.inputs.length;
+      const limits = Array.isArray(job.timeoutS) ? job.timeoutS : new Array(n).fill(job.timeoutS);
+      if (Array.isArray(job.timeoutS) && job.timeoutS.length !== n) throw new ExecutorRequestError(`job ${j}: ${job.timeoutS.length} limits for ${n} inputs`);
+      if (!Array.isArray(job.timeoutS)) limitOf(`job ${j}: timeoutS`, job.timeoutS);
+      limits.forEach((t, i) => limitOf(`job ${j} input ${i}: timeoutS`, t));
+      const loadTimeout = limitOf(`job ${j}: loadTimeoutS`, job.loadTimeoutS ?? Math.max(0.001, ...limits, Array.isArray(job.timeoutS) ? 0 : job.timeoutS));
+      const res: CallResult[] = new Array(n);
+      const spec: Spec = { job: j, kind, program: job.program, entry: kind === "function" ? (job as { entryPoint: string }).entryPoint : undefined, inputs: [], index: [], timeouts: [], loadTimeout, attempts: 0 };
+      job.inputs.forEach((x, i) => {
+        const why = kind === "stdio" ? (typeof x === "string" ? undefined : "stdin must be a string") : invalidCall(x);
+        if (why) res[i] = { status: "invalid_input", message: why, ms: 0 };
+        else {
+          spec.inputs.push(x);
+          spec.index.push(i);
+          spec.timeouts.push(limits[i]);
+        }
+      });
+      out.push({ results: res });
+      if (spec.inputs.length) specs.push(spec);
+    });
+    await this.dispatch(specs, out, opts);
+    return out.map((o) => (o.timing ? { results: o.results, timing: o.timing } : { results: o.results }));
   }
 
-  /** One-child request (check / script): the server's final line, or a crash when the worker died. */
-  private async single(req: Record<string, unknown>, timeoutS: number): Promise<{ body: any; ms: number; crash?: string }> {
+  async checkPrograms(programs: string[], opts: { timeoutS: number }): Promise<ProgramCheck[]> {
+    const t = limitOf("checkPrograms: timeoutS", opts.timeoutS);
+    const out: Internal[] = programs.map(() => ({ results: [] }));
+    const specs: Spec[] = programs.map((program, job) => {
+      if (typeof program !== "string") throw new ExecutorRequestError(`program ${job} must be a string`);
+      return { job, kind: "check", program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
+    });
+    await this.dispatch(specs, out, {});
+    return out.map((o) => o.check ?? { status: "crash", message: "no result from the sandbox", functions: [], classes: [], ms: 0 });
+  }
+
+  async checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck> {
+    return (await this.checkPrograms([program], opts))[0];
+  }
+
+  /**
+   * Send specs to the workers in chunks (guided self-scheduling: a chunk is about a 2·width-th of what is
+   * left, so the workers stay busy and the last chunks are small), results streamed as each program ends.
+   * A worker that dies takes only the program in flight with it: it is retried once on a fresh worker,
+   * then reported as a crash; the rest of the chunk goes back to the queue.
+   */
+  private async dispatch(specs: Spec[], out: Internal[], opts: RunProgramsOptions): Promise<void> {
+    const queue = [...specs];
+    const width = this.pool.workers.length;
+    const deliver = (s: Spec, msg: any) => {
+      const o = out[s.job];
+      const rs: unknown[] = Array.isArray(msg.r) ? msg.r : [];
+      s.index.forEach((i, k) => {
+        const r = rs[k] as CallResult | undefined;
+        o.results[i] = r && typeof r === "object" && typeof r.status === "string" ? { ...r, ms: typeof r.ms === "number" ? r.ms : 0 } : { status: "crash", message: "no result from the sandbox", ms: 0 };
+        opts.onResult?.(s.job, i, o.results[i]);
+      });
+      if (msg.t) o.timing = msg.t;
+      if (s.kind === "check") {
+        const c = msg.check ?? { status: "crash", message: "no result" };
+        const ast = msg.ast ?? {};
+        o.check = {
+          status: c.status,
+          ...(c.errorType ? { errorType: c.errorType } : {}),
+          ...(c.message ? { message: c.message } : {}),
+          functions: ast.functions ?? [],
+          classes: ast.classes ?? [],
+          ms: typeof c.ms === "number" ? c.ms : 0,
+        };
+      }
+    };
+    const crashAll = (s: Spec, why: string) => deliver(s, { r: s.inputs.map(() => ({ status: "crash", message: why, ms: 0 })), check: { status: "crash", message: why } });
+    const runner = async (): Promise<void> => {
+      while (queue.length) {
+        const size = Math.max(1, Math.min(64, Math.ceil(queue.length / (2 * width))));
+        const chunk = queue.splice(0, size);
+        const got = new Set<number>();
+        const limit = Math.max(...chunk.map((s) => Math.max(s.loadTimeout, ...s.timeouts)));
+        const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout }));
+        try {
+          await this.pool.use((w) =>
+            w.request(
+              { op: "programs", programs: wire, ...(opts.timing ? { timing: true } : {}) },
+              (msg) => {
+                if (typeof msg.p === "number" && chunk[msg.p] && !got.has(msg.p)) {
+                  got.add(msg.p);
+                  deliver(chunk[msg.p], msg);
+                }
+                if (msg.fatal) throw new Error(`sandbox refused the request: ${msg.fatal}`);
+                return !!msg.done;
+              },
+              this.watchdogMs(limit),
+            ),
+          );
+          chunk.forEach((s, k) => {
+            if (!got.has(k)) crashAll(s, "no result from the sandbox");
+          });
+        } catch (e) {
+          if (!(e instanceof WorkerDied)) throw e;
+          const left = chunk.filter((_, k) => !got.has(k));
+          const first = left[0];
+          if (first) {
+            first.attempts++;
+            if (first.attempts >= 2) {
+              crashAll(first, `sandbox worker died: ${e.message}`.slice(0, 300));
+              left.shift();
+            }
+          }
+          queue.unshift(...left);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(width, Math.max(1, queue.length)) }, runner));
+  }
+
+  async runScript(script: string, input: unknown, opts: { timeoutS: number; projectCode?: boolean }): Promise<ScriptResult> {
+    const timeoutS = limitOf("runScript: timeoutS", opts.timeoutS);
     let res: any;
     try {
       await this.pool.use((w) =>
         w.request(
-          { ...req, timeout: timeoutS },
+          { op: "script", script, input, timeout: timeoutS, ...(opts.projectCode ? { project_code: true } : {}) },
           (msg) => {
             if (msg.done) res = msg;
             return !!msg.done;
@@ -207,28 +401,11 @@ class PoolExecutor implements SandboxExecutor {
       );
     } catch (e) {
       if (!(e instanceof WorkerDied)) throw e;
-      return { body: {}, ms: 0, crash: e.message };
+      return { status: "crash", message: e.message, ms: 0 };
     }
-    return { body: res[req.op as string] ?? {}, ms: res.ms ?? 0 };
-  }
-
-  async checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck> {
-    const { body, ms, crash } = await this.single({ op: "check", program }, opts.timeoutS);
-    const load = crash ? { status: "crash", message: crash } : (body.load ?? { status: "crash", message: "no result" });
-    return {
-      status: load.status,
-      ...(load.errorType ? { errorType: load.errorType } : {}),
-      ...(load.message ? { message: load.message } : {}),
-      functions: body.ast?.functions ?? [],
-      classes: body.ast?.classes ?? [],
-      ms,
-    };
-  }
-
-  async runScript(script: string, input: unknown, opts: { timeoutS: number; projectCode?: boolean }): Promise<ScriptResult> {
-    const { body, ms, crash } = await this.single({ op: "script", script, input, ...(opts.projectCode ? { project_code: true } : {}) }, opts.timeoutS);
-    const load = crash ? { status: "crash", message: crash } : (body.load ?? { status: "crash", message: "no result" });
-    const out: ScriptResult = { status: load.status === "syntax_error" ? "error" : load.status, ms };
+    const body = res?.script ?? {};
+    const load = body.load ?? { status: "crash", message: res?.fatal ?? "no result" };
+    const out: ScriptResult = { status: load.status === "syntax_error" ? "error" : load.status, ms: res?.ms ?? 0 };
     if (load.errorType) out.errorType = load.errorType;
     if (load.message) out.message = load.message;
     if (load.status === "ok") out.output = body.output;
@@ -240,24 +417,3 @@ class PoolExecutor implements SandboxExecutor {
   }
 }
 
-const STDIO_ENTRY = "__utgen_stdio__";
-function stdioWrapper(src: string): string {
-  return `import io as __io, sys as __sys
-__SRC = ${JSON.stringify(src)}
-def ${STDIO_ENTRY}(stdin):
-    out = __io.TextIOWrapper(__io.BytesIO(), encoding="utf-8")
-    old = __sys.stdin, __sys.stdout
-    __sys.stdin = __io.TextIOWrapper(__io.BytesIO(stdin.encode("utf-8")), encoding="utf-8")
-    __sys.stdout = out
-    try:
-        try:
-            exec(compile(__SRC, "<program>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-        except SystemExit as e:
-            if e.code not in (None, 0):
-                raise
-    finally:
-        __sys.stdin, __sys.stdout = old
-    out.flush()
-    return out.buffer.getvalue().decode("utf-8", "replace")
-`;
-}

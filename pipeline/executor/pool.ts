@@ -36,6 +36,8 @@ export class Worker {
   private failedStarts = 0;
   /** Host pid of the launcher (setpriv → bwrap) of the current server. */
   pid = 0;
+  /** The current server's ready message (pid, uid, address-space limit, isolation features). */
+  info: Record<string, unknown> = {};
 
   constructor(private readonly argv: string[]) {
     this.start();
@@ -74,6 +76,7 @@ export class Worker {
       if (!isReady) {
         if (msg.ready) {
           isReady = true;
+          this.info = msg;
           this.failedStarts = 0;
           readyResolve();
         }
@@ -135,13 +138,16 @@ export class Worker {
    * `watchdogMs` bounds the silence between two lines (the server answers per input).
    */
   async request(req: Record<string, unknown>, onMessage: (msg: any) => boolean, watchdogMs: number): Promise<void> {
+    // Serialise before touching any state: a request that cannot be sent must fail alone, leaving the
+    // worker as it was (callers validate their requests first; this is the last line of defence).
+    const id = this.nextId++;
+    const line = JSON.stringify({ ...req, id }) + "\n";
     await this.ready;
     if (this.handler) throw new Error("worker busy");
-    const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       this.handler = { onMessage, resolve, reject, loaded: false, watchdogMs };
       this.arm(watchdogMs);
-      this.proc.stdin!.write(JSON.stringify({ ...req, id }) + "\n");
+      this.proc.stdin!.write(line);
     });
   }
 

@@ -73,7 +73,7 @@ export const SERVER_TMP = "/tmp/exec";
 
 /** argv that starts one fork server. */
 export function serverCommand(o: SandboxOptions): string[] {
-  const cfg = o.unsafe ? { ...o.limits, tmp: "/tmp" } : { ...o.limits, tmp_root: SERVER_TMP };
+  const cfg = o.unsafe ? { ...o.limits, tmp: "/tmp" } : { ...o.limits, tmp_root: SERVER_TMP, sandboxed: true };
   return sandboxedPython(o, serverScript(), [JSON.stringify(cfg)], { serverTmp: true });
 }
 
@@ -99,6 +99,10 @@ export function sandboxedPython(o: SandboxOptions, source: string, args: string[
     "--new-session",
     "--cap-drop",
     "ALL",
+    // CAP_SYS_ADMIN inside the sandbox's own user namespace only (never the host's): the fork server uses it
+    // to put its children in a pid namespace of their own, to give each request a fresh IPC namespace and to
+    // mount each child a fresh size- and inode-limited tmpfs. Every child drops it before anything else runs.
+    ...(opts.serverTmp ? ["--cap-add", "CAP_SYS_ADMIN"] : []),
     "--disable-userns",
     ...systemBinds(o.python),
     "--proc",
@@ -159,7 +163,7 @@ export function checkSandbox(
   const cmd = serverCommand({ ...o, limits: {} });
   // Replace the server with a probe that reports the uid and whether numpy imports.
   const probe = cmd.slice(0, cmd.indexOf("-c") + 1).concat([
-    "import os, sys\ntry:\n import numpy\n n = 1\nexcept Exception:\n n = 0\nprint(os.getuid(), n)",
+    "import os, sys\ntry:\n import numpy\n n = 1\nexcept Exception:\n n = 0\ntry:\n import seccomp\n s = 1\nexcept Exception:\n s = 0\nprint(os.getuid(), n, s)",
   ]);
   const r = spawnSync(probe[0], probe.slice(1), { env: launcherEnv, encoding: "utf8", timeout: 30_000 });
   if (r.status !== 0) {
@@ -168,12 +172,17 @@ export function checkSandbox(
       `the code sandbox (bubblewrap) cannot start here (${why}): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0) or set executor.unsafe_no_sandbox: true at your own risk`,
     );
   }
-  const [uid, numpy] = r.stdout.trim().split(/\s+/);
+  const [uid, numpy, seccomp] = r.stdout.trim().split(/\s+/);
   if (uid === "0") {
     throw new UserError("the code sandbox still runs as uid 0: check setpriv/bubblewrap (util-linux, bubblewrap) installation");
   }
   if (numpy !== "1") {
     throw new UserError(`numpy is not importable by ${o.python} (the UTGen prelude imports it): apt-get install python3-numpy`);
+  }
+  if (seccomp !== "1") {
+    throw new UserError(
+      `libseccomp's Python binding is not importable by ${o.python} (the sandbox builds its system-call filter with it): apt-get install python3-seccomp`,
+    );
   }
 }
 

@@ -1,14 +1,19 @@
 # utgen-pipeline executor: the sandboxed Python fork server.
 #
 # One instance runs per pool worker, started by pool.ts inside bubblewrap as an unprivileged uid with an
-# empty environment (see sandbox.ts). It preloads the UTGen prelude once, then serves JSON-lines requests
-# on stdin/stdout. Every request runs in a freshly forked child (own session, rlimits, private temp dir,
-# stdio on /dev/null); the child streams one JSON line per step through a pipe and the server enforces
-# the wall-clock deadlines: a child that does not answer in time is SIGKILLed with its process group and
-# the remaining inputs of a batch continue in a fresh child. This file is trusted code: it never `eval`s
-# the data it receives, only `exec`s the program text it was asked to run, inside the child.
+# empty environment (see sandbox.ts and docs/executor.md, "Threat model"). It preloads the UTGen prelude
+# once, then serves JSON-lines requests on stdin/stdout. Every program runs in a freshly forked child of a
+# zygote; the child only ever reports raw results (values, exception types, stdout) — it never holds an
+# expected value, and pass/fail is decided outside it (judge.ts). The conversation with a child is strict:
+# the server issues one call at a time with a fresh nonce and accepts exactly one answer to it; anything
+# else on the channel (unsolicited, duplicated, out-of-order lines, bytes left after the child's final
+# answer) marks the child as tampered and every result it gave is replaced by a crash. This file is
+# trusted code: it never `eval`s the data it receives, only `exec`s the program text it was asked to run,
+# inside the child.
 import ast
 import base64
+import ctypes
+import errno
 import hashlib
 import json
 import math
@@ -18,6 +23,7 @@ import select
 import signal
 import socket
 import stat
+import struct
 import sys
 import tempfile
 import time
@@ -31,14 +37,20 @@ NOFILE = int(CFG.get("nofile", 64))
 FSIZE = int(CFG.get("fsize", 1 << 20))
 GRACE = float(CFG.get("grace_s", 0.25))
 OUT_CAP = int(CFG.get("out_cap", 8 << 20))
+# What one request may send back in total (results of all its programs); past it, values become errors.
+REQ_OUT_CAP = int(CFG.get("request_out_cap", 64 << 20))
+# Size and inode limits of the writable tmpfs each child gets (recreated when a child left anything).
+TMPFS_BYTES = int(CFG.get("tmpfs_bytes", 64 << 20))
+TMPFS_INODES = int(CFG.get("tmpfs_inodes", 4096))
+# stdio programs: the most a run may write to stdout.
+STDOUT_CAP = int(CFG.get("stdout_cap", 8 << 20))
 MSG_CAP = 500
-# Everything a child may write lives under TMP_ROOT, which the server empties after each child. In the
-# sandbox it is the sandbox's only writable mount (`tmp_root`, see sandbox.ts: /tmp and /dev are read-only);
-# with unsafe_no_sandbox it is a directory of this server's own under the host's /tmp (`tmp`), so the
-# clean-up never touches anything else.
+# Everything a child may write lives under TMP_ROOT. In the sandbox it is the sandbox's only writable mount
+# (`tmp_root`, see sandbox.ts: /tmp and /dev are read-only), a tmpfs the server mounts itself with size and
+# inode limits and replaces with a fresh one whenever a child left anything in it; with unsafe_no_sandbox
+# it is a directory of this server's own under the host's /tmp (`tmp`), emptied by a walk after each child.
 TMP_ROOT = CFG["tmp_root"] if CFG.get("tmp_root") else tempfile.mkdtemp(prefix="utgen-exec-", dir=CFG.get("tmp", "/tmp"))
-# The one child alive at a time works in this directory (its cwd, $HOME and $TMPDIR); the server empties
-# TMP_ROOT after each child, so no child ever sees what an earlier one left.
+# The one child alive at a time works in this directory (its cwd, $HOME and $TMPDIR).
 CHILD_DIR = os.path.join(TMP_ROOT, "w")
 
 # ---- the UTGen prelude: exactly the reference's IMPORT_HELPER["python"] (archiki/UTGenDebug utils.py), in
@@ -68,13 +80,146 @@ exec(compile(PRELUDE, "<prelude>", "exec"), _prelude_ns)
 import numpy as _np  # noqa: E402  (already imported by the prelude)
 
 MAX_SAFE = 2**53 - 1
+_exit = os._exit  # the harness's own reference: a program may rebind os._exit
 
-try:
-    import ctypes as _ctypes
+# ------------------------------------------------------------------------------ kernel helpers ----
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+MNT_DETACH = 2
 
-    _prctl = _ctypes.CDLL(None).prctl
-except Exception:  # pragma: no cover - ctypes missing
-    _prctl = None
+
+def _prctl(*a):
+    return _libc.prctl(*[ctypes.c_ulong(x) if isinstance(x, int) else x for x in a])
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_caps():
+    """Clear every capability of this process (the sandbox's CAP_SYS_ADMIN, which only the server and zygote need)."""
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    hdr = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    if _libc.capset(ctypes.byref(hdr), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def _cap_eff():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+# CAP_SYS_ADMIN (bit 21) inside the sandbox's user namespace: what the per-request IPC namespace, the inner
+# pid namespace and the server's own tmpfs need. Absent with unsafe_no_sandbox (those protections are then off).
+# Only ever inside the sandbox (`sandboxed` is set by sandbox.ts): a server started without it (unsafe mode,
+# perhaps as root on the host) must never unshare, mount or look for stray processes.
+HAVE_ADMIN = bool(CFG.get("sandboxed")) and os.getuid() != 0 and bool(_cap_eff() & (1 << 21))
+
+
+def _mount_tmpfs():
+    """A fresh tmpfs on TMP_ROOT (size and inode limits); the old one, if any, is detached first."""
+    _libc.umount2(TMP_ROOT.encode(), MNT_DETACH)
+    opts = "size=%d,nr_inodes=%d,mode=0700" % (TMPFS_BYTES, TMPFS_INODES)
+    if _libc.mount(b"tmpfs", TMP_ROOT.encode(), b"tmpfs", 0, opts.encode()) != 0:
+        raise OSError(ctypes.get_errno(), "mount tmpfs on " + TMP_ROOT)
+
+
+# ---- seccomp: system calls no generated program needs, refused in every child (compiled once here with
+# libseccomp's Python binding, loaded in each child after its set-up). EPERM, except clone3 → ENOSYS so that
+# libc falls back to clone(2), whose flags can be checked.
+DENIED_SYSCALLS = [
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "pidfd_open",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "keyctl", "add_key", "request_key",
+    "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl",
+    "semget", "semop", "semtimedop", "semctl",
+    "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    "memfd_create", "memfd_secret",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "reboot", "swapon", "swapoff", "syslog", "acct", "quotactl", "quotactl_fd",
+    "name_to_handle_at", "open_by_handle_at", "lookup_dcookie",
+    "ioperm", "iopl", "sethostname", "setdomainname", "settimeofday", "clock_settime", "clock_adjtime",
+    "adjtimex", "personality", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
+    "vmsplice",
+]
+CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080]
+
+
+def _compile_seccomp():
+    """BPF bytes of the children's filter, or None when libseccomp's binding is missing (checked by sandbox.ts)."""
+    try:
+        import seccomp
+    except ImportError:
+        return None
+    f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    eperm = seccomp.ERRNO(errno.EPERM)
+    for name in DENIED_SYSCALLS:
+        try:
+            f.add_rule(eperm, name)
+        except (RuntimeError, ValueError, OSError):
+            pass  # not a syscall on this architecture
+    f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    for flag in CLONE_NS_FLAGS:  # new namespaces (and CLONE_NEWTIME/NEWCGROUP) are refused
+        f.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    # prlimit on another process (pid != 0): e.g. lowering the zygote's limits
+    f.add_rule(eperm, "prlimit64", seccomp.Arg(0, seccomp.NE, 0))
+    r, w = os.pipe()
+    try:
+        with os.fdopen(w, "wb", closefd=False) as fw:
+            f.export_bpf(fw)
+        os.close(w)
+        w = -1
+        chunks = []
+        while True:
+            b = os.read(r, 1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    return b"".join(chunks)
+
+
+SECCOMP_BPF = _compile_seccomp() if CFG.get("seccomp", True) else None
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _load_seccomp():
+    if not SECCOMP_BPF:
+        return
+    buf = ctypes.create_string_buffer(SECCOMP_BPF, len(SECCOMP_BPF))
+    prog = _SockFprog(len(SECCOMP_BPF) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "no_new_privs")
+    if _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp")
 
 
 def _baseline_vm_bytes():
@@ -186,32 +331,87 @@ def encode_value(v):
     return _Encoder(OUT_CAP).enc(v)
 
 
-def decode_value(x):
+def _valid_value(v):
+    """Is v a value in the executor's typed encoding (types.ts)? The harness's encoder only writes these; the
+    server checks every value a child reports (a program writing its own lines could write anything)."""
+    stack = [(v, 0)]
+    while stack:
+        x, d = stack.pop()
+        if d > 210:
+            return False
+        t = _type(x)
+        if x is None or t is bool or t is str:
+            continue
+        if t is int:
+            if not -MAX_SAFE <= x <= MAX_SAFE:
+                return False
+            continue
+        if t is list:
+            stack.extend((y, d + 1) for y in x)
+            continue
+        if t is not dict:
+            return False
+        keys = x.keys()
+        if len(x) == 1:
+            (k, y), = x.items()
+            if k in ("$int", "$float", "$bytes"):
+                if _type(y) is not str:
+                    return False
+            elif k in ("$tuple", "$set", "$frozenset"):
+                if _type(y) is not list:
+                    return False
+                stack.extend((z, d + 1) for z in y)
+            elif k == "$dict":
+                if _type(y) is not list:
+                    return False
+                for pair in y:
+                    if _type(pair) is not list or len(pair) != 2:
+                        return False
+                    stack.append((pair[0], d + 1))
+                    stack.append((pair[1], d + 1))
+            else:
+                return False
+        elif len(x) == 2 and "$ndarray" in keys and "dtype" in keys:
+            if _type(x["dtype"]) is not str:
+                return False
+            stack.append((x["$ndarray"], d + 1))
+        elif len(x) == 2 and "$repr" in keys and "type" in keys:
+            if _type(x["$repr"]) is not str or _type(x["type"]) is not str:
+                return False
+        else:
+            return False
+    return True
+
+
+def decode_value(x, depth=0):
     """Typed JSON → Python value (used for call arguments). Raises ValueError on a malformed encoding."""
+    if depth > 200:
+        raise ValueError("value nested deeper than 200")
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
     if isinstance(x, list):
-        return [decode_value(y) for y in x]
+        return [decode_value(y, depth + 1) for y in x]
     if isinstance(x, dict):
         if "$int" in x:
             return int(x["$int"])
         if "$float" in x:
             return float(x["$float"])
         if "$tuple" in x:
-            return tuple(decode_value(y) for y in x["$tuple"])
+            return tuple(decode_value(y, depth + 1) for y in x["$tuple"])
         if "$set" in x:
-            return set(decode_value(y) for y in x["$set"])
+            return set(decode_value(y, depth + 1) for y in x["$set"])
         if "$frozenset" in x:
-            return frozenset(decode_value(y) for y in x["$frozenset"])
+            return frozenset(decode_value(y, depth + 1) for y in x["$frozenset"])
         if "$dict" in x:
-            return {decode_value(k): decode_value(v) for k, v in x["$dict"]}
+            return {decode_value(k, depth + 1): decode_value(v, depth + 1) for k, v in x["$dict"]}
         if "$bytes" in x:
             return base64.b64decode(x["$bytes"], validate=True)
         if "$ndarray" in x:
-            return _np.array(decode_value(x["$ndarray"]), dtype=x.get("dtype"))
+            return _np.array(decode_value(x["$ndarray"], depth + 1), dtype=x.get("dtype"))
         if "$repr" in x:
             raise ValueError("a $repr value (%s) cannot be passed as an argument" % x.get("type"))
     raise ValueError("malformed value encoding: %s" % str(x)[:80])
+
 
 
 # ------------------------------------------------------------------------------- child helpers ----
@@ -236,40 +436,6 @@ def _exc_info(e):
     return name[:100], _one_line(msg)
 
 
-def _child_setup(w, cpu_s, cpu_hard_s):
-    """Runs first in every forked child: session, stdio, fds, rlimits, cwd, signals."""
-    os.setsid()
-    devnull = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.closerange(3, w)
-    os.closerange(w + 1, 65536)
-    # Signal dispositions, the environment ({HOME, TMPDIR} = CHILD_DIR only) and tempfile.tempdir are
-    # inherited from the server (set once in _server_signals and _server_env). TMP_ROOT is empty here: the
-    # server does not ask for a child until its clean-up succeeded (Child), so the directory is new.
-    os.mkdir(CHILD_DIR, 0o700)
-    os.chdir(CHILD_DIR)
-    cpu = int(math.ceil(cpu_s)) + 1
-    cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
-    try:
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
-    except (ValueError, OSError):
-        pass
-    for lim, val in (
-        (resource.RLIMIT_AS, AS_LIMIT),
-        (resource.RLIMIT_NPROC, 0),
-        (resource.RLIMIT_FSIZE, FSIZE),
-        (resource.RLIMIT_NOFILE, NOFILE),
-        (resource.RLIMIT_CORE, 0),
-    ):
-        try:
-            resource.setrlimit(lim, (val, val))
-        except (ValueError, OSError):
-            pass
-    if _prctl is not None:
-        _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no ptrace, no /proc/<pid>/mem of the child
-
-
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
@@ -281,8 +447,66 @@ def _emit(w, obj):
     _write_all(w, (_dumps(obj) + "\n").encode("ascii"))
 
 
+def _read_exact(fd, n):
+    """n bytes from fd, or fewer at EOF."""
+    chunks = []
+    left = n
+    while left > 0:
+        b = os.read(fd, min(left, 1 << 20))
+        if not b:
+            break
+        chunks.append(b)
+        left -= len(b)
+    return b"".join(chunks)
+
+
 def _set_timer(t):
     signal.setitimer(signal.ITIMER_REAL, t)
+
+
+def _child_setup(keep, cpu_s, cpu_hard_s):
+    """Runs first in every forked child: capabilities, session, stdio, fds, rlimits, cwd, RNG, then seccomp."""
+    if HAVE_ADMIN:
+        _drop_caps()  # before anything else: no code of the child runs with the sandbox's CAP_SYS_ADMIN
+    os.setsid()
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    lo = 3
+    for fd in sorted(keep):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 65536)
+    # Signal dispositions, the environment ({HOME, TMPDIR} = CHILD_DIR only) and tempfile.tempdir are
+    # inherited from the server (_server_signals, _server_env). TMP_ROOT is empty here: the server does not
+    # ask for a child until the previous one's files are gone (a fresh tmpfs or an emptied directory).
+    os.mkdir(CHILD_DIR, 0o700)
+    os.chdir(CHILD_DIR)
+    cpu = int(math.ceil(cpu_s)) + 1
+    cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
+    except (ValueError, OSError):
+        pass
+    for lim, val in (
+        (resource.RLIMIT_AS, AS_LIMIT),
+        (resource.RLIMIT_NPROC, 0),
+        (resource.RLIMIT_FSIZE, max(FSIZE, STDOUT_CAP)),
+        (resource.RLIMIT_NOFILE, NOFILE),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        try:
+            resource.setrlimit(lim, (val, val))
+        except (ValueError, OSError):
+            pass
+    _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no /proc/<pid>/mem of the child
+    # A fresh RNG state: every child is a copy of the zygote, so numpy's global generator would otherwise
+    # start from the same state in every program (python's `random` reseeds itself at fork).
+    try:
+        _np.random.seed(int.from_bytes(os.urandom(4), "little"))
+    except Exception:
+        pass
 
 
 def _exec_module(src, ns, timeout, code=None):
@@ -309,6 +533,7 @@ def _exec_module(src, ns, timeout, code=None):
 
 
 def _call_one(fn, arg, timeout):
+    """One call: its result dict with `ms` (the call) and `e` (encoding the value), both milliseconds."""
     try:
         args = [decode_value(a) for a in arg.get("args", [])]
         kwargs = {str(k): decode_value(v) for k, v in (arg.get("kwargs") or {}).items()}
@@ -316,12 +541,13 @@ def _call_one(fn, arg, timeout):
         return {"status": "invalid_input", "message": _one_line("bad argument encoding: %s" % e), "ms": 0}
     res = None
     t0 = time.perf_counter()
+    t1 = None
     try:
         try:
             _set_timer(timeout)
             v = fn(*args, **kwargs)
-            ms = (time.perf_counter() - t0) * 1000
-            res = {"status": "ok", "value": encode_value(v), "ms": ms}
+            t1 = time.perf_counter()
+            res = {"status": "ok", "value": encode_value(v), "ms": (t1 - t0) * 1000}
             _set_timer(0)
         except _Timeout:
             _set_timer(0)
@@ -337,12 +563,13 @@ def _call_one(fn, arg, timeout):
     except _Timeout:
         _set_timer(0)
         res = {"status": "timeout", "message": "call exceeded %gs" % timeout}
-    elapsed = (time.perf_counter() - t0) * 1000
-    if elapsed > timeout * 1000 and res["status"] != "timeout":
+    t2 = time.perf_counter()
+    elapsed = ((t1 if t1 is not None else t2) - t0) * 1000
+    if (t2 - t0) * 1000 > timeout * 1000 and res["status"] != "timeout":
         res = {"status": "timeout", "message": "call exceeded %gs" % timeout}
-    res.setdefault("ms", elapsed)
-    if res["status"] != "ok":
+    if res["status"] != "ok" or "ms" not in res:
         res["ms"] = elapsed
+    res["e"] = (t2 - (t1 if t1 is not None else t2)) * 1000
     return res
 
 
@@ -357,31 +584,85 @@ def _raise_cpu(timeout):
         pass
 
 
-def child_calls(w, req, start):
-    """Child body for a `calls` request: load the program, then run inputs[start:] one by one."""
-    timeout = float(req["timeout"])
-    load_timeout = float(req.get("load_timeout") or timeout)
-    ns = dict(_prelude_ns)
-    ns["__name__"] = "solution"
-    fail = _exec_module(req["program"], ns, load_timeout)
-    if fail is not None:
-        _emit(w, {"load": fail})
-        return
-    _emit(w, {"loaded": True})
-    inputs = req["inputs"]
-    fn = ns.get(req["entry"])
-    for k in range(start, len(inputs)):
-        if fn is None or not callable(fn):
-            r = {"status": "error", "errorType": "NameError",
-                 "message": "name %r is not defined by the program" % req["entry"], "ms": 0}
-        else:
-            _raise_cpu(timeout)
-            r = _call_one(fn, inputs[k], timeout)
+class _Exit(BaseException):
+    """os._exit inside a stdio program: ends that run (its output so far counts), not the child."""
+
+    def __init__(self, code):
+        self.code = code
+
+
+class _Stdio:
+    """stdin and stdout of stdio runs: memfds (made before seccomp) behind fds 0 and 1."""
+
+    def __init__(self):
+        self.inp = os.memfd_create("stdin")
+        self.out = os.memfd_create("stdout")
+
+    def run(self, code, text, timeout):
+        import io
+
+        data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else b""
+        os.ftruncate(self.inp, 0)
+        os.pwrite(self.inp, data, 0)
+        os.lseek(self.inp, 0, 0)
+        os.dup2(self.inp, 0)
+        os.ftruncate(self.out, 0)
+        os.lseek(self.out, 0, 0)
+        os.dup2(self.out, 1)
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape")
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="surrogateescape")
+        ns = {"__name__": "__main__", "__builtins__": __builtins__}
+        res = None
+        t0 = time.perf_counter()
+        t1 = None
+        saved_exit = os._exit
+        os._exit = _stdio_exit
         try:
-            _emit(w, {"i": k, "r": r})
-        except (TypeError, ValueError):
-            _emit(w, {"i": k, "r": {"status": "error", "errorType": "OutputEncodingError",
-                                    "message": "value could not be serialised", "ms": r.get("ms", 0)}})
+            try:
+                _set_timer(timeout)
+                try:
+                    exec(code, ns)
+                except SystemExit as e:
+                    if e.code not in (None, 0):
+                        raise
+                except _Exit as e:
+                    if e.code not in (None, 0):
+                        raise SystemExit(e.code)
+                try:
+                    sys.stdout.flush()
+                except BaseException:
+                    pass
+                t1 = time.perf_counter()
+                _set_timer(0)
+                res = {"status": "ok"}
+            except _Timeout:
+                _set_timer(0)
+                res = {"status": "timeout", "message": "run exceeded %gs" % timeout}
+            except BaseException as e:
+                _set_timer(0)
+                name, msg = _exc_info(e)
+                if isinstance(e, OSError) and getattr(e, "errno", None) == errno.EFBIG:
+                    name, msg = "OutputTooLarge", "stdout larger than %d bytes" % STDOUT_CAP
+                res = {"status": "error", "errorType": name, "message": msg}
+        except _Timeout:
+            _set_timer(0)
+            res = {"status": "timeout", "message": "run exceeded %gs" % timeout}
+        finally:
+            os._exit = saved_exit
+        t2 = time.perf_counter()
+        if (t2 - t0) > timeout and res["status"] != "timeout":
+            res = {"status": "timeout", "message": "run exceeded %gs" % timeout}
+        res["ms"] = ((t1 if t1 is not None else t2) - t0) * 1000
+        if res["status"] == "ok":
+            size = os.fstat(self.out).st_size
+            raw = os.pread(self.out, min(size, STDOUT_CAP), 0)
+            res["value"] = raw.decode("utf-8", "replace")
+        res["e"] = (time.perf_counter() - t2) * 1000
+        return res
+
+
+def _stdio_exit(code=0):
+    raise _Exit(code)
 
 
 def _annotation(node):
@@ -426,21 +707,106 @@ def function_info(fn):
     return out
 
 
-def child_check(w, req):
-    try:
-        tree = ast.parse(req["program"])
-    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
-        name, msg = _exc_info(e)
-        _emit(w, {"ast": {"functions": [], "classes": []},
-                  "load": {"status": "syntax_error", "errorType": name, "message": msg}})
-        return
-    funcs = [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
-    _emit(w, {"ast": {"functions": funcs, "classes": classes}})
-    ns = dict(_prelude_ns)
-    ns["__name__"] = "solution"
-    fail = _exec_module(req["program"], ns, float(req["timeout"]))
-    _emit(w, {"load": fail or {"status": "ok"}})
+
+
+# ------------------------------------------------------------------------------- child bodies ----
+# The conversation of a program child, on two pipes it holds (the request pipe `r`, read; the result pipe
+# `w`, written):
+#   server → child   frame: 4-byte big-endian length + JSON header {kind, program, entry?, inputs, timeouts,
+#                    load_timeout, start}, then 21-byte commands: b"c" + index (4 bytes) + nonce (16 bytes)
+#                    = run call `index`; b"e" + 0 + nonce = finish.
+#   child → server   JSON lines: {"ast": …} (check only, before the program runs), then {"loaded": …} or
+#                    {"load": failure}, then {"i": index, "n": nonce hex, "r": result} for each call command,
+#                    and {"end": nonce hex} for the finish command, after which the child closes `w` and exits.
+# The server accepts a line only as the answer to the command it is waiting on; so a program that writes to
+# `w` itself can at most answer the call it is running (which it could do by returning), never a call the
+# server has not issued, and any extra line voids everything that child reported.
+CMD_SIZE = 21
+
+
+def _read_cmd(r):
+    b = _read_exact(r, CMD_SIZE)
+    if len(b) != CMD_SIZE:
+        return None, 0, ""
+    return b[:1], struct.unpack(">I", b[1:5])[0], b[5:].hex()
+
+
+def _finish(w, r):
+    """Wait for the server's finish command, answer it, close the channel."""
+    while True:
+        op, k, nonce = _read_cmd(r)
+        if op is None:
+            return
+        if op == b"e":
+            _emit(w, {"end": nonce})
+            os.close(w)
+            return
+        _emit(w, {"i": k, "n": nonce, "r": {"status": "crash", "message": "call after a failed load", "ms": 0}})
+
+
+def child_program(w, r, hdr, t_fork, t_start, stdio=None):
+    kind = hdr.get("kind", "function")
+    start = int(hdr.get("start", 0))
+    inputs = hdr.get("inputs") or []
+    timeouts = hdr.get("timeouts") or []
+    load_timeout = float(hdr.get("load_timeout") or 1)
+    t_setup = time.monotonic()
+    if kind == "check":
+        try:
+            tree = ast.parse(hdr["program"])
+            funcs = [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+            _emit(w, {"ast": {"functions": funcs, "classes": classes}})
+        except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+            name, msg = _exc_info(e)
+            _emit(w, {"ast": {"functions": [], "classes": []}, "load": {"status": "syntax_error", "errorType": name, "message": msg}})
+            return _finish(w, r)
+    t0 = time.perf_counter()
+    if kind == "stdio":
+        try:
+            code = compile(hdr["program"], "<program>", "exec")
+            fail = None
+        except BaseException as e:
+            name, msg = _exc_info(e)
+            fail = {"status": "error", "errorType": name, "message": msg}
+    else:
+        ns = dict(_prelude_ns)
+        ns["__name__"] = "solution"
+        fail = _exec_module(hdr["program"], ns, load_timeout)
+    load_ms = (time.perf_counter() - t0) * 1000
+    if fail is not None:
+        _emit(w, {"load": fail})
+        return _finish(w, r)
+    times = {"t0": t_fork, "t1": t_start, "ts": t_setup, "lm": load_ms}
+    _emit(w, dict(times, loaded=True) if kind != "check" else dict(times, load={"status": "ok"}))
+    fn = None
+    if kind == "function":
+        fn = ns.get(hdr.get("entry"))
+    while True:
+        op, k, nonce = _read_cmd(r)
+        if op is None:
+            return
+        if op == b"e":
+            _emit(w, {"end": nonce})
+            os.close(w)
+            return
+        j = k - start
+        if not (0 <= j < len(inputs)):
+            res = {"status": "crash", "message": "no such input", "ms": 0}
+        elif kind == "stdio":
+            _raise_cpu(float(timeouts[j]))
+            res = stdio.run(code, inputs[j], float(timeouts[j]))
+        elif fn is None or not callable(fn):
+            res = {"status": "error", "errorType": "NameError",
+                   "message": "name %r is not defined by the program" % hdr.get("entry"), "ms": 0}
+        else:
+            _raise_cpu(float(timeouts[j]))
+            res = _call_one(fn, inputs[j], float(timeouts[j]))
+        try:
+            _emit(w, {"i": k, "n": nonce, "r": res})
+        except (TypeError, ValueError):
+            _emit(w, {"i": k, "n": nonce, "r": {"status": "error", "errorType": "OutputEncodingError",
+                                              "message": "value could not be serialised", "ms": res.get("ms", 0)}})
 
 
 # Project helper scripts (runScript with project_code: the project's own files, never dataset or model
@@ -472,7 +838,8 @@ def project_key(req):
     return key
 
 
-def child_script(w, req, code=None):
+def child_script(w, r, req, code=None):
+    """A trusted helper script over INPUT → OUTPUT (plain JSON), then the same finish handshake as programs."""
     ns = dict(_prelude_ns)
     ns["__name__"] = "__script__"
     ns["INPUT"] = req.get("input")
@@ -482,17 +849,18 @@ def child_script(w, req, code=None):
     fail = _exec_module(req["script"], ns, float(req["timeout"]), code)
     if fail is not None:
         _emit(w, {"load": fail})
-        return
+        return _finish(w, r)
     try:
         out = _dumps(ns.get("OUTPUT"))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         _emit(w, {"load": {"status": "error", "errorType": "TypeError",
                            "message": _one_line("OUTPUT is not plain JSON: %s" % e)}})
-        return
+        return _finish(w, r)
     if len(out) > OUT_CAP * 4:
         _emit(w, {"load": {"status": "error", "errorType": "OutputTooLarge", "message": "OUTPUT too large"}})
-        return
+        return _finish(w, r)
     _write_all(w, b'{"load":{"status":"ok"},"output":' + (out + "}\n").encode("ascii"))
+    return _finish(w, r)
 
 
 # ------------------------------------------------------------------------------ server side ----
@@ -562,25 +930,46 @@ def _empty_tmp_root():
             return False
 
 
+def _clean_tmp_root():
+    """After a child: TMP_ROOT back to empty. The common case (an empty working directory) is one rmdir; if the
+    child left anything, the whole tmpfs is replaced by a fresh one (constant time, whatever it left: a million
+    files cost the next request nothing); without CAP_SYS_ADMIN (unsafe mode) the walk above empties it."""
+    try:
+        os.rmdir(CHILD_DIR)
+        if not os.listdir(TMP_ROOT):
+            return True
+    except OSError:
+        pass
+    if HAVE_ADMIN:
+        try:
+            _mount_tmpfs()
+            return True
+        except OSError:
+            return False
+    return _empty_tmp_root()
+
+
 # ------------------------------------------------------------------------------------ zygote ----
 # Children are not forked from the server but from a zygote: a process the server forks at start-up, before
 # its first request, that never holds a request, a program, an input or a result. A child's memory is a copy
 # of the zygote's (the prelude) plus its own request, which it reads from a pipe; so a program that scans its
-# own memory finds nothing of the programs, inputs or results this worker ran before. The server talks to the
-# zygote over a SEQPACKET socket: "fork" (with the child's request and result pipe ends), "wait" (reap a child,
-# return its wait status), "ping", "project" (compile a trusted project helper once). A program that kills its
-# parent kills the zygote. Before a request is done the server asks the zygote something (the reap of each
-# child, or a ping for the last one); a SIGKILL sent before that question — so before the child wrote its
-# last result — leaves no zygote to answer, and the server then re-reports that child's results as crashes
-# and exits (the pool starts a fresh sandbox; the batch continues there).
+# own memory finds nothing of the programs, inputs or results this worker ran before. In the sandbox the
+# zygote is pid 1 of a pid namespace of its own: the children live there and cannot see, signal, stop or
+# ptrace the server (outside it) and, pid 1 being immune to the signals of its namespace, cannot kill or stop
+# the zygote either. The server talks to the zygote over a SEQPACKET socket: "fork" (the child's request and
+# result pipe ends in; a pidfd of the child out), "wait" (reap a child, return its wait status), "newipc"
+# (a fresh IPC namespace for the children of the next request), "reap" (reap whatever is left), "ping",
+# "bench" (the fork-ceiling loop of bench/executor.ts), "project" (compile a trusted project helper once).
 _ZSOCK = None
+_ZPID = 0
 
 
 class ZygoteGone(Exception):
-    """The zygote did not answer: a program killed it."""
+    """The zygote did not answer."""
 
 
 def _zygote_main(sock):
+    os.chdir("/")  # never inside TMP_ROOT, which the server replaces
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)  # the server's request and reply pipes are not the zygote's
@@ -590,29 +979,57 @@ def _zygote_main(sock):
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 4096, 2)
         except OSError:
-            os._exit(0)
+            _exit(0)
         if not msg:
-            os._exit(0)  # the server is gone
+            _exit(0)  # the server is gone
         h = _loads(msg)
         op = h.get("op")
         reply = {}
+        give = []
         if op == "fork":
+            t_fork = time.monotonic()
             pid = os.fork()
             if pid == 0:
                 code = 0
                 try:
                     sock.close()
-                    _child_main(h, fds, compiled)
+                    _child_main(h, fds, compiled, t_fork)
                 except BaseException:
                     code = 3
                 finally:
-                    os._exit(code)
+                    _exit(code)
             reply = {"pid": pid}
+            try:
+                give = [os.pidfd_open(pid)]
+            except OSError:
+                give = []
         elif op == "wait":
             try:
                 reply = {"status": os.waitpid(h["pid"], 0)[1]}
             except ChildProcessError:
                 reply = {"status": None}
+        elif op == "reap":
+            n = 0
+            while True:
+                try:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                n += 1
+            reply = {"reaped": n}
+        elif op == "newipc":
+            reply = {"ok": HAVE_ADMIN and _libc.unshare(CLONE_NEWIPC) == 0}
+        elif op == "bench":
+            n = int(h.get("n", 200))
+            t0 = time.perf_counter()
+            for _ in range(n):
+                pid = os.fork()
+                if pid == 0:
+                    _exit(0)
+                os.waitpid(pid, 0)
+            reply = {"s": time.perf_counter() - t0, "n": n}
         elif op == "project":
             try:
                 text = b""
@@ -629,102 +1046,132 @@ def _zygote_main(sock):
         # "ping": the empty reply says the zygote is alive
         for fd in fds:
             os.close(fd)
-        sock.send(_dumps(reply).encode("ascii"))
+        try:
+            if give:
+                socket.send_fds(sock, [_dumps(reply).encode("ascii")], give)
+            else:
+                sock.send(_dumps(reply).encode("ascii"))
+        finally:
+            for fd in give:
+                os.close(fd)
 
 
-def _child_main(h, fds, compiled):
-    """Body of a child: read its own request from the pipe, then set up and run the requested body."""
+def _child_main(h, fds, compiled, t_fork):
+    """Body of a child: set up (capabilities dropped first), read its own request from the pipe, seccomp, run."""
+    t_start = time.monotonic()
     req_r, w = fds
-    chunks = []
-    while True:
-        b = os.read(req_r, 1 << 20)
-        if not b:
-            break
-        chunks.append(b)
-    os.close(req_r)
-    req = _loads(b"".join(chunks))
-    del chunks
-    _child_setup(w, h["cpu"], h["cpu_hard"])
-    kind = h["body"]
-    if kind == "calls":
-        child_calls(w, req, h["start"])
-    elif kind == "check":
-        child_check(w, req)
-    elif kind == "script":
-        child_script(w, req, compiled.get(h.get("key")))
+    _child_setup((req_r, w), h["cpu"], h["cpu_hard"])
+    n = struct.unpack(">I", _read_exact(req_r, 4))[0]
+    req = _loads(_read_exact(req_r, n))
+    stdio = None
+    if h["body"] == "program" and req.get("kind") == "stdio":
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized stdout fails the write (EFBIG), not the child
+        stdio = _Stdio()  # memfds: made before seccomp, which refuses memfd_create to the program
+    _load_seccomp()
+    if h["body"] == "program":
+        child_program(w, req_r, req, t_fork, t_start, stdio)
+    elif h["body"] == "script":
+        child_script(w, req_r, req, compiled.get(h.get("key")))
 
 
 def _zygote_start():
-    """Fork the zygote (before the first request is read) and keep the server's end of its socket."""
-    global _ZSOCK
+    """Fork the zygote (before the first request is read) and keep the server's end of its socket. In the
+    sandbox the server first moves its future children into a new pid namespace, so the zygote is its pid 1."""
+    global _ZSOCK, _ZPID
     mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if HAVE_ADMIN and _libc.unshare(CLONE_NEWPID) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
     pid = os.fork()
     if pid == 0:
         try:
             mine.close()
             _zygote_main(its)
         finally:
-            os._exit(0)
+            _exit(0)
     its.close()
     _ZSOCK = mine
+    _ZPID = pid
     # The server writes each request into its child's pipe; a child that died early must not kill the server
     # with SIGPIPE (the zygote and the children keep the default, inherited from before this point).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 def _zcall(h, fds=()):
-    """One request to the zygote and its reply; ZygoteGone when it does not answer (a program killed it)."""
+    """One request to the zygote: (reply, fds it sent); ZygoteGone when it does not answer."""
     msg = b""
+    got = []
     try:
         data = _dumps(h).encode("ascii")
         if fds:
             socket.send_fds(_ZSOCK, [data], list(fds))
         else:
             _ZSOCK.send(data)
-        msg = _ZSOCK.recv(4096)
+        msg, got, _, _ = socket.recv_fds(_ZSOCK, 4096, 1)
     except OSError:
         pass
     if not msg:
         raise ZygoteGone()
-    return _loads(msg)
+    return _loads(msg), got
+
+
+GARBAGE = "garbage"
 
 
 class Child:
-    """A child forked by the zygote, plus the server's reader for its result pipe."""
+    """A child forked by the zygote: its command pipe (ours to write), its result pipe (ours to read), a pidfd."""
 
-    def __init__(self, kind, payload, cpu_s, cpu_hard_s=0, start=0, key=None):
-        if _dirty[0] and not _empty_tmp_root():
-            # Something an earlier child left could not be removed: end this server (fail closed; the pool
-            # starts a fresh sandbox and this request reports a crash) rather than let the next child see it.
-            # Not expected: the server can chmod, move and unlink all that a dead child of its uid created.
-            os._exit(70)
+    def __init__(self, body, header, cpu_s, cpu_hard_s=0, key=None, timing=False):
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
-        self.pid = _zcall({"op": "fork", "body": kind, "start": start, "cpu": cpu_s, "cpu_hard": cpu_hard_s, "key": key},
-                          (req_r, res_w))["pid"]
-        os.close(req_r)
-        os.close(res_w)
-        self.fd = res_r
-        self.buf = b""
-        self.exit_desc = None
+        self.t_req = time.monotonic()
         try:
-            _write_all(req_w, payload)
-        except OSError:
-            pass  # the child is already gone: its (missing) results say so
-        os.close(req_w)
+            reply, got = _zcall({"op": "fork", "body": body, "cpu": cpu_s, "cpu_hard": cpu_hard_s, "key": key, "timing": timing},
+                                (req_r, res_w))
+        finally:
+            os.close(req_r)
+            os.close(res_w)
+        self.t_forked = time.monotonic()
+        self.pid = reply["pid"]
+        self.pidfd = got[0] if got else -1
+        for extra in got[1:]:
+            os.close(extra)
+        self.fd = res_r
+        self.cmd = req_w
+        self.buf = b""
+        self.last_len = 0
+        self.exit_desc = None
+        self.exit_sig = 0
+        self.dead = False
+        payload = _dumps(header).encode("ascii")
+        self.send(struct.pack(">I", len(payload)) + payload)
 
-    def read_line(self, deadline):
-        """Next line from the child, or None on EOF, or "timeout" when the deadline passes."""
+    def send(self, data):
+        try:
+            _write_all(self.cmd, data)
+            return True
+        except OSError:
+            return False  # the child is gone: its (missing) answers say so
+
+    def command(self, op, k):
+        nonce = os.urandom(16)
+        self.send(op + struct.pack(">I", k) + nonce)
+        return nonce.hex()
+
+    def read_msg(self, deadline):
+        """Next line from the child as a dict, None at EOF, "timeout" when the deadline passes, GARBAGE when
+        the line is not a JSON object (or is absurdly long, or nested past what the decoder allows)."""
         while True:
             nl = self.buf.find(b"\n")
             if nl >= 0:
                 line, self.buf = self.buf[:nl], self.buf[nl + 1:]
+                self.last_len = len(line)
                 try:
-                    return _loads(line)
-                except ValueError:
-                    return {"garbage": True}
+                    msg = _loads(line)
+                except (ValueError, RecursionError):
+                    return GARBAGE
+                return msg if isinstance(msg, dict) else GARBAGE
             if len(self.buf) > OUT_CAP * 4 + 4096:
-                return {"garbage": True}
+                return GARBAGE
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout"
@@ -736,150 +1183,354 @@ class Child:
                 return None
             self.buf += chunk
 
-    def finish(self):
-        self.kill()
-        self.reap()
+    def drain(self, deadline):
+        """Read the channel to its end. True when anything was left in it (an unsolicited write)."""
+        extra = bool(self.buf) and self.buf.endswith(b"\n")  # a cut-off last line is a death, not a write
+        self.buf = b""
+        if self.fd < 0:
+            return extra  # reaped already: the channel was read to its end
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                left = 5.0  # killed: the end of the channel is at most a teardown away
+                deadline = time.monotonic() + left
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return extra
+            extra = True
 
     def kill(self):
-        """SIGKILL the child's process group: from here on it runs no more code (its results may go out)."""
-        if self.exit_desc is not None:
-            return  # reaped already: its pid may belong to another process by now
+        """SIGKILL the child (through its pidfd: never another process, even once its pid is reused)."""
+        if self.dead:
+            return
         try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            os.kill(self.pid, signal.SIGKILL)
+            if self.pidfd >= 0:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
 
+    def close_pipes(self):
+        for fd in (self.fd, self.cmd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fd = self.cmd = -1
+
     def reap(self):
-        """Wait for the killed child, record how it ended, and empty TMP_ROOT (everything there is its)."""
-        if self.exit_desc is not None:
+        """Wait for the (killed) child, record how it ended, close its descriptors, empty TMP_ROOT."""
+        if self.dead:
             return
-        status = _zcall({"op": "wait", "pid": self.pid})["status"]
-        os.close(self.fd)
+        self.kill()
+        status = _zcall({"op": "wait", "pid": self.pid})[0]["status"]
+        self.dead = True
+        if self.fd >= 0:
+            self.close_pipes()
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
         if status is None:
             self.exit_desc = "was not reaped"
-            self.exit_sig = 0
         elif os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             self.exit_desc = "killed by %s" % signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "signal %d" % sig
             self.exit_sig = sig
         else:
             self.exit_desc = "exited with code %d" % os.WEXITSTATUS(status)
-            self.exit_sig = 0
-        if not _empty_tmp_root():
+        if not _clean_tmp_root():
             _dirty[0] = True
 
     def died_status(self, what):
         """Status for a child that stopped answering (EOF): crash, or timeout when the CPU limit killed it."""
-        if getattr(self, "exit_sig", 0) in (signal.SIGXCPU,):
+        self.reap()
+        if self.exit_sig == signal.SIGXCPU:
             return {"status": "timeout", "message": "%s: CPU limit reached" % what}
         return {"status": "crash", "message": "%s: child %s" % (what, self.exit_desc)}
 
 
-def serve_calls(req, line):
-    rid = req["id"]
-    inputs = req["inputs"]
+_pending_reap = []
+
+
+def _reap_pending():
+    while _pending_reap:
+        _pending_reap.pop().reap()
+    if _dirty[0]:
+        # Something an earlier child left could not be removed: end this server (fail closed; the pool starts a
+        # fresh sandbox) rather than let the next child see it. Not expected (a fresh tmpfs always works).
+        _exit(70)
+
+
+TAMPERED = {"status": "crash", "message": "the program wrote to the result channel itself (tampered): every result of this run is void", "ms": 0}
+STATUSES = ("ok", "error", "timeout", "crash", "invalid_input")
+
+
+def _clean_result(r, limit_ms):
+    """A child's result as the server passes it on: known status and fields only, time within the limit."""
+    if not isinstance(r, dict) or r.get("status") not in STATUSES:
+        return None
+    outr = {"status": r["status"]}
+    ms = r.get("ms")
+    outr["ms"] = float(ms) if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms >= 0 else 0.0
+    if outr["ms"] > limit_ms and outr["status"] == "ok":
+        return {"status": "timeout", "message": "call exceeded %gs" % (limit_ms / 1000), "ms": outr["ms"]}
+    if outr["status"] == "ok":
+        if "value" not in r:
+            return None
+        outr["value"] = r["value"]
+    for k in ("errorType", "message"):
+        if isinstance(r.get(k), str):
+            outr[k] = r[k][:MSG_CAP]
+    return outr
+
+
+class Budget:
+    """What one request may still send back (REQ_OUT_CAP bytes of values)."""
+
+    def __init__(self):
+        self.left = REQ_OUT_CAP
+
+    def take(self, r, size):
+        if r.get("status") != "ok":
+            return r
+        if size > self.left:
+            return {"status": "error", "errorType": "OutputTooLarge",
+                    "message": "the request's results passed %d bytes" % REQ_OUT_CAP, "ms": r.get("ms", 0)}
+        self.left -= size
+        return r
+
+
+_last_line = [0.0]
+
+
+def _beat(rid):
+    """Keep the Node watchdog informed during a long program (at most two lines a second)."""
+    now = time.monotonic()
+    if now - _last_line[0] >= 0.5:
+        _last_line[0] = now
+        out({"id": rid, "beat": 1})
+
+
+def run_program(rid, j, prog, budget, timing):
+    """All inputs of one program: a child runs them one command at a time; after a hard kill (timeout, crash)
+    the rest continue in a fresh child. Returns (results, ast, timing)."""
+    kind = prog.get("kind", "function")
+    inputs = prog.get("inputs") or []
     n = len(inputs)
-    timeout = float(req["timeout"])
-    load_timeout = float(req.get("load_timeout") or timeout)
-    start = 0
-    last = None
-    while start < n:
-        child = Child("calls", line, load_timeout, load_timeout + (n - start) * (timeout + 1) + 5, start=start)
-        deadline = time.monotonic() + load_timeout + GRACE
-        loaded = False
-        k = start
+    timeouts = [float(t) for t in prog.get("timeouts") or []]
+    load_timeout = float(prog.get("load_timeout") or (max(timeouts) if timeouts else 1.0))
+    results = [None] * n
+    tm = {"spawn": 0.0, "fork": 0.0, "setup": 0.0, "load": 0.0, "run": 0.0, "encode": 0.0, "transport": 0.0, "exit": 0.0, "children": 0}
+    ast_info = None
+    k = 0
+    first = True
+    while first or k < n:
+        first = False
+        rest = timeouts[k:]
+        header = {"kind": kind, "program": prog.get("program", ""), "entry": prog.get("entry"), "start": k,
+                  "inputs": inputs[k:], "timeouts": rest, "load_timeout": load_timeout}
+        cpu = load_timeout
+        cpu_hard = load_timeout + sum(t + 1 for t in rest) + 5
+        _reap_pending()
+        child = Child("program", header, cpu, cpu_hard, timing=timing)
+        tm["children"] += 1
+        tm["spawn"] += child.t_forked - child.t_req
+        own_from = k  # results this child gave start here (void them all if it tampers)
+        tampered = False
         fill = None
-        while k < n:
-            msg = child.read_line(deadline)
-            if msg == "timeout" or msg is None or not isinstance(msg, dict) or msg.get("garbage"):
-                break
-            if not loaded:
-                if "load" in msg:
-                    fill = dict(msg["load"])
-                    fill["message"] = _one_line("module level: " + str(fill.get("message", "")))
-                    break
-                if msg.get("loaded"):
-                    loaded = True
-                    out({"id": rid, "loaded": True})
-                    deadline = time.monotonic() + timeout + GRACE
-                    continue
-                break
-            if msg.get("i") != k or not isinstance(msg.get("r"), dict):
-                msg = {"garbage": True}
-                break
-            out({"id": rid, "i": k, "r": msg["r"]})
-            k += 1
-            deadline = time.monotonic() + timeout + GRACE
-        try:
-            if k >= n:
-                # Every result is in: kill the child, make sure the zygote is alive (see the zygote section),
-                # and reap the child after the reply, so its exit overlaps the client's turn-around.
-                child.kill()
-                _zcall({"op": "ping"})
-                last = child
-                break
-            child.finish()
-        except ZygoteGone:
-            _retract(rid, start, k)
-            raise
-        if fill is None:
-            if msg == "timeout":
-                fill = {"status": "timeout", "message": "exceeded %gs (hard kill)" % (timeout if loaded else load_timeout)}
-            elif isinstance(msg, dict) and msg.get("garbage"):
-                fill = {"status": "crash", "message": "child wrote a malformed result"}
+        t_load = time.monotonic()
+        msg = child.read_msg(t_load + load_timeout + GRACE)
+        if kind == "check" and isinstance(msg, dict) and "ast" in msg:
+            ast_info = msg["ast"] if isinstance(msg["ast"], dict) else None
+            if "load" not in msg:
+                msg = child.read_msg(t_load + load_timeout + GRACE)
+        loaded = False
+        if isinstance(msg, dict) and (msg.get("loaded") is True or (kind == "check" and msg.get("load") == {"status": "ok"})) and len(msg) <= 6:
+            loaded = True
+            t = [msg.get(x) for x in ("t0", "t1", "ts", "lm")]
+            if timing and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t):
+                tm["fork"] += max(0.0, t[1] - t[0])
+                tm["setup"] += max(0.0, t[2] - t[1])
+                tm["load"] += t[3] / 1000
+        elif isinstance(msg, dict) and isinstance(msg.get("load"), dict):
+            st = msg["load"].get("status")
+            if st == "syntax_error" or (st in STATUSES and st != "ok"):
+                fill = {"status": st, "ms": (time.monotonic() - t_load) * 1000}
+                for x in ("errorType", "message"):
+                    if isinstance(msg["load"].get(x), str):
+                        fill[x] = msg["load"][x][:MSG_CAP]
             else:
-                fill = child.died_status("call" if loaded else "module level")
-            if not loaded:
-                fill["message"] = _one_line("module level: " + fill["message"])
-        fill["ms"] = round((time.monotonic() - (deadline - (timeout if loaded else load_timeout) - GRACE)) * 1000, 3)
-        if not loaded:
-            for j in range(k, n):
-                out({"id": rid, "i": j, "r": fill})
+                tampered = True
+        elif msg == "timeout":
+            fill = {"status": "timeout", "message": "exceeded %gs (hard kill)" % load_timeout, "ms": load_timeout * 1000}
+        elif msg is None:
+            fill = child.died_status("module level")
+            fill["ms"] = (time.monotonic() - t_load) * 1000
+        else:
+            tampered = True
+        if fill is not None and kind != "check":
+            if fill["status"] == "syntax_error":
+                fill["status"] = "error"
+            fill["message"] = _one_line("module level: " + str(fill.get("message", "")))
+        # the calls
+        stop = None
+        while loaded and not tampered and k < n:
+            t_cmd = time.monotonic()
+            nonce = child.command(b"c", k)
+            limit = timeouts[k] if k < len(timeouts) else 1.0
+            msg = child.read_msg(t_cmd + limit + GRACE)
+            t_got = time.monotonic()
+            if isinstance(msg, dict) and msg.get("i") == k and msg.get("n") == nonce and len(msg) == 3:
+                raw = msg.get("r")
+                r = _clean_result(raw, limit * 1000)
+                if r is None or (r["status"] == "ok" and not _valid_value(r["value"])):
+                    tampered = True
+                    break
+                if timing and isinstance(raw, dict):
+                    run_s = r["ms"] / 1000
+                    enc_s = raw.get("e", 0) / 1000 if isinstance(raw.get("e"), (int, float)) else 0
+                    tm["run"] += run_s
+                    tm["encode"] += enc_s
+                    tm["transport"] += max(0.0, (t_got - t_cmd) - run_s - enc_s)
+                results[k] = budget.take(r, child.last_len)
+                k += 1
+                _beat(rid)
+                continue
+            if msg == "timeout":
+                stop = {"status": "timeout", "message": "exceeded %gs (hard kill)" % limit, "ms": (t_got - t_cmd) * 1000}
+            elif msg is None:
+                stop = child.died_status("call")
+                stop["ms"] = (t_got - t_cmd) * 1000
+            else:
+                tampered = True
             break
-        out({"id": rid, "i": k, "r": fill})
-        start = k + 1
-    out({"id": rid, "done": True})
-    if last is not None:
-        last.reap()
+        t_end = time.monotonic()
+        if not tampered and stop is None and (loaded or fill is not None):
+            # The harness is in control again: it must answer the finish command, then close the channel.
+            nonce = child.command(b"e", 0)
+            msg = child.read_msg(t_end + GRACE + 1.0)
+            if msg != {"end": nonce}:
+                tampered = True
+        else:
+            child.kill()  # a hard kill (or a broken conversation): nothing more from this child is wanted
+        if child.drain(time.monotonic() + GRACE):
+            tampered = True  # bytes after the final answer: written by the program, not the harness
+        child.kill()
+        if timing:
+            tm["exit"] += time.monotonic() - t_end
+        _pending_reap.append(child)
+        if tampered:
+            # A program that writes to the result channel itself voids every result it reported, and the rest.
+            for i in range(own_from, n):
+                results[i] = dict(TAMPERED)
+            k = n
+            break
+        if fill is not None:
+            for i in range(k, n):
+                results[i] = dict(fill)
+            k = n
+            break
+        if stop is not None:
+            results[k] = stop
+            k += 1
+        if kind == "check":
+            break
+    check = None
+    if kind == "check":
+        if tampered:
+            check = {"status": "crash", "message": TAMPERED["message"]}
+        elif fill is not None:
+            check = fill
+        else:
+            check = {"status": "ok"}
+    return results, ast_info, check, tm
 
 
-def _retract(rid, start, end):
-    """Results [start, end) came from a child that killed the zygote: report them again, as crashes."""
-    for j in range(start, end):
-        out({"id": rid, "i": j, "r": {"status": "crash", "message": "the program killed its parent (the sandbox's zygote)", "ms": 0}})
+def serve_programs(req):
+    rid = req["id"]
+    progs = req.get("programs") or []
+    timing = bool(req.get("timing"))
+    budget = Budget()
+    if HAVE_ADMIN:
+        _zcall({"op": "newipc"})  # System V / POSIX IPC objects of earlier requests are out of reach
+    for j, prog in enumerate(progs):
+        results, ast_info, check, tm = run_program(rid, j, prog, budget, timing)
+        msg = {"id": rid, "p": j, "r": results}
+        if check is not None:
+            msg["check"] = check
+            msg["ast"] = ast_info or {"functions": [], "classes": []}
+        if timing:
+            msg["t"] = tm
+        out(msg)
+        _last_line[0] = time.monotonic()
+    _reap_pending()
+    out({"id": rid, "done": True, "stray": _stray_processes()})
 
 
-def serve_single(kind, line, timeout, key=None):
-    """check / script: one child, a deadline for the whole request. Returns the merged result and the child,
-    killed (the zygote checked alive) but not yet reaped: the caller reaps it after replying."""
-    child = Child(kind, line, timeout, key=key)
+def _stray_processes():
+    """Kill and count processes left in the children's pid namespace after a request: any process whose parent
+    is the zygote (children cannot fork, so an orphan or a leftover can only be the zygote's) once every child
+    of the request has been reaped. None may be left; this is the check that it held."""
+    if not HAVE_ADMIN or not _ZPID:
+        return 0
+    n = 0
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        if pid in (1, os.getpid(), _ZPID):
+            continue
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) != _ZPID:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            n += 1
+        except (OSError, ValueError, IndexError):
+            pass
+    if n:
+        _zcall({"op": "reap"})
+    return n
+
+
+def serve_script(req):
+    rid = req["id"]
+    timeout = float(req["timeout"])
+    key = project_key(req)
+    t0 = time.perf_counter()
+    _reap_pending()
+    child = Child("script", req, timeout, key=key)
     deadline = time.monotonic() + timeout + GRACE
-    msgs = []
-    end = None
-    while True:
-        msg = child.read_line(deadline)
-        if msg == "timeout":
-            end = {"status": "timeout", "message": "exceeded %gs (hard kill)" % timeout}
-            break
-        if msg is None or not isinstance(msg, dict) or msg.get("garbage"):
-            child.finish()
-            end = child.died_status("program") if msg is None else {"status": "crash", "message": "malformed result"}
-            break
-        msgs.append(msg)
-        if "load" in msg:
-            break
+    res = None
+    tampered = False
+    msg = child.read_msg(deadline)
+    if msg == "timeout":
+        res = {"load": {"status": "timeout", "message": "exceeded %gs (hard kill)" % timeout}}
+    elif msg is None:
+        res = {"load": child.died_status("program")}
+    elif msg == GARBAGE or not isinstance(msg.get("load"), dict):
+        res = {"load": {"status": "crash", "message": "malformed result"}}
+    else:
+        res = msg
+        nonce = child.command(b"e", 0)
+        end = child.read_msg(time.monotonic() + GRACE + 1.0)
+        if end != {"end": nonce}:
+            tampered = True
+    if child.drain(time.monotonic() + GRACE):
+        tampered = True
     child.kill()
-    _zcall({"op": "ping"})
-    merged = {}
-    for m in msgs:
-        merged.update(m)
-    if end is not None:
-        merged["load"] = end
-    return merged, child
+    _pending_reap.append(child)
+    if tampered and res.get("load", {}).get("status") == "ok":
+        res = {"load": {"status": "crash", "message": "the script's result channel was written to out of turn (tampered)"}}
+    out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
+    _reap_pending()
 
 
 def _server_signals():
@@ -902,19 +1553,27 @@ def _server_env():
 def main():
     _server_signals()
     _server_env()
-    if _prctl is not None:
-        _prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: children (same uid) cannot ptrace or read our memory
+    _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # children (same uid) cannot ptrace or read our memory
+    if HAVE_ADMIN:
+        # bwrap's mounts belong to a namespace we cannot change: take a mount namespace of our own (the zygote
+        # and every child share it) and put our own size- and inode-limited tmpfs on TMP_ROOT.
+        if _libc.unshare(CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        _mount_tmpfs()
     import gc
 
     gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
     _zygote_start()  # before the first request: the zygote never sees one
-    out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT})
+    out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT,
+         "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
+                       "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)}})
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
         if not line:
-            _empty_tmp_root()
+            _reap_pending()
             if not CFG.get("tmp_root"):
+                _empty_tmp_root()
                 try:
                     os.rmdir(TMP_ROOT)
                 except OSError:
@@ -922,30 +1581,30 @@ def main():
             return
         try:
             req = _loads(line)
-        except ValueError:
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except (ValueError, RecursionError):
             out({"fatal": "bad request line"})
             continue
         op = req.get("op")
         rid = req.get("id")
-        t0 = time.perf_counter()
+        _last_line[0] = time.monotonic()
         try:
-            if op == "calls":
-                serve_calls(req, line)
-            elif op == "check":
-                res, child = serve_single("check", line, float(req["timeout"]))
-                out({"id": rid, "done": True, "check": res, "ms": (time.perf_counter() - t0) * 1000})
-                child.reap()
+            if op == "programs":
+                serve_programs(req)
             elif op == "script":
-                key = project_key(req)
-                res, child = serve_single("script", line, float(req["timeout"]), key)
-                out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
-                child.reap()
+                serve_script(req)
             elif op == "ping":
                 out({"id": rid, "done": True})
+            elif op == "bench_fork":
+                res = _zcall({"op": "bench", "n": int(req.get("n", 200))})[0]
+                out({"id": rid, "done": True, "bench": res})
             else:
                 out({"id": rid, "done": True, "fatal": "unknown op %r" % op})
         except ZygoteGone:
-            os._exit(71)  # a program killed the zygote: the pool starts a fresh sandbox
+            _exit(71)  # the zygote is gone: the pool starts a fresh sandbox
+        except (KeyError, TypeError, ValueError) as e:
+            out({"id": rid, "done": True, "fatal": _one_line("malformed request: %s" % e)})
 
 
 if __name__ == "__main__":

@@ -128,11 +128,15 @@ export type ProgramJob =
 export interface ProgramResult {
   /** One result per input, in input order. */
   results: CallResult[];
+  /** With `timing`: seconds spent per phase (spawn, fork, setup, load, run, encode, transport, exit). */
+  timing?: Record<string, number>;
 }
 
 export interface RunProgramsOptions {
   /** Called as each (program, input) result arrives (streaming; order across programs is arbitrary). */
   onResult?(job: number, input: number, result: CallResult): void;
+  /** Ask for each program's cost breakdown (`timing` in its result; see ProgramTiming in index.ts). */
+  timing?: boolean;
 }
 
 export interface Executor {
@@ -147,6 +151,8 @@ export interface Executor {
   runPrograms(jobs: ProgramJob[], opts?: RunProgramsOptions): Promise<ProgramResult[]>;
   /** Parse + list top-level defs, then execute the module level only. */
   checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck>;
+  /** checkProgram for many programs in one request (one child each, spread over the workers). */
+  checkPrograms(programs: string[], opts: { timeoutS: number }): Promise<ProgramCheck[]>;
   /**
    * Run a trusted helper script inside the sandbox: it reads the global INPUT (plain JSON) and assigns
    * OUTPUT (plain JSON). Used for AST tools (mutation, probing) and benchmark harnesses (gold-check).
