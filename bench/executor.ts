@@ -2,7 +2,10 @@
  * Executor throughput on a trivial function: sandboxed pool, one call per request and batched, against
  * process-per-call baselines (`/usr/bin/python3 -c` per execution, as many in parallel as cores): the bare
  * program, and the program after the UTGen prelude (numpy …) that every execution in the pool sees, all in
- * this run. `npx tsx bench/executor.ts [--quick]`.
+ * this run. Then the many-programs shape (distinct programs, 3 tests each): one program per request versus
+ * many programs per request, against the fork ceiling measured in the same run (each worker's zygote —
+ * prelude loaded — running bare fork + exit + wait cycles, all workers at once), with the per-program cost
+ * broken down by phase. `npx tsx bench/executor.ts [--quick]`.
  */
 import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
@@ -44,6 +47,16 @@ const singleN = quick ? 300 : 2000;
 const batches = quick ? 20 : 100;
 const batchSize = 200;
 
+const manyN = quick ? 300 : 1500;
+/** The i-th of many distinct programs (same function, different text), with its 3 tests. */
+const manyJob = (i: number) => ({
+  program: `# program ${i}\ndef add(a, b):\n    return a + b + ${i % 7}\n`,
+  entryPoint: "add",
+  inputs: [{ args: [i, 1] }, { args: [i, 2] }, { args: [i, 3] }],
+  timeoutS: 1,
+});
+const manyOk = (i: number, rs: { value?: unknown }[]) => rs.every((r, k) => r.value === i + k + 1 + (i % 7));
+
 const baseline = await timed(baselineN, () => parallel(baselineN, cores, (i) => pythonOnce(i)));
 const prelude = preludeSource();
 const withPrelude = await timed(baselineN / 2, () => parallel(baselineN / 2, cores, (i) => pythonOnce(i, prelude)));
@@ -72,6 +85,25 @@ try {
   });
   const rate = (x: { n: number; s: number }) => x.n / x.s;
   const base = rate(baseline);
+  // The many-programs shape.
+  const ceiling = await ex.benchFork(quick ? 200 : 600);
+  const onePerRequest = await timed(manyN, async () => {
+    await Promise.all(
+      Array.from({ length: manyN }, async (_, i) => {
+        const [r] = await ex.runPrograms([manyJob(i)]);
+        if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
+      }),
+    );
+  });
+  let timing: Record<string, number> = {};
+  const many = await timed(manyN, async () => {
+    const rs = await ex.runPrograms(Array.from({ length: manyN }, (_, i) => manyJob(i)), { timing: true });
+    rs.forEach((r, i) => {
+      if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
+      for (const [k, v] of Object.entries(r.timing ?? {})) timing[k] = (timing[k] ?? 0) + v;
+    });
+  });
+  const ceilingPerS = ceiling.totalPerS;
   console.log(`Trivial-function throughput, ${cores} cores${quick ? " (--quick)" : ""}\n`);
   console.log("| mode | calls | wall (s) | calls/s | ratio vs baseline |");
   console.log("|---|---:|---:|---:|---:|");
@@ -83,6 +115,18 @@ try {
   const okRate = rate(batched) >= 1000;
   console.log(`\ntargets: batched ≥ 20× the bare baseline: ${okRatio ? "met" : "NOT met"}; batched ≥ 1,000 sandboxed calls/s: ${okRate ? "met" : "NOT met"}`);
   console.log(`one call per request: ${(rate(single) / base).toFixed(1)}× the bare baseline, ${(rate(single) / rate(withPrelude)).toFixed(1)}× the prelude baseline`);
+  console.log(`\nMany distinct programs, 3 tests each, ${ex.config.workers} workers\n`);
+  console.log("| mode | programs | wall (s) | programs/s | share of the fork ceiling |");
+  console.log("|---|---:|---:|---:|---:|");
+  console.log(`| fork ceiling: each worker's zygote forking bare children (fork + exit + wait), all workers at once | ${quick ? 200 : 600}×${ex.config.workers} | | ${ceilingPerS.toFixed(0)} | 100 % |`);
+  console.log(`| one program per request (runPrograms with one job, ${manyN} requests in flight) | ${onePerRequest.n} | ${onePerRequest.s.toFixed(2)} | ${rate(onePerRequest).toFixed(0)} | ${((100 * rate(onePerRequest)) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| many programs per request (one runPrograms call) | ${many.n} | ${many.s.toFixed(2)} | ${rate(many).toFixed(0)} | ${((100 * rate(many)) / ceilingPerS).toFixed(0)} % |`);
+  const per = (k: string) => ((1000 * (timing[k] ?? 0)) / manyN).toFixed(3);
+  console.log(`\nPer program (ms, mean over ${manyN}; wall per program on one worker ≈ ${((1000 * many.s * ex.config.workers) / manyN).toFixed(2)} ms):\n`);
+  console.log("| spawn (server waits on the zygote's fork) | fork (fork() until the child runs) | child set-up | module load | run (3 calls) | result encoding | transport (3 calls) | finish + kill |");
+  console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
+  console.log(`| ${per("spawn")} | ${per("fork")} | ${per("setup")} | ${per("load")} | ${per("run")} | ${per("encode")} | ${per("transport")} | ${per("exit")} |`);
+  console.log(`\nmany programs per request: ${rate(many).toFixed(0)} programs/s = ${((100 * rate(many)) / ceilingPerS).toFixed(0)} % of the fork ceiling (${ceilingPerS.toFixed(0)}/s)`);
 } finally {
   await ex.close();
 }

@@ -465,6 +465,8 @@ export async function referenceGoldCheck(
   problems: GoldProblem[],
   opts: {
     timeoutS?: number;
+    /** Module-level limit (default: the per-test limit, as the UTGen reference's unsafe_execute). */
+    loadTimeoutS?: number;
     canonicalTimeoutS?: number;
     /** false: run only `code` (canonical rates then read as NaN). */
     includeCanonical?: boolean;

@@ -33,11 +33,11 @@ for i, (inp, exp) in enumerate(zip(inputs, results)):
 `;
 const CANONICAL = "def add(a, b):\n    return a + b\n";
 
-// A line the harness would write for call `i` with the value `v` (nonce unknown or stolen).
+// A line the harness writes for input `i` with the value `v` (the server's protocol, see server.py).
 const FORGE_HELPERS = `
 import os, json, sys
 def _line(i, nonce, v):
-    return (json.dumps({"i": i, "n": nonce, "r": {"status": "ok", "value": v, "ms": 0.1, "e": 0.0}}) + "\\n").encode()
+    return (json.dumps({"i": i, "r": {"status": "ok", "value": v, "ms": 0.1, "e": 0.0}}) + "\\n").encode()
 def _pipes():
     out = []
     for fd in range(3, 64):
@@ -49,7 +49,7 @@ def _pipes():
     return out
 def _harness_frame():
     f = sys._getframe(1)
-    while f is not None and "nonce" not in f.f_locals:
+    while f is not None and not ("w" in f.f_locals and "inputs" in f.f_locals):
         f = f.f_back
     return f
 `;
@@ -84,26 +84,25 @@ def add(a, b):
 `,
   },
   {
-    name: "steals the current call's nonce from the harness's frame and answers later calls with it",
+    name: "takes the harness's channel and position from its frame, answers every remaining call itself and exits",
     code: `${FORGE_HELPERS}
 def add(a, b):
     f = _harness_frame()
     if f is not None:
-        w = f.f_locals.get("w")
-        k = f.f_locals.get("k")
-        nonce = f.f_locals.get("nonce")
+        w = f.f_locals["w"]
+        k = f.f_locals["start"] + f.f_locals["j"]
         for i in range(k, k + 50):
-            os.write(w, _line(i, nonce, True))
+            os.write(w, _line(i, None, True))
         os._exit(0)
     return None
 `,
   },
   {
-    name: "answers its own call with a stolen nonce, then lets the harness answer too",
+    name: "answers its own call through the harness's channel (a wrong value), then lets the harness answer too",
     code: `${FORGE_HELPERS}
 def add(a, b):
     f = _harness_frame()
-    os.write(f.f_locals["w"], _line(f.f_locals["k"], f.f_locals["nonce"], 0))
+    os.write(f.f_locals["w"], _line(f.f_locals["start"] + f.f_locals["j"], None, 0))
     return a + b
 `,
   },

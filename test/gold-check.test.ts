@@ -209,7 +209,8 @@ describe("gold-check on the shared MBPP+Fix (Hard) dev set", () => {
       details: true,
     });
     // The reference side re-runs only `code` (the canonical rate is ours alone) to keep the suite fast.
-    const ref = await referenceGoldCheck(problems, { timeoutS: limits.buggy, includeCanonical: false });
+    // Module level gets gold-check's own load limit on both sides: the per-test 0.25 s is for calls only.
+    const ref = await referenceGoldCheck(problems, { timeoutS: limits.buggy, loadTimeoutS: 10, includeCanonical: false });
     expect(ours.canonical_pass_rate).toBe(1);
     expect(ours.mean_tests).toBeGreaterThan(100);
     let timingFlips = 0;

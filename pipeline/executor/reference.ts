@@ -34,7 +34,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 export async function runReferenceHarness(
   tasks: ReferenceTask[],
-  opts: { timeoutS?: number; processes?: number; config?: Partial<ExecutorConfig> } = {},
+  opts: { timeoutS?: number; loadTimeoutS?: number; processes?: number; config?: Partial<ExecutorConfig> } = {},
 ): Promise<Record<string, ReferenceResult>> {
   const c = executorConfigSchema.parse(opts.config ?? {});
   const sb: SandboxOptions = { python: c.python, unsafe: c.unsafe_no_sandbox, tmpfsMb: c.tmpfs_mb, limits: {} };
@@ -47,6 +47,7 @@ export async function runReferenceHarness(
     processes: opts.processes ?? c.workers,
     prelude: preludeSource(),
     memory_mb: c.memory_mb + 256,
+    ...(opts.loadTimeoutS ? { load_timeout: opts.loadTimeoutS } : {}),
   });
   return new Promise((resolve, reject) => {
     const p = spawn(argv[0], argv.slice(1), { env: launcherEnv, stdio: ["pipe", "pipe", "pipe"] });

@@ -4,7 +4,7 @@
 # loop) is killed by the parent after limit + 1 s and the process restarts at the next test.
 # It is started inside the same bubblewrap sandbox as the fork servers (sandbox.ts: sandboxedPython).
 # Input on stdin: {"tasks": [{"key", "program", "header", "fn", "atol", "timeout"?}], "timeout", "processes",
-# "prelude", "memory_mb"}; output on stdout: {"results": {key: {"tests", "passed", "verdicts"}}} where
+# "prelude", "memory_mb", "load_timeout"? (module level; default: the per-test limit, as the UTGen reference)}; output on stdout: {"results": {key: {"tests", "passed", "verdicts"}}} where
 # verdicts has one character per test: p(ass), f(ail), t(imeout).
 import json
 import multiprocessing as mp
@@ -22,7 +22,7 @@ def on_alarm(signum, frame):
     raise Timeout()
 
 
-def worker(task, start, conn, timeout, prelude, memory_mb):
+def worker(task, start, conn, timeout, prelude, memory_mb, load_timeout=None):
     import os
 
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -40,7 +40,7 @@ def worker(task, start, conn, timeout, prelude, memory_mb):
     conn.send(("n", n))
     ns = {}
     try:
-        signal.setitimer(signal.ITIMER_REAL, timeout)
+        signal.setitimer(signal.ITIMER_REAL, load_timeout or timeout)
         exec(prelude + "\n" + task["program"] + "\n" + task["header"], ns)
         signal.setitimer(signal.ITIMER_REAL, 0)
     except BaseException:
@@ -67,7 +67,7 @@ def worker(task, start, conn, timeout, prelude, memory_mb):
     conn.send(("end", 0))
 
 
-def run_task(task, timeout, prelude, memory_mb):
+def run_task(task, timeout, prelude, memory_mb, load_timeout=None):
     """Runs one (problem, program) to completion, restarting after hard kills. Returns (tests, passed, verdicts)."""
     ctx = mp.get_context("fork")
     passed = 0
@@ -76,7 +76,7 @@ def run_task(task, timeout, prelude, memory_mb):
     start = 0
     while True:
         parent, child = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=worker, args=(task, start, child, timeout, prelude, memory_mb))
+        p = ctx.Process(target=worker, args=(task, start, child, timeout, prelude, memory_mb, load_timeout))
         p.start()
         child.close()
         current = None
@@ -127,7 +127,8 @@ def main():
     # Threads only supervise: each runs its task's forked processes.
     with ThreadPool(int(req.get("processes", 2))) as pool:
         futures = [
-            (t["key"], pool.apply_async(run_task, (t, float(t.get("timeout") or timeout), req.get("prelude", ""), int(req.get("memory_mb", 1024)))))
+            (t["key"], pool.apply_async(run_task, (t, float(t.get("timeout") or timeout), req.get("prelude", ""), int(req.get("memory_mb", 1024)),
+                                                 req.get("load_timeout"))))
             for t in tasks
         ]
         for key, f in futures:

@@ -12,6 +12,7 @@
 # inside the child.
 import ast
 import base64
+import re
 import ctypes
 import errno
 import hashlib
@@ -75,9 +76,20 @@ from typing import *
 from collections import *
 from functools import *
 """
-_prelude_ns = {"__name__": "__utgen__", "__builtins__": __builtins__}
-exec(compile(PRELUDE, "<prelude>", "exec"), _prelude_ns)
-import numpy as _np  # noqa: E402  (already imported by the prelude)
+# The same prelude without numpy, for the lean zygote (see "zygotes" below): a program that never names numpy,
+# np, or anything that could reflect on its namespace, memory or loaded modules cannot tell the difference.
+LEAN_PRELUDE = "\n".join(line for line in PRELUDE.splitlines() if "numpy" not in line) + "\n"
+# A program is sent to the full zygote when its text has any of these words (conservative: in strings and
+# comments too): numpy itself, libraries that import it, and every way to look at the namespace, the loaded
+# modules, the object graph or the process's memory.
+FULL_WORDS = re.compile(
+    r"\b(?:np|numpy|pandas|scipy|sklearn|torch|tensorflow|jax|numba|matplotlib|cv2|PIL|sympy|networkx|"
+    r"globals|locals|vars|dir|eval|exec|__import__|importlib|modules|builtins|__builtins__|"
+    r"__dict__|__globals__|f_globals|f_locals|f_back|_getframe|inspect|gc|ctypes|__subclasses__|__class__|"
+    r"__base__|__bases__|__mro__|help|pydoc|tracemalloc|getallocatedblocks|getrusage|resource|mmap|proc)\b")
+# Set in each zygote when it loads its prelude (the server itself never loads one).
+_prelude_ns = None
+_np = None
 
 MAX_SAFE = 2**53 - 1
 _exit = os._exit  # the harness's own reference: a program may rebind os._exit
@@ -233,7 +245,22 @@ def _baseline_vm_bytes():
     return 256 << 20
 
 
-AS_LIMIT = _baseline_vm_bytes() + MEMORY_MB * (1 << 20)
+AS_LIMIT = 0  # set with the prelude: what the zygote maps once loaded + MEMORY_MB
+
+
+def _load_prelude(full):
+    """Import the prelude in this zygote (full: the reference's list; lean: the same without numpy)."""
+    global _prelude_ns, _np, AS_LIMIT
+    ns = {"__name__": "__utgen__", "__builtins__": __builtins__}
+    exec(compile(PRELUDE if full else LEAN_PRELUDE, "<prelude>", "exec"), ns)
+    _prelude_ns = ns
+    _np = ns["numpy"] if full else None
+    AS_LIMIT = _baseline_vm_bytes() + MEMORY_MB * (1 << 20)
+
+
+def _numpy():
+    """numpy if this process has it (the full zygote's children, or a lean child that imported it)."""
+    return _np if _np is not None else sys.modules.get("numpy")
 
 
 # ------------------------------------------------------------------ value encoding (child side) ----
@@ -300,16 +327,17 @@ class _Encoder:
             if t is bytearray:
                 return {"$repr": repr(v)[:OUT_CAP], "type": "bytearray"}
             return {"$bytes": base64.b64encode(v).decode("ascii")}
-        if t is _np.ndarray:
+        npm = _numpy()
+        if npm is not None and t is npm.ndarray:
             self.charge(v.size * 4)
             return {"$ndarray": self.enc(v.tolist(), depth + 1), "dtype": str(v.dtype)}
-        if isinstance(v, _np.generic):
+        if npm is not None and isinstance(v, npm.generic):
             # numpy scalars compare like their Python counterparts: encode them as such.
-            if isinstance(v, _np.bool_):
+            if isinstance(v, npm.bool_):
                 return bool(v)
-            if isinstance(v, _np.integer):
+            if isinstance(v, npm.integer):
                 return self.enc(int(v), depth)
-            if isinstance(v, _np.floating):
+            if isinstance(v, npm.floating):
                 return {"$float": _float_repr(float(v))}
         r = repr(v)
         if _type(r) is not str:
@@ -407,7 +435,8 @@ def decode_value(x, depth=0):
         if "$bytes" in x:
             return base64.b64decode(x["$bytes"], validate=True)
         if "$ndarray" in x:
-            return _np.array(decode_value(x["$ndarray"], depth + 1), dtype=x.get("dtype"))
+            npm = _numpy() or __import__("numpy")
+            return npm.array(decode_value(x["$ndarray"], depth + 1), dtype=x.get("dtype"))
         if "$repr" in x:
             raise ValueError("a $repr value (%s) cannot be passed as an argument" % x.get("type"))
     raise ValueError("malformed value encoding: %s" % str(x)[:80])
@@ -503,10 +532,11 @@ def _child_setup(keep, cpu_s, cpu_hard_s):
     _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no /proc/<pid>/mem of the child
     # A fresh RNG state: every child is a copy of the zygote, so numpy's global generator would otherwise
     # start from the same state in every program (python's `random` reseeds itself at fork).
-    try:
-        _np.random.seed(int.from_bytes(os.urandom(4), "little"))
-    except Exception:
-        pass
+    if _np is not None:
+        try:
+            _np.random.seed(int.from_bytes(os.urandom(4), "little"))
+        except Exception:
+            pass
 
 
 def _exec_module(src, ns, timeout, code=None):
@@ -712,15 +742,17 @@ def function_info(fn):
 # ------------------------------------------------------------------------------- child bodies ----
 # The conversation of a program child, on two pipes it holds (the request pipe `r`, read; the result pipe
 # `w`, written):
-#   server → child   frame: 4-byte big-endian length + JSON header {kind, program, entry?, inputs, timeouts,
-#                    load_timeout, start}, then 21-byte commands: b"c" + index (4 bytes) + nonce (16 bytes)
-#                    = run call `index`; b"e" + 0 + nonce = finish.
+#   server → child   a frame (4-byte big-endian length + JSON header {kind, program, entry?, inputs, timeouts,
+#                    load_timeout, start}); later, once every answer is in, the finish command: b"e" + 4 bytes
+#                    + a fresh 16-byte nonce.
 #   child → server   JSON lines: {"ast": …} (check only, before the program runs), then {"loaded": …} or
-#                    {"load": failure}, then {"i": index, "n": nonce hex, "r": result} for each call command,
-#                    and {"end": nonce hex} for the finish command, after which the child closes `w` and exits.
-# The server accepts a line only as the answer to the command it is waiting on; so a program that writes to
-# `w` itself can at most answer the call it is running (which it could do by returning), never a call the
-# server has not issued, and any extra line voids everything that child reported.
+#                    {"load": failure}, then {"i": index, "r": result} for each input in order, and
+#                    {"end": nonce hex} for the finish command, after which the child closes `w` and exits.
+# The server accepts exactly these lines in exactly this order and nothing after the end: a program that
+# writes to `w` itself either duplicates or reorders an answer, or (if it stops the harness from answering)
+# cannot answer the finish command, whose nonce is only sent once every answer is in; either way every
+# result of that child is void. What a program can do is produce the values for its own inputs — which is
+# what returning them does. The expected values never enter its process; verdicts are decided outside.
 CMD_SIZE = 21
 
 
@@ -732,16 +764,11 @@ def _read_cmd(r):
 
 
 def _finish(w, r):
-    """Wait for the server's finish command, answer it, close the channel."""
-    while True:
-        op, k, nonce = _read_cmd(r)
-        if op is None:
-            return
-        if op == b"e":
-            _emit(w, {"end": nonce})
-            os.close(w)
-            return
-        _emit(w, {"i": k, "n": nonce, "r": {"status": "crash", "message": "call after a failed load", "ms": 0}})
+    """Wait for the server's finish command, answer it with its nonce, close the channel."""
+    op, _, nonce = _read_cmd(r)
+    if op == b"e":
+        _emit(w, {"end": nonce})
+    os.close(w)
 
 
 def child_program(w, r, hdr, t_fork, t_start, stdio=None):
@@ -782,31 +809,22 @@ def child_program(w, r, hdr, t_fork, t_start, stdio=None):
     fn = None
     if kind == "function":
         fn = ns.get(hdr.get("entry"))
-    while True:
-        op, k, nonce = _read_cmd(r)
-        if op is None:
-            return
-        if op == b"e":
-            _emit(w, {"end": nonce})
-            os.close(w)
-            return
-        j = k - start
-        if not (0 <= j < len(inputs)):
-            res = {"status": "crash", "message": "no such input", "ms": 0}
-        elif kind == "stdio":
-            _raise_cpu(float(timeouts[j]))
-            res = stdio.run(code, inputs[j], float(timeouts[j]))
+    for j in range(len(inputs)):
+        limit = float(timeouts[j])
+        _raise_cpu(limit)
+        if kind == "stdio":
+            res = stdio.run(code, inputs[j], limit)
         elif fn is None or not callable(fn):
             res = {"status": "error", "errorType": "NameError",
                    "message": "name %r is not defined by the program" % hdr.get("entry"), "ms": 0}
         else:
-            _raise_cpu(float(timeouts[j]))
-            res = _call_one(fn, inputs[j], float(timeouts[j]))
+            res = _call_one(fn, inputs[j], limit)
         try:
-            _emit(w, {"i": k, "n": nonce, "r": res})
+            _emit(w, {"i": start + j, "r": res})
         except (TypeError, ValueError):
-            _emit(w, {"i": k, "n": nonce, "r": {"status": "error", "errorType": "OutputEncodingError",
-                                              "message": "value could not be serialised", "ms": res.get("ms", 0)}})
+            _emit(w, {"i": start + j, "r": {"status": "error", "errorType": "OutputEncodingError",
+                                            "message": "value could not be serialised", "ms": res.get("ms", 0)}})
+    return _finish(w, r)
 
 
 # Project helper scripts (runScript with project_code: the project's own files, never dataset or model
@@ -960,8 +978,13 @@ def _clean_tmp_root():
 # result pipe ends in; a pidfd of the child out), "wait" (reap a child, return its wait status), "newipc"
 # (a fresh IPC namespace for the children of the next request), "reap" (reap whatever is left), "ping",
 # "bench" (the fork-ceiling loop of bench/executor.ts), "project" (compile a trusted project helper once).
-_ZSOCK = None
-_ZPID = 0
+# Two zygotes per server: "full" (the reference prelude, numpy included) and "lean" (the same without numpy,
+# whose children fork about three times faster: numpy is most of a zygote's mapped memory). A program goes to
+# the lean zygote only when nothing in its text or inputs could tell the difference (FULL_WORDS, ndarray
+# arguments); with `lean_zygote: false` every program goes to the full one. Each zygote is pid 1 of a pid
+# namespace of its own.
+LEAN = bool(CFG.get("lean_zygote", True))
+_ZYG = {}  # name → (socket, outer pid)
 
 
 class ZygoteGone(Exception):
@@ -975,6 +998,8 @@ def _zygote_main(sock):
         os.dup2(devnull, fd)  # the server's request and reply pipes are not the zygote's
     os.close(devnull)
     compiled = {}
+    exited = {}  # pid → wait status of children reaped on the way (the server asks for few of them)
+    ipc_gen = [None]  # the request generation whose IPC namespace this zygote's children get
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 4096, 2)
@@ -987,6 +1012,10 @@ def _zygote_main(sock):
         reply = {}
         give = []
         if op == "fork":
+            _reap_some(exited)
+            if HAVE_ADMIN and h.get("ipc") != ipc_gen[0]:
+                if _libc.unshare(CLONE_NEWIPC) == 0:
+                    ipc_gen[0] = h.get("ipc")
             t_fork = time.monotonic()
             pid = os.fork()
             if pid == 0:
@@ -1004,23 +1033,17 @@ def _zygote_main(sock):
             except OSError:
                 give = []
         elif op == "wait":
-            try:
-                reply = {"status": os.waitpid(h["pid"], 0)[1]}
-            except ChildProcessError:
-                reply = {"status": None}
-        elif op == "reap":
-            n = 0
-            while True:
+            if h["pid"] in exited:
+                reply = {"status": exited.pop(h["pid"])}
+            else:
                 try:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    reply = {"status": os.waitpid(h["pid"], 0)[1]}
                 except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                n += 1
-            reply = {"reaped": n}
-        elif op == "newipc":
-            reply = {"ok": HAVE_ADMIN and _libc.unshare(CLONE_NEWIPC) == 0}
+                    reply = {"status": None}
+        elif op == "reap":
+            before = len(exited)
+            _reap_some(exited)
+            reply = {"reaped": len(exited) - before}
         elif op == "bench":
             n = int(h.get("n", 200))
             t0 = time.perf_counter()
@@ -1056,6 +1079,21 @@ def _zygote_main(sock):
                 os.close(fd)
 
 
+def _reap_some(exited):
+    """Reap every child that has ended (without blocking), keeping the last few statuses for "wait"."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        exited[pid] = status
+        if len(exited) > 256:
+            for old in list(exited)[:128]:
+                del exited[old]
+
+
 def _child_main(h, fds, compiled, t_fork):
     """Body of a child: set up (capabilities dropped first), read its own request from the pipe, seccomp, run."""
     t_start = time.monotonic()
@@ -1074,39 +1112,78 @@ def _child_main(h, fds, compiled, t_fork):
         child_script(w, req_r, req, compiled.get(h.get("key")))
 
 
-def _zygote_start():
-    """Fork the zygote (before the first request is read) and keep the server's end of its socket. In the
-    sandbox the server first moves its future children into a new pid namespace, so the zygote is its pid 1."""
-    global _ZSOCK, _ZPID
+def _spawn_zygote(full):
+    """Start one zygote: a helper process moves its future children into a new pid namespace and forks the
+    zygote (pid 1 there), reports its pid and exits; the zygote loads its prelude and serves its socket."""
     mine, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    if HAVE_ADMIN and _libc.unshare(CLONE_NEWPID) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWPID)")
-    pid = os.fork()
-    if pid == 0:
+    r, w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 0
         try:
             mine.close()
-            _zygote_main(its)
+            os.close(r)
+            if HAVE_ADMIN and _libc.unshare(CLONE_NEWPID) != 0:
+                code = 9
+            else:
+                z = os.fork()
+                if z == 0:
+                    os.close(w)
+                    try:
+                        _load_prelude(full)
+                        import gc
+
+                        gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
+                        _zygote_main(its)
+                    finally:
+                        _exit(0)
+                os.write(w, struct.pack(">i", z))
+        except BaseException:
+            code = 8
         finally:
-            _exit(0)
+            _exit(code)
     its.close()
-    _ZSOCK = mine
-    _ZPID = pid
+    os.close(w)
+    _, status = os.waitpid(helper, 0)
+    got = _read_exact(r, 4)
+    os.close(r)
+    if len(got) != 4:
+        raise OSError("the %s zygote did not start (helper status %d)" % ("full" if full else "lean", status))
+    return mine, struct.unpack(">i", got)[0]
+
+
+def _zygote_start():
+    """Start the zygotes (before the first request is read: they never see one) and wait until they answer."""
+    for name in (("lean", "full") if LEAN else ("full",)):
+        _ZYG[name] = _spawn_zygote(name == "full")
+    for name in _ZYG:
+        _zcall({"op": "ping"}, zyg=name)
     # The server writes each request into its child's pipe; a child that died early must not kill the server
-    # with SIGPIPE (the zygote and the children keep the default, inherited from before this point).
+    # with SIGPIPE (the zygotes and the children keep the default, inherited from before this point).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
-def _zcall(h, fds=()):
-    """One request to the zygote: (reply, fds it sent); ZygoteGone when it does not answer."""
+def _zygote_for(program, header_bytes):
+    """Which zygote runs a program: lean when nothing in it or its inputs could notice numpy's absence."""
+    if "lean" not in _ZYG:
+        return "full"
+    if FULL_WORDS.search(program) or b'"$ndarray"' in header_bytes:
+        return "full"
+    return "lean"
+
+
+def _zcall(h, fds=(), zyg="full"):
+    """One request to a zygote: (reply, fds it sent); ZygoteGone when it does not answer."""
     msg = b""
     got = []
+    sock = _ZYG[zyg][0]
     try:
         data = _dumps(h).encode("ascii")
         if fds:
-            socket.send_fds(_ZSOCK, [data], list(fds))
+            socket.send_fds(sock, [data], list(fds))
         else:
-            _ZSOCK.send(data)
-        msg, got, _, _ = socket.recv_fds(_ZSOCK, 4096, 1)
+            sock.send(data)
+        msg, got, _, _ = socket.recv_fds(sock, 4096, 1)
     except OSError:
         pass
     if not msg:
@@ -1120,13 +1197,14 @@ GARBAGE = "garbage"
 class Child:
     """A child forked by the zygote: its command pipe (ours to write), its result pipe (ours to read), a pidfd."""
 
-    def __init__(self, body, header, cpu_s, cpu_hard_s=0, key=None, timing=False):
+    def __init__(self, body, header, cpu_s, cpu_hard_s=0, key=None, timing=False, zyg="full", payload=None):
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
+        self.zyg = zyg
         self.t_req = time.monotonic()
         try:
-            reply, got = _zcall({"op": "fork", "body": body, "cpu": cpu_s, "cpu_hard": cpu_hard_s, "key": key, "timing": timing},
-                                (req_r, res_w))
+            reply, got = _zcall({"op": "fork", "body": body, "cpu": cpu_s, "cpu_hard": cpu_hard_s, "key": key, "timing": timing,
+                                 "ipc": _IPC_GEN[0]}, (req_r, res_w), zyg)
         finally:
             os.close(req_r)
             os.close(res_w)
@@ -1142,7 +1220,8 @@ class Child:
         self.exit_desc = None
         self.exit_sig = 0
         self.dead = False
-        payload = _dumps(header).encode("ascii")
+        if payload is None:
+            payload = _dumps(header).encode("ascii")
         self.send(struct.pack(">I", len(payload)) + payload)
 
     def send(self, data):
@@ -1223,38 +1302,43 @@ class Child:
                 pass
         self.fd = self.cmd = -1
 
-    def reap(self):
-        """Wait for the (killed) child, record how it ended, close its descriptors, empty TMP_ROOT."""
+    def reap(self, status_wanted=False):
+        """Kill the child, wait until it is gone (its pidfd turns readable), close its descriptors, empty
+        TMP_ROOT. The zygote reaps the zombie on its own; its exit status is fetched only when wanted."""
         if self.dead:
             return
         self.kill()
-        status = _zcall({"op": "wait", "pid": self.pid})[0]["status"]
+        if self.pidfd >= 0 and not status_wanted:
+            select.select([self.pidfd], [], [], 10.0)
+        else:
+            status = _zcall({"op": "wait", "pid": self.pid}, zyg=self.zyg)[0]["status"]
+            if status is None:
+                self.exit_desc = "was not reaped"
+            elif os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+                self.exit_desc = "killed by %s" % signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "signal %d" % sig
+                self.exit_sig = sig
+            else:
+                self.exit_desc = "exited with code %d" % os.WEXITSTATUS(status)
         self.dead = True
         if self.fd >= 0:
             self.close_pipes()
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
-        if status is None:
-            self.exit_desc = "was not reaped"
-        elif os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            self.exit_desc = "killed by %s" % signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else "signal %d" % sig
-            self.exit_sig = sig
-        else:
-            self.exit_desc = "exited with code %d" % os.WEXITSTATUS(status)
         if not _clean_tmp_root():
             _dirty[0] = True
 
     def died_status(self, what):
         """Status for a child that stopped answering (EOF): crash, or timeout when the CPU limit killed it."""
-        self.reap()
+        self.reap(status_wanted=True)
         if self.exit_sig == signal.SIGXCPU:
             return {"status": "timeout", "message": "%s: CPU limit reached" % what}
         return {"status": "crash", "message": "%s: child %s" % (what, self.exit_desc)}
 
 
 _pending_reap = []
+_IPC_GEN = [0]
 
 
 def _reap_pending():
@@ -1337,7 +1421,10 @@ def run_program(rid, j, prog, budget, timing):
         cpu = load_timeout
         cpu_hard = load_timeout + sum(t + 1 for t in rest) + 5
         _reap_pending()
-        child = Child("program", header, cpu, cpu_hard, timing=timing)
+        payload = _dumps(header).encode("ascii")
+        zyg = _zygote_for(header["program"], payload)
+        child = Child("program", header, cpu, cpu_hard, timing=timing, zyg=zyg, payload=payload)
+        tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
         tm["children"] += 1
         tm["spawn"] += child.t_forked - child.t_req
         own_from = k  # results this child gave start here (void them all if it tampers)
@@ -1377,15 +1464,14 @@ def run_program(rid, j, prog, budget, timing):
             if fill["status"] == "syntax_error":
                 fill["status"] = "error"
             fill["message"] = _one_line("module level: " + str(fill.get("message", "")))
-        # the calls
+        # the answers, in input order, each within its call's limit from the previous one
         stop = None
+        t_prev = time.monotonic()
         while loaded and not tampered and k < n:
-            t_cmd = time.monotonic()
-            nonce = child.command(b"c", k)
             limit = timeouts[k] if k < len(timeouts) else 1.0
-            msg = child.read_msg(t_cmd + limit + GRACE)
+            msg = child.read_msg(t_prev + limit + GRACE)
             t_got = time.monotonic()
-            if isinstance(msg, dict) and msg.get("i") == k and msg.get("n") == nonce and len(msg) == 3:
+            if isinstance(msg, dict) and msg.get("i") == k and len(msg) == 2:
                 raw = msg.get("r")
                 r = _clean_result(raw, limit * 1000)
                 if r is None or (r["status"] == "ok" and not _valid_value(r["value"])):
@@ -1396,16 +1482,17 @@ def run_program(rid, j, prog, budget, timing):
                     enc_s = raw.get("e", 0) / 1000 if isinstance(raw.get("e"), (int, float)) else 0
                     tm["run"] += run_s
                     tm["encode"] += enc_s
-                    tm["transport"] += max(0.0, (t_got - t_cmd) - run_s - enc_s)
+                    tm["transport"] += max(0.0, (t_got - t_prev) - run_s - enc_s)
                 results[k] = budget.take(r, child.last_len)
                 k += 1
+                t_prev = t_got
                 _beat(rid)
                 continue
             if msg == "timeout":
-                stop = {"status": "timeout", "message": "exceeded %gs (hard kill)" % limit, "ms": (t_got - t_cmd) * 1000}
+                stop = {"status": "timeout", "message": "exceeded %gs (hard kill)" % limit, "ms": (t_got - t_prev) * 1000}
             elif msg is None:
                 stop = child.died_status("call")
-                stop["ms"] = (t_got - t_cmd) * 1000
+                stop["ms"] = (t_got - t_prev) * 1000
             else:
                 tampered = True
             break
@@ -1456,8 +1543,9 @@ def serve_programs(req):
     progs = req.get("programs") or []
     timing = bool(req.get("timing"))
     budget = Budget()
-    if HAVE_ADMIN:
-        _zcall({"op": "newipc"})  # System V / POSIX IPC objects of earlier requests are out of reach
+    # A fresh IPC namespace for this request's children: each zygote unshares one before its next fork when
+    # the generation it is told differs from its own (no extra round trip).
+    _IPC_GEN[0] += 1
     for j, prog in enumerate(progs):
         results, ast_info, check, tm = run_program(rid, j, prog, budget, timing)
         msg = {"id": rid, "p": j, "r": results}
@@ -1473,10 +1561,11 @@ def serve_programs(req):
 
 
 def _stray_processes():
-    """Kill and count processes left in the children's pid namespace after a request: any process whose parent
-    is the zygote (children cannot fork, so an orphan or a leftover can only be the zygote's) once every child
-    of the request has been reaped. None may be left; this is the check that it held."""
-    if not HAVE_ADMIN or not _ZPID:
+    """Kill and count processes left in the children's pid namespaces after a request: any live process whose
+    parent is a zygote (children cannot fork, so an orphan or a leftover can only be a zygote's) once every
+    child of the request has been reaped. None may be left; this is the check that it held."""
+    zpids = {z[1] for z in _ZYG.values()}
+    if not HAVE_ADMIN or not zpids:
         return 0
     n = 0
     try:
@@ -1484,19 +1573,20 @@ def _stray_processes():
     except OSError:
         return 0
     for pid in pids:
-        if pid in (1, os.getpid(), _ZPID):
+        if pid == 1 or pid == os.getpid() or pid in zpids:
             continue
         try:
             with open("/proc/%d/stat" % pid, "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[1]) != _ZPID:
-                continue
+            if int(fields[1]) not in zpids or fields[0] in (b"Z", b"X"):
+                continue  # not a zygote's, or already dead (the zygote reaps it at its next fork)
             os.kill(pid, signal.SIGKILL)
             n += 1
         except (OSError, ValueError, IndexError):
             pass
     if n:
-        _zcall({"op": "reap"})
+        for name in _ZYG:
+            _zcall({"op": "reap"}, zyg=name)
     return n
 
 
@@ -1560,11 +1650,8 @@ def main():
         if _libc.unshare(CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
         _mount_tmpfs()
-    import gc
-
-    gc.freeze()  # keep the preloaded objects out of the children's collections: fewer copy-on-write faults
-    _zygote_start()  # before the first request: the zygote never sees one
-    out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "as_limit": AS_LIMIT,
+    _zygote_start()  # before the first request: the zygotes never see one
+    out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "zygotes": sorted(_ZYG),
          "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
                        "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)}})
     stdin = sys.stdin.buffer
@@ -1597,7 +1684,8 @@ def main():
             elif op == "ping":
                 out({"id": rid, "done": True})
             elif op == "bench_fork":
-                res = _zcall({"op": "bench", "n": int(req.get("n", 200))})[0]
+                zyg = req.get("zygote") if req.get("zygote") in _ZYG else "full"
+                res = _zcall({"op": "bench", "n": int(req.get("n", 200))}, zyg=zyg)[0]
                 out({"id": rid, "done": True, "bench": res})
             else:
                 out({"id": rid, "done": True, "fatal": "unknown op %r" % op})
