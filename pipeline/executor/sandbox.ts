@@ -4,8 +4,8 @@
  *   setpriv --reuid=65534 --regid=65534 --clear-groups        (only when we are root: real uid drop, so
  *                                                               RLIMIT_NPROC applies and no root caps)
  *   bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --disable-userns
- *         read-only /usr, /etc (and /bin, /lib… as the host has them), fresh /proc, /dev, a size-capped
- *         private tmpfs /tmp, --clearenv
+ *         read-only /usr, a few files of /etc (ETC_KEEP), /bin, /lib… as the host has them, fresh /proc,
+ *         /dev, a size-capped private tmpfs /tmp, --clearenv
  *   /usr/bin/python3 -I -c <server.py> <limits json>
  * `--unshare-all` gives it no network (own empty net namespace), no view of host pids, IPC or hostname.
  * With `unsafe_no_sandbox` the server is started directly (empty environment, rlimits only).
@@ -43,8 +43,20 @@ function which(cmd: string): string | undefined {
 }
 
 /** Read-only view of the system: /usr and /etc bound, top-level symlinks (merged /usr) recreated. */
+/**
+ * What the sandbox sees of the host's /etc: the dynamic linker's cache and configuration, the alternatives
+ * that point at the BLAS/LAPACK numpy loads, time zone, and the user/group databases — not the whole folder
+ * (whose world-readable files — hostname, os-release, package and service configuration — are none of a
+ * program's business).
+ */
+export const ETC_KEEP = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "passwd", "group", "nsswitch.conf"];
+
 function systemBinds(python: string): string[] {
-  const args: string[] = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"];
+  const args: string[] = ["--ro-bind", "/usr", "/usr", "--dir", "/etc"];
+  for (const name of ETC_KEEP) {
+    const p = path.join("/etc", name);
+    if (existsSync(p)) args.push("--ro-bind", p, p);
+  }
   for (const top of ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]) {
     if (!existsSync(top)) continue;
     const st = lstatSync(top);

@@ -1,0 +1,228 @@
+/**
+ * Sandbox hardening (issue #16): nothing survives a request, nothing reaches the kernel it does not need, no
+ * request can break the pool. Each probe is a program (or a request) an attacker would send through the
+ * executor API as the stages call it; each asserts the safe outcome, and a control shows the probe's
+ * mechanism works where it is allowed, so a pass is not vacuous.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createExecutor, ExecutorRequestError, type CallResult, type SandboxExecutor } from "../pipeline/executor/index.ts";
+
+let ex: SandboxExecutor;
+beforeAll(async () => {
+  ex = await createExecutor({ workers: 2 });
+});
+afterAll(async () => {
+  await ex?.close();
+});
+
+const call = async (program: string, args: unknown[] = [], timeoutS = 2): Promise<CallResult> =>
+  (await ex.runCalls({ program, entryPoint: "f", inputs: [{ args: args as never[] }], timeoutS }))[0];
+
+/** A syscall through ctypes: returns [result, errno]. */
+const SYSCALL = `import ctypes, os
+_libc = ctypes.CDLL(None, use_errno=True)
+def sc(nr, *args):
+    r = _libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+    return [r, ctypes.get_errno()]
+`;
+
+describe("state does not outlive a request", () => {
+  it("System V shared memory, message queues and semaphores are refused (so nothing is left for the next program)", async () => {
+    // x86-64 numbers: shmget 29, msgget 68, semget 64; key 4242, IPC_CREAT|0666.
+    const r = await call(`${SYSCALL}
+def f():
+    return [sc(29, 4242, 1 << 20, 0o1666), sc(68, 4242, 0o1666), sc(64, 4242, 1, 0o1666)]`);
+    expect(r.status).toBe("ok");
+    for (const [res, errno] of r.value as number[][]) {
+      expect(res).toBe(-1);
+      expect(errno).toBe(1); // EPERM
+    }
+    const next = await call(`${SYSCALL}
+def f():
+    return sc(29, 4242, 0, 0)`);
+    expect((next.value as number[])[0]).toBe(-1);
+  });
+
+  it("POSIX message queues and the kernel keyring are refused", async () => {
+    // mq_open 240, add_key 248, keyctl 250 (KEYCTL_GET_KEYRING_ID = 0, KEY_SPEC_USER_KEYRING = -4), request_key 249
+    const r = await call(`${SYSCALL}
+def f():
+    name = ctypes.create_string_buffer(b"/utgen")
+    return [sc(240, ctypes.addressof(name), 0o100 | 2, 0o600, 0), sc(250, 0, -4, 0), sc(248, 0, 0, 0, 0, 0)]`);
+    for (const [res, errno] of r.value as number[][]) {
+      expect(res).toBe(-1);
+      expect(errno).toBe(1);
+    }
+  });
+
+  it("a value a program leaves in a file, memory or its environment is gone for the next program", async () => {
+    const writer = await call(`import os
+def f():
+    open("left.txt", "w").write("SECRET-A")
+    os.environ["LEFT"] = "SECRET-B"
+    return os.getcwd()`);
+    expect(writer.status).toBe("ok");
+    const reader = await call(`import os
+def f():
+    found = []
+    for root, dirs, files in os.walk("/tmp"):
+        for n in files:
+            try:
+                if "SECRET" in open(os.path.join(root, n)).read():
+                    found.append(n)
+            except OSError:
+                pass
+    if os.environ.get("LEFT"):
+        found.append("env")
+    return found`);
+    expect(reader.value).toEqual([]);
+  });
+
+  it("numpy's and python's RNGs start from a fresh state in every program", async () => {
+    const src = "import numpy as np, random\ndef f():\n    return [float(np.random.rand()), random.random()]";
+    const a = (await call(src)).value as { $float: string }[];
+    const b = (await call(src)).value as { $float: string }[];
+    expect(a[0]).not.toEqual(b[0]);
+    expect(a[1]).not.toEqual(b[1]);
+  });
+});
+
+describe("the kernel surface a program does not need", () => {
+  it("ptrace of pid 1, process_vm_readv, io_uring, bpf, perf_event_open, userfaultfd, unshare, mount: EPERM", async () => {
+    // ptrace 101 (PTRACE_ATTACH 16), process_vm_readv 310, io_uring_setup 425, bpf 321, perf_event_open 298,
+    // userfaultfd 323, unshare 272 (CLONE_NEWUSER), mount 165, keyctl 250, pidfd_getfd 438
+    const r = await call(`${SYSCALL}
+def f():
+    return [sc(101, 16, 1, 0, 0), sc(310, 1, 0, 0, 0, 0, 0), sc(425, 8, 0), sc(321, 0, 0, 0), sc(298, 0, 0, -1, -1, 0),
+            sc(323, 0), sc(272, 0x10000000), sc(165, 0, 0, 0, 0, 0)]`);
+    expect(r.status).toBe("ok");
+    const got = r.value as number[][];
+    expect(got.length).toBe(8);
+    for (const [res, errno] of got) {
+      expect(res).toBe(-1);
+      expect(errno).toBe(1);
+    }
+  });
+
+  it("control: an allowed syscall through the same path works (getpid 39)", async () => {
+    const r = await call(`${SYSCALL}
+def f():
+    return sc(39)`);
+    expect((r.value as number[])[0]).toBeGreaterThan(0);
+  });
+
+  it("a program has no capabilities and cannot fork or create threads", async () => {
+    const r = await call(`import os, threading
+def f():
+    eff = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1]
+    out = [eff]
+    try:
+        os.fork(); out.append("forked")
+    except OSError as e:
+        out.append(type(e).__name__)
+    try:
+        threading.Thread(target=lambda: None).start(); out.append("thread")
+    except RuntimeError as e:
+        out.append("RuntimeError")
+    return out`);
+    expect(r.value).toEqual(["0000000000000000", "BlockingIOError", "RuntimeError"]);
+  });
+
+  it("the server is out of reach: the parent a program sees is its namespace's pid 1, which ignores its signals", async () => {
+    const r = await call(`import os, signal
+def f():
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    sent = []
+    for p in pids:
+        if p == os.getpid():
+            continue
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            try:
+                os.kill(p, sig); sent.append(p)
+            except OSError:
+                pass
+    return [os.getppid(), sent]`);
+    expect(r.status).toBe("ok");
+    const [ppid] = r.value as [number, number[]];
+    expect(ppid).toBe(1);
+    // The pool is unharmed and prompt: the next calls run within their limits.
+    const t0 = performance.now();
+    const rs = await ex.runCalls({ program: "def f(x):\n    return x + 1", entryPoint: "f", inputs: [1, 2, 3].map((x) => ({ args: [x] })), timeoutS: 0.5 });
+    expect(rs.map((x) => x.value)).toEqual([2, 3, 4]);
+    expect(performance.now() - t0).toBeLessThan(30_000); // generous: a stopped server would hang until the watchdog
+  });
+
+  it("the host's /etc is not visible beyond what the interpreter needs", async () => {
+    const r = await call("import os\ndef f():\n    return [os.path.exists(p) for p in ('/etc/hostname', '/etc/os-release', '/etc/apt', '/etc/ld.so.cache')]");
+    expect(r.value).toEqual([false, false, false, true]);
+  });
+});
+
+describe("the writable tmpfs has size and inode limits, and a fresh one per child", () => {
+  it("a program creating a million files fails alone, quickly; the next program is unaffected", async () => {
+    const flood = await call("def f():\n    i = 0\n    while True:\n        open('f%d' % i, 'w').close()\n        i += 1", [], 5);
+    expect(flood.status).toBe("error");
+    expect(flood.errorType).toBe("OSError");
+    expect(flood.message).toMatch(/No space left/);
+    const rs = await ex.runCalls({ program: "import os\ndef f(x):\n    open('a', 'w').write('x' * x)\n    return len(os.listdir('.'))", entryPoint: "f", inputs: [1, 2, 3].map((x) => ({ args: [x] })), timeoutS: 0.5 });
+    expect(rs.map((x) => [x.status, x.value])).toEqual([["ok", 1], ["ok", 1], ["ok", 1]]);
+  });
+});
+
+describe("no request can break the pool", () => {
+  const good = async () => {
+    const rs = await ex.runCalls({ program: "def f(x):\n    return x * 2", entryPoint: "f", inputs: [{ args: [21] }], timeoutS: 1 });
+    expect(rs[0].value).toBe(42);
+  };
+
+  it("a BigInt argument fails that input alone; the next requests are served", async () => {
+    const rs = await ex.runCalls({ program: "def f(x):\n    return x", entryPoint: "f", inputs: [{ args: [10n as never] }, { args: [1] }], timeoutS: 1 });
+    expect(rs[0].status).toBe("invalid_input");
+    expect(rs[0].message).toMatch(/BigInt/);
+    expect(rs[1].value).toBe(1);
+    for (let i = 0; i < 5; i++) await good();
+  });
+
+  it("non-finite, huge or missing limits are refused with one line before reaching a worker", async () => {
+    for (const t of [Infinity, NaN, 1e10, -1, 0]) {
+      await expect(ex.runCalls({ program: "def f():\n    return 1", entryPoint: "f", inputs: [{ args: [] }], timeoutS: t })).rejects.toThrow(ExecutorRequestError);
+    }
+    await expect(ex.runCalls({ program: "def f():\n    return 1", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 1, loadTimeoutS: Infinity })).rejects.toThrow(/loadTimeoutS/);
+    await good();
+  });
+
+  it("an argument nested 3,500 deep is refused for that input; the server lives on", async () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 3500; i++) deep = [deep];
+    const rs = await ex.runCalls({ program: "def f(x):\n    return 1", entryPoint: "f", inputs: [{ args: [deep as never] }, { args: [2] }], timeoutS: 1 });
+    expect(rs[0].status).toBe("invalid_input");
+    expect(rs[1].status).toBe("ok");
+    await good();
+  });
+
+  it("a child writing a deeply nested line to its channel cannot crash the server", async () => {
+    const src = `import os, sys
+def f():
+    f_ = sys._getframe(1)
+    while f_ is not None and "w" not in f_.f_locals:
+        f_ = f_.f_back
+    os.write(f_.f_locals["w"], b"[" * 100000 + b"]" * 100000 + b"\\n")
+    return 1`;
+    const r = await call(src);
+    expect(r.status).toBe("crash");
+    await good();
+  });
+
+  it("one request cannot push more than its output budget into Node", async () => {
+    const small = await createExecutor({ workers: 1, request_out_mb: 4 });
+    try {
+      const [r] = await small.runPrograms([
+        { program: "def f(i):\n    return 'x' * (1500 * 1000)", entryPoint: "f", inputs: [0, 1, 2, 3, 4].map((i) => ({ args: [i] })), timeoutS: 2 },
+      ]);
+      expect(r.results.slice(0, 2).map((x) => x.status)).toEqual(["ok", "ok"]);
+      expect(r.results.slice(3).map((x) => x.errorType)).toEqual(["OutputTooLarge", "OutputTooLarge"]);
+    } finally {
+      await small.close();
+    }
+  });
+});
