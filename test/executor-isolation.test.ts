@@ -43,6 +43,20 @@ def f():
     expect((next.value as number[])[0]).toBe(-1);
   });
 
+  it("each request's children get an IPC namespace of their own", async () => {
+    const one = await createExecutor({ workers: 1 });
+    try {
+      const src = "import os\ndef f():\n    return os.readlink('/proc/self/ns/ipc')";
+      const job = { program: src, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 1 };
+      const ns: unknown[] = [];
+      for (let i = 0; i < 3; i++) ns.push((await one.runPrograms([job]))[0].results[0].value);
+      expect(ns[0]).toMatch(/^ipc:\[\d+\]$/);
+      expect(new Set(ns).size).toBe(3);
+    } finally {
+      await one.close();
+    }
+  });
+
   it("POSIX message queues and the kernel keyring are refused", async () => {
     // mq_open 240, add_key 248, keyctl 250 (KEYCTL_GET_KEYRING_ID = 0, KEY_SPEC_USER_KEYRING = -4), request_key 249
     const r = await call(`${SYSCALL}

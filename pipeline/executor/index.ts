@@ -34,6 +34,12 @@ export const executorConfigSchema = z
      * in a second zygote without numpy, whose children fork ~3× faster; false: every program in the full one.
      */
     lean_zygote: z.boolean().default(true),
+    /**
+     * Benchmarks only: keep bubblewrap and the uid drop but switch off the hardening of issue #16 (the
+     * children's pid namespace, per-request IPC namespace, per-child tmpfs, seccomp filter), to measure
+     * what it costs. Never set it for real work.
+     */
+    diagnostic_no_hardening: z.boolean().default(false),
     /** DANGER: run generated code without bubblewrap / uid drop (rlimits only). */
     unsafe_no_sandbox: z.boolean().default(false),
     /** Per-call limit for the gold (reference) code, e.g. the validity check of a generated input. */
@@ -105,6 +111,7 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
     python: c.python,
     unsafe: c.unsafe_no_sandbox,
     tmpfsMb: c.tmpfs_mb,
+    hardening: !c.diagnostic_no_hardening,
     limits: {
       memory_mb: c.memory_mb,
       grace_s: c.grace_s,
@@ -115,6 +122,7 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
       tmpfs_inodes: c.tmpfs_inodes,
       request_out_cap: c.request_out_mb << 20,
       lean_zygote: c.lean_zygote ? 1 : 0,
+      seccomp: c.diagnostic_no_hardening ? 0 : 1,
     },
   };
   checkSandbox(opts);
@@ -365,6 +373,13 @@ class PoolExecutor implements SandboxExecutor {
                   deliver(chunk[msg.p], msg);
                 }
                 if (msg.fatal) throw new Error(`sandbox refused the request: ${msg.fatal}`);
+                if (msg.done && opts.usage) {
+                  const u = opts.usage;
+                  u.cpu_s += Number(msg.usage?.cpu_s) || 0;
+                  u.max_rss_mb = Math.max(u.max_rss_mb, Number(msg.usage?.max_rss_mb) || 0);
+                  u.children += Number(msg.usage?.children) || 0;
+                  u.stray += Number(msg.stray) || 0;
+                }
                 return !!msg.done;
               },
               this.watchdogMs(limit),

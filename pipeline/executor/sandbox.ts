@@ -30,6 +30,8 @@ export interface SandboxOptions {
   python: string;
   unsafe: boolean;
   tmpfsMb: number;
+  /** false: no CAP_SYS_ADMIN for the fork server (no pid/IPC namespaces or tmpfs of its own; benchmarks only). */
+  hardening?: boolean;
   /** Limits handed to server.py (memory_mb, nofile, fsize, grace_s, out_cap). */
   limits: Record<string, number>;
 }
@@ -114,7 +116,7 @@ export function sandboxedPython(o: SandboxOptions, source: string, args: string[
     // CAP_SYS_ADMIN inside the sandbox's own user namespace only (never the host's): the fork server uses it
     // to put its children in a pid namespace of their own, to give each request a fresh IPC namespace and to
     // mount each child a fresh size- and inode-limited tmpfs. Every child drops it before anything else runs.
-    ...(opts.serverTmp ? ["--cap-add", "CAP_SYS_ADMIN"] : []),
+    ...(opts.serverTmp && o.hardening !== false ? ["--cap-add", "CAP_SYS_ADMIN"] : []),
     "--disable-userns",
     ...systemBinds(o.python),
     "--proc",

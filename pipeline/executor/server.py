@@ -998,8 +998,8 @@ def _zygote_main(sock):
         os.dup2(devnull, fd)  # the server's request and reply pipes are not the zygote's
     os.close(devnull)
     compiled = {}
-    exited = {}  # pid → wait status of children reaped on the way (the server asks for few of them)
-    ipc_gen = [None]  # the request generation whose IPC namespace this zygote's children get
+    books = _Books()
+    fresh_ipc = False
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 4096, 2)
@@ -1012,10 +1012,7 @@ def _zygote_main(sock):
         reply = {}
         give = []
         if op == "fork":
-            _reap_some(exited)
-            if HAVE_ADMIN and h.get("ipc") != ipc_gen[0]:
-                if _libc.unshare(CLONE_NEWIPC) == 0:
-                    ipc_gen[0] = h.get("ipc")
+            books.reap_some()
             t_fork = time.monotonic()
             pid = os.fork()
             if pid == 0:
@@ -1028,22 +1025,18 @@ def _zygote_main(sock):
                 finally:
                     _exit(code)
             reply = {"pid": pid}
+            books.owner[pid] = h.get("gen")
             try:
                 give = [os.pidfd_open(pid)]
             except OSError:
                 give = []
         elif op == "wait":
-            if h["pid"] in exited:
-                reply = {"status": exited.pop(h["pid"])}
-            else:
-                try:
-                    reply = {"status": os.waitpid(h["pid"], 0)[1]}
-                except ChildProcessError:
-                    reply = {"status": None}
+            reply = {"status": books.wait(h["pid"])}
+        elif op == "usage":
+            reply = books.take_usage(h.get("gen"))
+            fresh_ipc = HAVE_ADMIN  # the request is over: the next one's children get a new IPC namespace
         elif op == "reap":
-            before = len(exited)
-            _reap_some(exited)
-            reply = {"reaped": len(exited) - before}
+            books.reap_some()
         elif op == "bench":
             n = int(h.get("n", 200))
             t0 = time.perf_counter()
@@ -1077,21 +1070,63 @@ def _zygote_main(sock):
         finally:
             for fd in give:
                 os.close(fd)
+        if fresh_ipc:
+            # After the reply, while the server answers Node: the unshare costs the next request nothing. Every
+            # later child of this zygote (the next request's) lives in the new IPC namespace.
+            fresh_ipc = False
+            _libc.unshare(CLONE_NEWIPC)
 
 
-def _reap_some(exited):
-    """Reap every child that has ended (without blocking), keeping the last few statuses for "wait"."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        exited[pid] = status
-        if len(exited) > 256:
-            for old in list(exited)[:128]:
-                del exited[old]
+class _Books:
+    """The zygote's records of its children: exit statuses not yet asked for, and the CPU time and peak memory
+    (wait4's rusage) of the children of each request generation, until the server asks for them."""
+
+    def __init__(self):
+        self.exited = {}  # pid → wait status
+        self.owner = {}  # pid → request generation
+        self.usage = {}  # generation → [user s, system s, peak RSS KiB, children]
+
+    def record(self, pid, status, ru):
+        self.exited[pid] = status
+        if len(self.exited) > 256:
+            for old in list(self.exited)[:128]:
+                del self.exited[old]
+        gen = self.owner.pop(pid, None)
+        if gen is not None:
+            u = self.usage.setdefault(gen, [0.0, 0.0, 0, 0])
+            u[0] += ru.ru_utime
+            u[1] += ru.ru_stime
+            u[2] = max(u[2], ru.ru_maxrss)
+            u[3] += 1
+            if len(self.usage) > 64:
+                del self.usage[next(iter(self.usage))]
+
+    def reap_some(self):
+        """Reap every child that has ended, without blocking."""
+        while True:
+            try:
+                pid, status, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.record(pid, status, ru)
+
+    def wait(self, pid):
+        if pid not in self.exited:
+            try:
+                _, status, ru = os.wait4(pid, 0)
+                self.record(pid, status, ru)
+            except ChildProcessError:
+                return None
+        return self.exited.pop(pid, None)
+
+    def take_usage(self, gen):
+        """Everything the children of request `gen` used (each already killed: waiting for them is brief)."""
+        for pid in [p for p, g in self.owner.items() if g == gen]:
+            self.wait(pid)
+        u = self.usage.pop(gen, [0.0, 0.0, 0, 0])
+        return {"cpu_s": u[0] + u[1], "max_rss_mb": u[2] / 1024, "children": u[3]}
 
 
 def _child_main(h, fds, compiled, t_fork):
@@ -1204,7 +1239,7 @@ class Child:
         self.t_req = time.monotonic()
         try:
             reply, got = _zcall({"op": "fork", "body": body, "cpu": cpu_s, "cpu_hard": cpu_hard_s, "key": key, "timing": timing,
-                                 "ipc": _IPC_GEN[0]}, (req_r, res_w), zyg)
+                                 "gen": _IPC_GEN[0]}, (req_r, res_w), zyg)
         finally:
             os.close(req_r)
             os.close(res_w)
@@ -1339,6 +1374,7 @@ class Child:
 
 _pending_reap = []
 _IPC_GEN = [0]
+_USED = set()  # zygotes the current request has forked from
 
 
 def _reap_pending():
@@ -1424,6 +1460,7 @@ def run_program(rid, j, prog, budget, timing):
         payload = _dumps(header).encode("ascii")
         zyg = _zygote_for(header["program"], payload)
         child = Child("program", header, cpu, cpu_hard, timing=timing, zyg=zyg, payload=payload)
+        _USED.add(zyg)
         tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
         tm["children"] += 1
         tm["spawn"] += child.t_forked - child.t_req
@@ -1543,9 +1580,10 @@ def serve_programs(req):
     progs = req.get("programs") or []
     timing = bool(req.get("timing"))
     budget = Budget()
-    # A fresh IPC namespace for this request's children: each zygote unshares one before its next fork when
-    # the generation it is told differs from its own (no extra round trip).
+    # This request's number: the zygotes account its children under it; asking them for the request's usage
+    # at the end also tells them to give the next request's children a fresh IPC namespace.
     _IPC_GEN[0] += 1
+    _USED.clear()
     for j, prog in enumerate(progs):
         results, ast_info, check, tm = run_program(rid, j, prog, budget, timing)
         msg = {"id": rid, "p": j, "r": results}
@@ -1557,7 +1595,14 @@ def serve_programs(req):
         out(msg)
         _last_line[0] = time.monotonic()
     _reap_pending()
-    out({"id": rid, "done": True, "stray": _stray_processes()})
+    stray = _stray_processes()
+    usage = {"cpu_s": 0.0, "max_rss_mb": 0.0, "children": 0}
+    for name in sorted(_USED):  # CPU time and peak memory of this request's children (wait4, in the zygotes)
+        u = _zcall({"op": "usage", "gen": _IPC_GEN[0]}, zyg=name)[0]
+        usage["cpu_s"] += u.get("cpu_s", 0)
+        usage["max_rss_mb"] = max(usage["max_rss_mb"], u.get("max_rss_mb", 0))
+        usage["children"] += u.get("children", 0)
+    out({"id": rid, "done": True, "stray": stray, "usage": usage})
 
 
 def _stray_processes():
@@ -1592,6 +1637,7 @@ def _stray_processes():
 
 def serve_script(req):
     rid = req["id"]
+    _IPC_GEN[0] += 1  # its child accounted apart from any program request
     timeout = float(req["timeout"])
     key = project_key(req)
     t0 = time.perf_counter()
@@ -1621,6 +1667,7 @@ def serve_script(req):
         res = {"load": {"status": "crash", "message": "the script's result channel was written to out of turn (tampered)"}}
     out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
     _reap_pending()
+    _zcall({"op": "usage", "gen": _IPC_GEN[0]})  # closes the script's books; a fresh IPC namespace follows
 
 
 def _server_signals():

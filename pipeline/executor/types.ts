@@ -137,6 +137,18 @@ export interface RunProgramsOptions {
   onResult?(job: number, input: number, result: CallResult): void;
   /** Ask for each program's cost breakdown (`timing` in its result; see ProgramTiming in index.ts). */
   timing?: boolean;
+  /**
+   * Filled in (added to) as the request's parts finish: CPU seconds and peak memory of its children as the
+   * kernel accounted them (wait4 in the zygotes), children run, and stray processes found and killed after it.
+   */
+  usage?: RequestUsage;
+}
+
+export interface RequestUsage {
+  cpu_s: number;
+  max_rss_mb: number;
+  children: number;
+  stray: number;
 }
 
 export interface Executor {
