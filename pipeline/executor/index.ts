@@ -205,6 +205,11 @@ function limitOf(what: string, v: unknown): number {
 /** One program as it goes to a worker, and where its results go back. */
 interface Spec {
   job: number;
+  /** Where this program's results go, and what its caller asked for. */
+  target: Internal;
+  opts: RunProgramsOptions;
+  /** Called once this program's results are delivered (or with an error that ends its request). */
+  settle: (e?: Error) => void;
   kind: "function" | "stdio" | "check";
   program: string;
   entry?: string;
@@ -277,7 +282,7 @@ class PoolExecutor implements SandboxExecutor {
 
   async runPrograms(jobs: ProgramJob[], opts: RunProgramsOptions = {}): Promise<ProgramResult[]> {
     const out: Internal[] = [];
-    const specs: Spec[] = [];
+    const specs: Omit<Spec, "settle">[] = [];
     jobs.forEach((job, j) => {
       const kind = job.kind ?? "function";
       if (kind !== "function" && kind !== "stdio") throw new ExecutorRequestError(`job ${j}: kind must be "function" or "stdio", got ${String(kind)}`);
@@ -291,32 +296,32 @@ class PoolExecutor implements SandboxExecutor {
       if (!Array.isArray(job.timeoutS)) limitOf(`job ${j}: timeoutS`, job.timeoutS);
       limits.forEach((t, i) => limitOf(`job ${j} input ${i}: timeoutS`, t));
       const loadTimeout = limitOf(`job ${j}: loadTimeoutS`, job.loadTimeoutS ?? Math.max(0.001, ...limits, Array.isArray(job.timeoutS) ? 0 : job.timeoutS));
-      const res: CallResult[] = new Array(n);
-      const spec: Spec = { job: j, kind, program: job.program, entry: kind === "function" ? (job as { entryPoint: string }).entryPoint : undefined, inputs: [], index: [], timeouts: [], loadTimeout, attempts: 0 };
+      const target: Internal = { results: new Array(n) };
+      const spec = { job: j, target, opts, kind, program: job.program, entry: kind === "function" ? (job as { entryPoint: string }).entryPoint : undefined, inputs: [] as unknown[], index: [] as number[], timeouts: [] as number[], loadTimeout, attempts: 0 };
       job.inputs.forEach((x, i) => {
         const why = kind === "stdio" ? (typeof x === "string" ? undefined : "stdin must be a string") : invalidCall(x);
-        if (why) res[i] = { status: "invalid_input", message: why, ms: 0 };
+        if (why) target.results[i] = { status: "invalid_input", message: why, ms: 0 };
         else {
           spec.inputs.push(x);
           spec.index.push(i);
           spec.timeouts.push(limits[i]);
         }
       });
-      out.push({ results: res });
+      out.push(target);
       if (spec.inputs.length) specs.push(spec);
     });
-    await this.dispatch(specs, out, opts);
+    await this.submit(specs);
     return out.map((o) => (o.timing ? { results: o.results, timing: o.timing } : { results: o.results }));
   }
 
   async checkPrograms(programs: string[], opts: { timeoutS: number }): Promise<ProgramCheck[]> {
     const t = limitOf("checkPrograms: timeoutS", opts.timeoutS);
     const out: Internal[] = programs.map(() => ({ results: [] }));
-    const specs: Spec[] = programs.map((program, job) => {
+    const specs = programs.map((program, job) => {
       if (typeof program !== "string") throw new ExecutorRequestError(`program ${job} must be a string`);
-      return { job, kind: "check", program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
+      return { job, target: out[job], opts: {}, kind: "check" as const, program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
     });
-    await this.dispatch(specs, out, {});
+    await this.submit(specs);
     return out.map((o) => o.check ?? { status: "crash", message: "no result from the sandbox", functions: [], classes: [], ms: 0 });
   }
 
@@ -324,86 +329,136 @@ class PoolExecutor implements SandboxExecutor {
     return (await this.checkPrograms([program], opts))[0];
   }
 
-  /**
-   * Send specs to the workers in chunks (guided self-scheduling: a chunk is about a 2·width-th of what is
-   * left, so the workers stay busy and the last chunks are small), results streamed as each program ends.
-   * A worker that dies takes only the program in flight with it: it is retried once on a fresh worker,
-   * then reported as a crash; the rest of the chunk goes back to the queue.
-   */
-  private async dispatch(specs: Spec[], out: Internal[], opts: RunProgramsOptions): Promise<void> {
-    const queue = [...specs];
+  // ---- the scheduler: one queue of programs for every caller, `width` runners taking chunks from it ----
+  private queue: Spec[] = [];
+  private runners = 0;
+  private kickScheduled = false;
+
+  /** Queue programs; resolves once every one is delivered. Programs queued in the same tick — by one call
+   * or by many concurrent callers (the engine's records in flight) — travel together in as few requests as
+   * keep every worker busy. */
+  private submit(specs: Omit<Spec, "settle">[]): Promise<void> {
+    if (!specs.length) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let left = specs.length;
+      let failed = false;
+      const settle = (e?: Error) => {
+        if (failed) return;
+        if (e) {
+          failed = true;
+          reject(e);
+        } else if (--left === 0) resolve();
+      };
+      for (const s of specs) this.queue.push({ ...s, settle });
+      if (!this.kickScheduled) {
+        this.kickScheduled = true;
+        setImmediate(() => {
+          this.kickScheduled = false;
+          this.kick();
+        });
+      }
+    });
+  }
+
+  private kick(): void {
     const width = this.pool.workers.length;
-    const deliver = (s: Spec, msg: any) => {
-      const o = out[s.job];
-      const rs: unknown[] = Array.isArray(msg.r) ? msg.r : [];
-      s.index.forEach((i, k) => {
-        const r = rs[k] as CallResult | undefined;
-        o.results[i] = r && typeof r === "object" && typeof r.status === "string" ? { ...r, ms: typeof r.ms === "number" ? r.ms : 0 } : { status: "crash", message: "no result from the sandbox", ms: 0 };
-        opts.onResult?.(s.job, i, o.results[i]);
+    while (this.runners < width && this.queue.length) {
+      this.runners++;
+      void this.runner().finally(() => {
+        this.runners--;
+        if (this.queue.length) this.kick();
       });
-      if (msg.t) o.timing = msg.t;
-      if (s.kind === "check") {
-        const c = msg.check ?? { status: "crash", message: "no result" };
-        const ast = msg.ast ?? {};
-        o.check = {
-          status: c.status,
-          ...(c.errorType ? { errorType: c.errorType } : {}),
-          ...(c.message ? { message: c.message } : {}),
-          functions: ast.functions ?? [],
-          classes: ast.classes ?? [],
-          ms: typeof c.ms === "number" ? c.ms : 0,
-        };
-      }
-    };
-    const crashAll = (s: Spec, why: string) => deliver(s, { r: s.inputs.map(() => ({ status: "crash", message: why, ms: 0 })), check: { status: "crash", message: why } });
-    const runner = async (): Promise<void> => {
-      while (queue.length) {
-        const size = Math.max(1, Math.min(64, Math.ceil(queue.length / (2 * width))));
-        const chunk = queue.splice(0, size);
-        const got = new Set<number>();
-        const limit = Math.max(...chunk.map((s) => Math.max(s.loadTimeout, ...s.timeouts)));
-        const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout }));
-        try {
-          await this.pool.use((w) =>
-            w.request(
-              { op: "programs", programs: wire, ...(opts.timing ? { timing: true } : {}) },
-              (msg) => {
-                if (typeof msg.p === "number" && chunk[msg.p] && !got.has(msg.p)) {
-                  got.add(msg.p);
-                  deliver(chunk[msg.p], msg);
+    }
+  }
+
+  /** What the sandbox reported for one program: its results into its target, then its caller is told. */
+  private deliver(s: Spec, msg: any): void {
+    const o = s.target;
+    const rs: unknown[] = Array.isArray(msg.r) ? msg.r : [];
+    s.index.forEach((i, k) => {
+      const r = rs[k] as CallResult | undefined;
+      o.results[i] = r && typeof r === "object" && typeof r.status === "string" ? { ...r, ms: typeof r.ms === "number" ? r.ms : 0 } : { status: "crash", message: "no result from the sandbox", ms: 0 };
+      s.opts.onResult?.(s.job, i, o.results[i]);
+    });
+    if (msg.t) o.timing = msg.t;
+    if (s.kind === "check") {
+      const c = msg.check ?? { status: "crash", message: "no result" };
+      const ast = msg.ast ?? {};
+      o.check = {
+        status: c.status,
+        ...(c.errorType ? { errorType: c.errorType } : {}),
+        ...(c.message ? { message: c.message } : {}),
+        functions: ast.functions ?? [],
+        classes: ast.classes ?? [],
+        ms: typeof c.ms === "number" ? c.ms : 0,
+      };
+    }
+    s.settle();
+  }
+
+  /**
+   * Take chunks from the queue (guided self-scheduling: about a 2·width-th of what is queued, at most 64, so
+   * the workers stay busy and the last chunks are small) and send each to a worker as one request. A worker
+   * that dies takes only the program in flight with it: that one is retried once on a fresh worker, then
+   * reported as a crash; the rest of the chunk goes back to the front of the queue.
+   */
+  private async runner(): Promise<void> {
+    const width = this.pool.workers.length;
+    while (this.queue.length) {
+      const size = Math.max(1, Math.min(64, Math.ceil(this.queue.length / (2 * width))));
+      const chunk = this.queue.splice(0, size);
+      const got = new Set<number>();
+      const limit = Math.max(...chunk.map((s) => Math.max(s.loadTimeout, ...s.timeouts)));
+      const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout }));
+      const timing = chunk.some((s) => s.opts.timing);
+      try {
+        await this.pool.use((w) =>
+          w.request(
+            { op: "programs", programs: wire, ...(timing ? { timing: true } : {}) },
+            (msg) => {
+              if (typeof msg.p === "number" && chunk[msg.p] && !got.has(msg.p)) {
+                got.add(msg.p);
+                this.deliver(chunk[msg.p], msg);
+              }
+              if (msg.fatal) throw new Error(`sandbox refused the request: ${msg.fatal}`);
+              if (msg.done) {
+                // The request's accounting goes to every caller whose programs were in it.
+                for (const u of new Set(chunk.map((s) => s.opts.usage).filter((x) => !!x))) {
+                  u!.cpu_s += Number(msg.usage?.cpu_s) || 0;
+                  u!.max_rss_mb = Math.max(u!.max_rss_mb, Number(msg.usage?.max_rss_mb) || 0);
+                  u!.children += Number(msg.usage?.children) || 0;
+                  u!.stray += Number(msg.stray) || 0;
                 }
-                if (msg.fatal) throw new Error(`sandbox refused the request: ${msg.fatal}`);
-                if (msg.done && opts.usage) {
-                  const u = opts.usage;
-                  u.cpu_s += Number(msg.usage?.cpu_s) || 0;
-                  u.max_rss_mb = Math.max(u.max_rss_mb, Number(msg.usage?.max_rss_mb) || 0);
-                  u.children += Number(msg.usage?.children) || 0;
-                  u.stray += Number(msg.stray) || 0;
-                }
-                return !!msg.done;
-              },
-              this.watchdogMs(limit),
-            ),
-          );
-          chunk.forEach((s, k) => {
-            if (!got.has(k)) crashAll(s, "no result from the sandbox");
-          });
-        } catch (e) {
-          if (!(e instanceof WorkerDied)) throw e;
-          const left = chunk.filter((_, k) => !got.has(k));
-          const first = left[0];
-          if (first) {
-            first.attempts++;
-            if (first.attempts >= 2) {
-              crashAll(first, `sandbox worker died: ${e.message}`.slice(0, 300));
-              left.shift();
-            }
-          }
-          queue.unshift(...left);
+              }
+              return !!msg.done;
+            },
+            this.watchdogMs(limit),
+          ),
+        );
+        chunk.forEach((s, k) => {
+          if (!got.has(k)) this.crashAll(s, "no result from the sandbox");
+        });
+      } catch (e) {
+        const left = chunk.filter((_, k) => !got.has(k));
+        if (!(e instanceof WorkerDied)) {
+          for (const s of left) s.settle(e as Error);
+          continue;
         }
+        const first = left[0];
+        if (first) {
+          first.attempts++;
+          if (first.attempts >= 2) {
+            this.crashAll(first, `sandbox worker died: ${e.message}`.slice(0, 300));
+            left.shift();
+          }
+        }
+        this.queue.unshift(...left);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(width, Math.max(1, queue.length)) }, runner));
+    }
+  }
+
+  private crashAll(s: Spec, why: string): void {
+    this.deliver(s, { r: s.inputs.map(() => ({ status: "crash", message: why, ms: 0 })), check: { status: "crash", message: why } });
   }
 
   async runScript(script: string, input: unknown, opts: { timeoutS: number; projectCode?: boolean }): Promise<ScriptResult> {
