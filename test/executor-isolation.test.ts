@@ -4,6 +4,7 @@
  * executor API as the stages call it; each asserts the safe outcome, and a control shows the probe's
  * mechanism works where it is allowed, so a pass is not vacuous.
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExecutor, ExecutorRequestError, type CallResult, type SandboxExecutor } from "../pipeline/executor/index.ts";
 
@@ -237,6 +238,48 @@ def f():
       expect(r.results.slice(3).map((x) => x.errorType)).toEqual(["OutputTooLarge", "OutputTooLarge"]);
     } finally {
       await small.close();
+    }
+  });
+
+  it("a server stopped from outside (SIGSTOP) is detected by the watchdog and replaced; the program in flight is retried", async () => {
+    const one = await createExecutor({ workers: 1, watchdog_slack_s: 0.5 });
+    try {
+      const [launcher] = one.workerPids();
+      const below = (root: number): number[] => {
+        const parent = new Map<number, number>();
+        for (const d of readdirSync("/proc")) {
+          if (!/^\d+$/.test(d)) continue;
+          try {
+            const st = readFileSync(`/proc/${d}/stat`, "utf8");
+            parent.set(Number(d), Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]));
+          } catch {
+            /* gone */
+          }
+        }
+        const out: number[] = [];
+        for (const [p] of parent) {
+          let q: number | undefined = p;
+          for (let hops = 0; q && q > 1 && hops < 32; hops++) {
+            q = parent.get(q);
+            if (q === root) {
+              out.push(p);
+              break;
+            }
+          }
+        }
+        return out;
+      };
+      const stopped = below(launcher);
+      expect(stopped.length).toBeGreaterThan(0);
+      for (const p of stopped) process.kill(p, "SIGSTOP");
+      const t0 = performance.now();
+      const [r] = await one.runCalls({ program: "def f(x):\n    return x + 1", entryPoint: "f", inputs: [{ args: [41] }], timeoutS: 0.5 });
+      expect(r.value).toBe(42);
+      // limit 0.5 + grace 0.25 + slack 0.5 until the watchdog fires, then a fresh sandbox starts
+      expect((performance.now() - t0) / 1000).toBeGreaterThan(1.25);
+      expect(one.workerPids()[0]).not.toBe(launcher);
+    } finally {
+      await one.close();
     }
   });
 });
