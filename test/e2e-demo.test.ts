@@ -175,6 +175,10 @@ describe("demo config end to end (heuristic backend)", () => {
     // Rows go to slices by their task text, so the demo's duplicate prompt pair meets in one slice and the
     // filter's de-duplication drops the same row as in the whole run: identical examples.
     expect(examples(runDir)).toEqual(examples(await wholeRun()));
+    // byte for byte: emit-sft writes examples in id order, whatever order the slices were merged in
+    for (const f of ["train.messages.jsonl", "valid.messages.jsonl", "train.prompt_completion.jsonl", "valid.problems.jsonl"]) {
+      expect(readFileSync(path.join(runDir, "emit-sft", "sft", f), "utf8"), f).toBe(readFileSync(path.join(await wholeRun(), "emit-sft", "sft", f), "utf8"));
+    }
     const dups = [0, 1].map((i) => JSON.parse(readFileSync(path.join(runDir, "filter", `manifest.shard-${i}-of-2.json`), "utf8")).counts.reasons.duplicate ?? 0);
     expect(dups[0] + dups[1]).toBe(1);
   });
