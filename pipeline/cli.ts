@@ -308,7 +308,13 @@ class Runner {
     const { material, fingerprint } = await stageMaterial(stage, this.root[stage.name] ?? {}, this.root, inp.upstream, await this.llmPerfKeysFor());
     const counters: Record<string, number> = {};
     const ctx = this.context(stage.name, counters);
-    const progress = createProgress(stage.name, { total: this.opts.limit ?? inp.total, write: (l) => this.io.stderr(l) });
+    // An unsliced upstream read by a --shard run holds every slice's records: its count is not this slice's total.
+    const total = this.opts.shard && !inp.sliced ? undefined : inp.total;
+    const limit = this.opts.limit;
+    const progress = createProgress(stage.name, {
+      total: limit === null ? total : total === undefined ? limit : Math.min(limit, total),
+      write: (l) => this.io.stderr(l),
+    });
     const res = await runDataflowStage({
       runDir: this.runDir,
       stage,
