@@ -29,6 +29,7 @@ const LONG = 15 * 60_000;
 let cluster: SlurmCluster;
 let dir: string;
 let savedConf: string | undefined;
+let savedInterval: string | undefined;
 
 async function cli(args: string[]) {
   const out: string[] = [];
@@ -76,12 +77,17 @@ if (ON) describe("SLURM: one-node cluster", () => {
     chmodSync(dir, 0o755);
     cluster = await startSlurmCluster();
     savedConf = process.env.SLURM_CONF;
+    savedInterval = process.env.UTGEN_PROGRESS_INTERVAL_S;
     process.env.SLURM_CONF = cluster.env.SLURM_CONF;
+    // sbatch passes the environment on: progress lines every second, so the .out files show some
+    process.env.UTGEN_PROGRESS_INTERVAL_S = "1";
   }, 120_000);
 
   afterAll(async () => {
-    if (savedConf === undefined) delete process.env.SLURM_CONF;
-    else process.env.SLURM_CONF = savedConf;
+    for (const [k, v] of [["SLURM_CONF", savedConf], ["UTGEN_PROGRESS_INTERVAL_S", savedInterval]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
     await cluster?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 120_000);
@@ -107,7 +113,11 @@ if (ON) describe("SLURM: one-node cluster", () => {
       for (let i = 0; i < N; i++) {
         const out = log(sliced, new RegExp(`^shard-${i}\\.${jobs.array}\\.out$`));
         expect(out).toMatch(/emit-sft: done in/);
-        expect(out).not.toMatch(/\x1b\[/); // no terminal control sequences in a .out file
+        expect(out).not.toMatch(/\x1b\[|\r/); // no terminal control sequences in a .out file
+        // progress comes as whole plain lines: "attack: 12/40 records (30%), 4.0 rec/s, ETA 7s, 3s elapsed"
+        for (const line of out.split("\n").filter((l) => l.includes("rec/s"))) {
+          expect(line).toMatch(/^[a-z-]+: \d+(\/\d+)? records( \(\d+%\))?(, \d+ reused)?, \d+\.\d rec\/s(, ETA [^,]+)?, \S+ elapsed( \| .*)?$/);
+        }
         expect((await readManifest(sliced, "filter", { index: i, count: N }))?.shard).toEqual({ index: i, count: N });
       }
       expect(log(sliced, /^merge\./)).toContain(`emit-sft: merged ${N} slices`);
