@@ -15,6 +15,7 @@ import { coreSchemas, llmConfigForStage, loadConfig, resolveCacheDir, resolveRun
 import { runDataflowStage, stageMaterial, explainChange, type ShardSpec } from "./engine.ts";
 import { readUsableManifest, readStageRecords, stageDir, type StageManifest } from "./store.ts";
 import { createProgress } from "./progress.ts";
+import { scaleOut } from "./slurm.ts";
 import { hashValue, writeJson, exists, readJson } from "./util.ts";
 import type { CommandStage, DataflowStage, StageContext, Logger, Rec } from "./stage.ts";
 import type { Executor } from "./executor/types.ts";
@@ -32,6 +33,8 @@ const GLOBAL_FLAGS = {
   force: { type: "string", help: "recompute this stage and every stage after it" },
   shard: { type: "string", help: "process only slice i of N (source rows hashed by task text, so duplicates share a slice): --shard i/N" },
   status: { type: "boolean", help: "show per stage: done / stale / missing, with the reason" },
+  submit: { type: "string", help: "slurm: submit the data stages as a SLURM array, one --shard i/N slice per task (N = slurm.shards), and a merge job after it; with --shard i/N, slice i only (docs/cluster.md)" },
+  render: { type: "string", help: "slurm: write and print those SLURM scripts, submit nothing; with --stage train: slurm | axolotl | llamafactory | all (the training launch)" },
   "unsafe-no-sandbox": { type: "boolean", help: "DANGEROUS: run generated code without the sandbox" },
   help: { type: "boolean", help: "show this help" },
 } as const;
@@ -125,6 +128,13 @@ async function runCli(argv: string[], io: CliIO): Promise<number> {
     if (flags["unsafe-no-sandbox"]) (raw.executor ??= {}).unsafe_no_sandbox = true;
   });
   if (root.executor?.unsafe_no_sandbox) io.stderr("WARNING: executor.unsafe_no_sandbox is set — generated code runs WITHOUT isolation on this machine.");
+
+  const scale = flags.submit ?? flags.render;
+  if (scale !== undefined && !flags.status && (flags.submit !== undefined || selectStages(flags, byName).every((n) => byName.get(n)?.kind === "dataflow"))) {
+    if (flags.submit !== undefined && flags.render !== undefined) throw new UserError("use either --submit or --render, not both");
+    const mode = flags.submit !== undefined ? "submit" : "render";
+    return await scaleOut({ mode, kind: scale, flags, root, runDir: resolveRunDir(root), stages: selectStages(flags, byName), shard, stdout: io.stdout });
+  }
 
   const runner = new Runner(root, registry, io, { limit, shard, flags });
   try {
@@ -298,7 +308,13 @@ class Runner {
     const { material, fingerprint } = await stageMaterial(stage, this.root[stage.name] ?? {}, this.root, inp.upstream, await this.llmPerfKeysFor());
     const counters: Record<string, number> = {};
     const ctx = this.context(stage.name, counters);
-    const progress = createProgress(stage.name, { total: this.opts.limit ?? inp.total, write: (l) => this.io.stderr(l) });
+    // An unsliced upstream read by a --shard run holds every slice's records: its count is not this slice's total.
+    const total = this.opts.shard && !inp.sliced ? undefined : inp.total;
+    const limit = this.opts.limit;
+    const progress = createProgress(stage.name, {
+      total: limit === null ? total : total === undefined ? limit : Math.min(limit, total),
+      write: (l) => this.io.stderr(l),
+    });
     const res = await runDataflowStage({
       runDir: this.runDir,
       stage,

@@ -2,7 +2,7 @@
  * Configuration: one YAML file, validated by zod (strict: unknown keys are errors), `--set key.path=value`
  * overrides, and one-line errors naming the offending key or value and the valid choices.
  *
- * Top-level keys: `run`, `source`, `executor`, `llm`, and one block per stage named after it
+ * Top-level keys: `run`, `source`, `executor`, `llm`, `slurm` (scale-out, pipeline/slurm.ts), and one block per stage named after it
  * (`filter:`, `perturb:`, …, `train:`, `validate:`). A stage may override the LLM settings under `<stage>.llm`.
  */
 import { promises as fsp } from "node:fs";
@@ -11,6 +11,7 @@ import YAML from "yaml";
 import { z } from "zod";
 import { UserError } from "./errors.ts";
 import { coreImport, loadRegistry } from "./registry.ts";
+import { slurmConfigSchema } from "./slurm.ts";
 
 export const runConfigSchema = z.strictObject({
   /** Run folder (one sub-folder per stage). */
@@ -60,6 +61,7 @@ export async function rootSchema(): Promise<z.ZodType> {
     source: core.source,
     executor: core.executor,
     llm: core.llm,
+    slurm: withDefault(slurmConfigSchema),
   };
   for (const s of await loadRegistry()) {
     if (s.kind === "planned") shape[s.name] = z.any().optional();

@@ -301,7 +301,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
         outHashes.push(m.outHash ?? m.chunkKey);
         addStats(stats, m.stats);
         reused++;
-        o.progress?.tick(m.inputs.length);
+        o.progress?.skip(m.inputs.length);
         return;
       }
       outcomes = await loadOutcomes(sdir, m); // earlier chunks changed what counts as a duplicate

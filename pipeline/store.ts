@@ -86,18 +86,21 @@ export async function readManifest(
 }
 
 /**
- * The manifest a downstream reader should use: the merged/unsharded one, else (in `--shard i/N` mode)
- * the slice for that shard.
+ * The manifest a downstream reader should use: in `--shard i/N` mode that slice's own when it exists, else
+ * the merged/unsharded one (a sliced stage after an unsharded upstream).
  */
 export async function readUsableManifest(
   runDir: string,
   stage: string,
   shard: { index: number; count: number } | null,
 ): Promise<StageManifest | undefined> {
-  const whole = await readManifest(runDir, stage, null);
-  if (whole) return whole;
-  if (shard) return readManifest(runDir, stage, shard);
-  return undefined;
+  // A --shard run continues from its own slice when there is one. The merged manifest would be re-sliced by
+  // problem id — another partition than the source's task-text slices — and may predate the slice's rebuild.
+  if (shard) {
+    const own = await readManifest(runDir, stage, shard);
+    if (own) return own;
+  }
+  return readManifest(runDir, stage, null);
 }
 
 export async function writeManifest(runDir: string, m: StageManifest): Promise<void> {

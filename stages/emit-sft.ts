@@ -7,7 +7,8 @@
  *   data_card.md           counts per stage, drop reasons, per source, bug kinds, samplers
  * user = the UTGen prompt (description, signature, buggy code); assistant = the sampler's hypothesis and
  * input reasoning, `Arguments: ```f(…)```` then `### Output`, the rationale and `Output: ```<gold>````.
- * The train/valid split is by problem (filter-level id) through a hash, so no problem is in both.
+ * The train/valid split is by problem (filter-level id) through a hash, so no problem is in both. Examples
+ * are written in id order, so a run merged from `--shard i/N` slices gives the same files byte for byte.
  */
 import * as path from "node:path";
 import { z } from "zod";
@@ -181,6 +182,8 @@ export const emitSftStage: DataflowStage<EmitSftConfig, RationaleRec, SftRec> = 
       bump(tally.rationale, r.metadata.rationale_source);
       if (split === "valid" && !validBugs.has(r.problem.task_id)) validBugs.set(r.problem.task_id, r.problem);
     }
+    // Id order, not arrival order: a run merged from `--shard i/N` slices writes the same bytes as a whole run.
+    for (const split of ["train", "valid"] as const) rows[split].sort((x, y) => byKey(x.id, y.id));
     const dir = path.join(ctx.stageDir, "sft");
     const messagesRow = (r: SftRec) => ({ messages: r.messages, metadata: r.metadata });
     const pcRow = (r: SftRec) => ({
@@ -192,7 +195,7 @@ export const emitSftStage: DataflowStage<EmitSftConfig, RationaleRec, SftRec> = 
       await writeJsonl(path.join(dir, `${split}.messages.jsonl`), rows[split].map(messagesRow));
       await writeJsonl(path.join(dir, `${split}.prompt_completion.jsonl`), rows[split].map(pcRow));
     }
-    await writeJsonl(path.join(dir, "valid.problems.jsonl"), validBugs.values());
+    await writeJsonl(path.join(dir, "valid.problems.jsonl"), [...validBugs.values()].sort((x, y) => byKey(x.task_id, y.task_id)));
 
     const card = await dataCard(ctx, {
       train: rows.train.length,
@@ -268,12 +271,20 @@ async function dataCard(
   return L.join("\n");
 }
 
+/** Code-unit order (locale-independent). */
+function byKey(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Most frequent first, ties by name (the same text whatever order the counts were summed in). */
+const byCount = (a: [string, number], b: [string, number]) => b[1] - a[1] || byKey(a[0], b[0]);
+
 function fmtReasons(r: Record<string, number>): string {
-  const e = Object.entries(r).sort((a, b) => b[1] - a[1]);
+  const e = Object.entries(r).sort(byCount);
   return e.length ? e.map(([k, n]) => `${k} ${n}`).join(", ") : "–";
 }
 
 function fmtMap(m: Map<string, number>): string {
-  const e = [...m.entries()].sort((a, b) => b[1] - a[1]);
+  const e = [...m.entries()].sort(byCount);
   return e.length ? e.map(([k, n]) => `${k} ${n}`).join(", ") : "–";
 }

@@ -2,7 +2,8 @@
  * `merge`: combine the outputs of `--shard i/N` runs (SLURM array tasks, Kubernetes indexed jobs) that share
  * one run folder. For every data stage whose N slice manifests are all present with one fingerprint, it writes
  * the stage's merged manifest (shards in slice order), summed stats, and runs the stage's whole-output step
- * (e.g. emit-sft's train/valid files). Missing slices are reported, nothing is half-merged.
+ * (e.g. emit-sft's train/valid files). Every stage is checked first: when any slice is missing or stale,
+ * all of them are reported in one line and nothing is merged.
  */
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
@@ -21,7 +22,11 @@ export const mergeStage: CommandStage<Record<string, never>> = {
   configSchema: z.strictObject({}),
   async run(ctx) {
     const registry = await loadRegistry();
-    let merged = 0;
+    // Check every stage before writing anything: a half-merged run folder would make a resubmitted slice
+    // read a merged upstream instead of its own slice.
+    const plans: { name: string; dir: string; n: number; parts: StageManifest[] }[] = [];
+    const problems: string[] = [];
+    let sliceCount = 0;
     for (const name of DATA_STAGES) {
       const dir = path.join(ctx.runDir, name);
       let files: string[];
@@ -34,7 +39,7 @@ export const mergeStage: CommandStage<Record<string, never>> = {
       if (!slices.length) continue;
       const counts = [...new Set(slices.map((m) => Number(m[2])))];
       if (counts.length > 1) throw new UserError(`${name}: slice manifests for different shard counts (${counts.join(", ")}) in ${dir}; remove the stale ones`);
-      const n = counts[0];
+      const n = (sliceCount = counts[0]);
       const parts: StageManifest[] = [];
       const missing: number[] = [];
       for (let i = 0; i < n; i++) {
@@ -42,9 +47,20 @@ export const mergeStage: CommandStage<Record<string, never>> = {
         if (m) parts.push(m);
         else missing.push(i);
       }
-      if (missing.length) throw new UserError(`${name}: shard(s) ${missing.join(", ")} of ${n} have not finished; run them (--shard i/${n}) before merge`);
+      if (missing.length) {
+        problems.push(`${name}: shard(s) ${missing.join(", ")} of ${n} have not finished`);
+        continue;
+      }
       const fps = new Set(parts.map((p) => p.fingerprint));
-      if (fps.size > 1) throw new UserError(`${name}: the ${n} slices were built with different settings (fingerprints ${[...fps].join(", ")}); re-run the stale slices`);
+      if (fps.size > 1) {
+        problems.push(`${name}: the ${n} slices were built with different settings (fingerprints ${[...fps].join(", ")}); re-run the stale slices`);
+        continue;
+      }
+      plans.push({ name, dir, n, parts });
+    }
+    if (problems.length) throw new UserError(`${problems.join("; ")}; run them (--shard i/${sliceCount}) before merge — nothing was merged`);
+    let merged = 0;
+    for (const { name, dir, n, parts } of plans) {
       const counts2 = parts.reduce((acc, p) => addStats(acc, p.counts), emptyStats());
       const m: StageManifest = {
         ...parts[0],

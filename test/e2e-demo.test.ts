@@ -166,15 +166,29 @@ describe("demo config end to end (heuristic backend)", () => {
 
   it("--shard 0/2 and 1/2 then merge equal the whole run", async () => {
     const runDir = tmp();
-    for (const s of ["0/2", "1/2"]) {
-      const r = await cli(["--run-dir", runDir, "--shard", s]);
-      expect(r.code, r.err).toBe(0);
-    }
+    const first = await cli(["--run-dir", runDir, "--shard", "0/2"]);
+    expect(first.code, first.err).toBe(0);
+    // a merge before every slice is done names what is missing and writes nothing
+    const early = await cli(["--run-dir", runDir, "--stage", "merge"]);
+    expect(early.code).toBe(2);
+    expect(early.err).toContain("filter: shard(s) 1 of 2 have not finished; perturb: shard(s) 1 of 2 have not finished");
+    expect(early.err).toContain("nothing was merged");
+    for (const s of ["filter", "perturb", "attack", "rationalize", "emit-sft"]) expect(existsSync(path.join(runDir, s, "manifest.json")), s).toBe(false);
+    const second = await cli(["--run-dir", runDir, "--shard", "1/2"]);
+    expect(second.code, second.err).toBe(0);
     const m = await cli(["--run-dir", runDir, "--stage", "merge"]);
     expect(m.code, m.err).toBe(0);
     // Rows go to slices by their task text, so the demo's duplicate prompt pair meets in one slice and the
     // filter's de-duplication drops the same row as in the whole run: identical examples.
     expect(examples(runDir)).toEqual(examples(await wholeRun()));
+    // byte for byte: emit-sft writes examples in id order, whatever order the slices were merged in
+    for (const f of ["train.messages.jsonl", "valid.messages.jsonl", "train.prompt_completion.jsonl", "valid.problems.jsonl"]) {
+      expect(readFileSync(path.join(runDir, "emit-sft", "sft", f), "utf8"), f).toBe(readFileSync(path.join(await wholeRun(), "emit-sft", "sft", f), "utf8"));
+    }
+    // after the merge, a slice re-run continues from its own slices (not the merged, re-sliced upstream)
+    const rerun = await cli(["--run-dir", runDir, "--shard", "1/2"]);
+    expect(rerun.code, rerun.err).toBe(0);
+    for (const s of ["filter", "perturb", "attack", "rationalize", "emit-sft"]) expect(rerun.err).toContain(`${s}: up to date`);
     const dups = [0, 1].map((i) => JSON.parse(readFileSync(path.join(runDir, "filter", `manifest.shard-${i}-of-2.json`), "utf8")).counts.reasons.duplicate ?? 0);
     expect(dups[0] + dups[1]).toBe(1);
   });

@@ -160,18 +160,18 @@ export function checkSandbox(
 ): void {
   if (!existsSync(o.python)) {
     throw new UserError(
-      `executor.python ${o.python} does not exist: install python3 (apt-get install python3 python3-numpy) or set executor.python`,
+      `executor.python ${o.python} does not exist: run sudo apt-get install python3 python3-numpy (or npm run setup as root), or set executor.python`,
     );
   }
   if (o.unsafe) return;
   if (!tools.bwrap) {
     throw new UserError(
-      "the code sandbox needs bubblewrap: apt-get install bubblewrap (or set executor.unsafe_no_sandbox: true to run generated code WITHOUT isolation at your own risk)",
+      "the code sandbox needs bubblewrap: run sudo apt-get install bubblewrap (or npm run setup as root), or set executor.unsafe_no_sandbox: true to run generated code WITHOUT isolation at your own risk",
     );
   }
   if (process.getuid?.() === 0 && !tools.setpriv) {
     throw new UserError(
-      "running as root, the code sandbox needs setpriv to drop to an unprivileged uid: apt-get install util-linux (or set executor.unsafe_no_sandbox: true at your own risk)",
+      "running as root, the code sandbox needs setpriv to drop to an unprivileged uid: run sudo apt-get install util-linux (or npm run setup as root), or set executor.unsafe_no_sandbox: true at your own risk",
     );
   }
   const cmd = serverCommand({ ...o, limits: {} });
@@ -191,7 +191,7 @@ export function checkSandbox(
     throw new UserError("the code sandbox still runs as uid 0: check setpriv/bubblewrap (util-linux, bubblewrap) installation");
   }
   if (numpy !== "1") {
-    throw new UserError(`numpy is not importable by ${o.python} (the UTGen prelude imports it): apt-get install python3-numpy`);
+    throw new UserError(`numpy is not importable by ${o.python} (the UTGen prelude imports it): run sudo apt-get install python3-numpy (or npm run setup as root)`);
   }
   if (seccomp !== "1") {
     throw new UserError(
