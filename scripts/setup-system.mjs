@@ -3,7 +3,8 @@
  * The project's install step for what npm cannot bring: the Debian packages the main job and the tests need.
  * `npm install` / `npm ci` run it (package.json `postinstall`), `npm run setup` re-runs it, `.ci/run` calls it.
  *
- *   main job   bubblewrap (bwrap), python3 + python3-numpy (/usr/bin/python3 imports numpy), util-linux (setpriv)
+ *   main job   bubblewrap (bwrap), python3 + python3-numpy (/usr/bin/python3 imports numpy) + python3-seccomp
+ *              (the sandbox's system-call filter), util-linux (setpriv)
  *   npm test   chromium (the report screenshot test)
  *   UTGEN_TEST_SLURM=1   slurm-wlm + munge (test/slurm.test.ts starts a one-node SLURM)
  *
@@ -51,9 +52,15 @@ export function probe(o = {}) {
   if (!program("bwrap")) missing.push({ pkg: "bubblewrap", group: "main", why: "the code sandbox" });
   const python = at(SANDBOX_PYTHON);
   if (!isFile(python)) {
-    missing.push({ pkg: "python3", group: "main", why: "the code sandbox" }, { pkg: "python3-numpy", group: "main", why: "the code sandbox" });
-  } else if (spawnSync(python, ["-c", "import numpy"], { stdio: "ignore", timeout: 60_000 }).status !== 0) {
-    missing.push({ pkg: "python3-numpy", group: "main", why: "the code sandbox" });
+    missing.push(
+      { pkg: "python3", group: "main", why: "the code sandbox" },
+      { pkg: "python3-numpy", group: "main", why: "the code sandbox" },
+      { pkg: "python3-seccomp", group: "main", why: "the code sandbox" },
+    );
+  } else {
+    if (spawnSync(python, ["-c", "import numpy"], { stdio: "ignore", timeout: 60_000 }).status !== 0) missing.push({ pkg: "python3-numpy", group: "main", why: "the code sandbox" });
+    // libseccomp's Python binding: the sandbox compiles its system-call filter with it
+    if (spawnSync(python, ["-c", "import seccomp"], { stdio: "ignore", timeout: 60_000 }).status !== 0) missing.push({ pkg: "python3-seccomp", group: "main", why: "the code sandbox" });
   }
   if (!program("setpriv")) missing.push({ pkg: "util-linux", group: "main", why: "the code sandbox" });
   if (!BROWSERS.some((b) => isFile(at(b)))) missing.push({ pkg: "chromium", group: "test", why: "the report test" });
@@ -61,7 +68,7 @@ export function probe(o = {}) {
     if (!["slurmctld", "slurmd", "sbatch"].every(program)) missing.push({ pkg: "slurm-wlm", group: "test", why: "the SLURM test" });
     if (!program("munged")) missing.push({ pkg: "munge", group: "test", why: "the SLURM test" });
   }
-  const checked = ["bubblewrap", "python3-numpy", "util-linux", "chromium", ...(env.UTGEN_TEST_SLURM === "1" ? ["slurm-wlm", "munge"] : [])];
+  const checked = ["bubblewrap", "python3-numpy", "python3-seccomp", "util-linux", "chromium", ...(env.UTGEN_TEST_SLURM === "1" ? ["slurm-wlm", "munge"] : [])];
   const uid = o.uid ?? process.getuid?.() ?? -1;
   const apt = onPath("apt-get", env);
   let privilege = /** @type {"root" | "sudo" | "none"} */ ("none");

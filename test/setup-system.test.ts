@@ -108,17 +108,17 @@ describe("setup-system: the script on a fake machine where nothing is installed"
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.lines).toEqual([
-      `utgen setup: installing bubblewrap python3 python3-numpy util-linux chromium with ${root ? "" : "sudo "}apt-get (missing bubblewrap, python3, python3-numpy, util-linux (the code sandbox) and chromium (the report test))`,
+      `utgen setup: installing bubblewrap python3 python3-numpy python3-seccomp util-linux chromium with ${root ? "" : "sudo "}apt-get (missing bubblewrap, python3, python3-numpy, python3-seccomp, util-linux (the code sandbox) and chromium (the report test))`,
     ]);
     expect(r.apt.filter((l) => l.startsWith("apt-get"))).toEqual([
       apt("update -qq"),
-      apt("install -y -qq --no-install-recommends bubblewrap python3 python3-numpy util-linux"),
+      apt("install -y -qq --no-install-recommends bubblewrap python3 python3-numpy python3-seccomp util-linux"),
       apt("install -y -qq --no-install-recommends chromium"),
     ]);
     expect(r.apt.some((l) => l.startsWith("sudo"))).toBe(!root);
     // a second run finds everything and installs nothing
     const again = m.run();
-    expect(again.lines).toEqual(["utgen setup: system packages present (bubblewrap, python3-numpy, util-linux, chromium)"]);
+    expect(again.lines).toEqual(["utgen setup: system packages present (bubblewrap, python3-numpy, python3-seccomp, util-linux, chromium)"]);
     expect(again.apt).toEqual(r.apt);
   });
 
@@ -139,7 +139,7 @@ describe("setup-system: the script on a fake machine where nothing is installed"
     const r = m.run();
     expect(r.code).toBe(0);
     expect(r.lines).toEqual([
-      "utgen setup: missing bubblewrap, python3, python3-numpy, util-linux (the code sandbox) and chromium (the report test); install them with the system's package manager (Debian/Ubuntu: sudo apt-get install bubblewrap python3 python3-numpy util-linux chromium)",
+      "utgen setup: missing bubblewrap, python3, python3-numpy, python3-seccomp, util-linux (the code sandbox) and chromium (the report test); install them with the system's package manager (Debian/Ubuntu: sudo apt-get install bubblewrap python3 python3-numpy python3-seccomp util-linux chromium)",
     ]);
     expect(r.apt).toEqual([]);
     expect(m.run(["--strict"]).code).toBe(1);

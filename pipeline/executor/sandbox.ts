@@ -195,7 +195,7 @@ export function checkSandbox(
   }
   if (seccomp !== "1") {
     throw new UserError(
-      `libseccomp's Python binding is not importable by ${o.python} (the sandbox builds its system-call filter with it): apt-get install python3-seccomp`,
+      `libseccomp's Python binding is not importable by ${o.python} (the sandbox builds its system-call filter with it): run sudo apt-get install python3-seccomp (or npm run setup as root)`,
     );
   }
 }
