@@ -4,8 +4,9 @@
  * run manifest, and shows `--status`. Every user error is one line on stderr with exit code 2.
  */
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { setFlagsFromString } from "node:v8";
 import * as path from "node:path";
@@ -198,6 +199,35 @@ function printHelp(io: CliIO, registry: Registered[], help: [string, string][]) 
   }
   io.stdout("\nflags:");
   for (const [k, h] of help) io.stdout(`  --${k.padEnd(18)} ${h}`);
+  const configs = shippedConfigs();
+  if (configs.length) {
+    io.stdout("\nconfigs (--config; configs/paper: the papers' protocols, see docs/fidelity.md):");
+    for (const [f, what] of configs) io.stdout(`  ${f.padEnd(44)} ${what}`);
+  }
+}
+
+/** The YAML configs shipped under configs/ and configs/paper/, each with its first comment line. */
+function shippedConfigs(): [string, string][] {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+  const out: [string, string][] = [];
+  for (const dir of ["configs", "configs/paper"]) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(path.join(root, dir)).filter((f) => f.endsWith(".yaml")).sort();
+    } catch {
+      continue;
+    }
+    for (const f of names) {
+      let first = "";
+      try {
+        first = /^#\s*(.*)$/m.exec(readFileSync(path.join(root, dir, f), "utf8"))?.[1] ?? "";
+      } catch {
+        /* unreadable: listed without a description */
+      }
+      out.push([`${dir}/${f}`, first.length > 90 ? `${first.slice(0, 89)}…` : first]);
+    }
+  }
+  return out;
 }
 
 interface RunnerOpts {

@@ -2,7 +2,9 @@
  * Paper step 1 — filter (seed 001, App. B): keep Tulu-3 rows that are Python function tasks.
  *
  * A row is kept when
- *   - its last user turn (the task description) mentions "python" (case-insensitive) and "def ";
+ *   - its last user turn (the task description) mentions "python" (case-insensitive) and "def " — App. B's
+ *     "regex search for keywords" leaves open which text is searched (`keyword_scope`) and the letter case
+ *     (`keyword_case`), the two readings that move the yield most (docs/fidelity.md);
  *   - prompt and response are valid Unicode (no lone surrogates);
  *   - the prompt is at most `max_prompt_tokens` tokens by a real tokenizer of the target family
  *     (`tokenizer`; `count: raw` counts the user text alone — the default —, `chat` the chat-templated prompt);
@@ -26,6 +28,14 @@ export const filterConfigSchema = z.strictObject({
   /** Keywords the prompt must contain (case-insensitive for "python", as the paper). */
   require_python: z.boolean().default(true),
   require_def: z.boolean().default(true),
+  /**
+   * Which text the keyword tests read: the last user turn (default: the task description the row keeps),
+   * every user turn, or the whole conversation (user and assistant turns; the answers' ```python fences and
+   * `def` lines then pass almost every coding row).
+   */
+  keyword_scope: z.enum(["last_user", "all_user", "conversation"]).default("last_user"),
+  /** "insensitive" (default): "python" in any letter case ("Python"); "sensitive": exactly "python". "def " is always as written. */
+  keyword_case: z.enum(["insensitive", "sensitive"]).default("insensitive"),
   /** Module-level execution limit for the "executes without error" check. */
   exec_timeout_s: z.number().positive().default(2),
   concurrency: z.number().int().positive().default(16),
@@ -118,6 +128,13 @@ function turnsOf(rec: Rec): Turn[] {
   return Array.isArray(rec.messages) ? (rec.messages as Turn[]) : [];
 }
 
+/** The text the keyword tests read (filter.keyword_scope). */
+export function keywordText(messages: Turn[], lastUser: string, scope: "last_user" | "all_user" | "conversation"): string {
+  if (scope === "last_user") return lastUser;
+  const turns = scope === "all_user" ? messages.filter((m) => m?.role === "user") : messages;
+  return turns.map((m) => (typeof m?.content === "string" ? m.content : "")).join("\n");
+}
+
 function lastTurn(messages: Turn[], role: string) {
   for (let i = messages.length - 1; i >= 0; i--) if (messages[i]?.role === role) return { msg: messages[i], index: i };
   return undefined;
@@ -159,8 +176,10 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
         if (!last || last.role !== "assistant" || typeof last.content !== "string" || !last.content.trim() || user.index > messages.length - 1)
           return drop(rec, "no_assistant_turn");
         const prompt = user.msg.content;
-        if (cfg.require_python && !/python/i.test(prompt)) return drop(rec, "no_python_mention");
-        if (cfg.require_def && !prompt.includes("def ")) return drop(rec, "no_def_mention");
+        const searched = keywordText(messages, prompt, cfg.keyword_scope);
+        if (cfg.require_python && !(cfg.keyword_case === "sensitive" ? searched.includes("python") : /python/i.test(searched)))
+          return drop(rec, "no_python_mention");
+        if (cfg.require_def && !searched.includes("def ")) return drop(rec, "no_def_mention");
         if (!prompt.isWellFormed() || !last.content.isWellFormed()) return drop(rec, "invalid_unicode", "lone surrogate in the prompt or response");
         const tokens = await countPromptTokens(cfg.count === "chat" ? messages.slice(0, user.index + 1) : prompt, family, { chatTemplate: cfg.count === "chat" });
         if (tokens > cfg.max_prompt_tokens) return drop(rec, "prompt_too_long", `${tokens} > ${cfg.max_prompt_tokens} ${family} tokens`);

@@ -21,14 +21,14 @@ import { createLlmClient, llmConfigSchema, type ChatMessage } from "../pipeline/
 import { buggyTimeoutFor, executorConfigSchema } from "../pipeline/executor/index.ts";
 import { loadTemplate } from "./prompts/index.ts";
 import { llmOverrideSchema } from "./common.ts";
-import { loadSet, setSchema, type LoadedSet, type Problem } from "./validation/datasets.ts";
+import { loadSets, setSchema, type LoadedSet, type Problem } from "./validation/datasets.ts";
 import { evaluateProblem, failureReasons, type Response, type TestRecord } from "./validation/evaluate.ts";
 import { summarize, tallyProblem, pct, type ProblemTally } from "./validation/metrics.ts";
 import { renderHtml, renderMarkdown, type ModelInfo, type ModelResult, type ProblemResult } from "./validation/report.ts";
 import { ensureAdapters, serverSchema, startServer, type Adapter, type RunningServer } from "./validation/server.ts";
 
 /** Bump when scoring logic changes: invalidates every stored (model, set, run) result. */
-export const VALIDATE_VERSION = "1";
+export const VALIDATE_VERSION = "2";
 
 export const validateConfigSchema = z.strictObject({
   sets: z.array(setSchema).min(1).default([{ name: "heldout" }]),
@@ -238,6 +238,7 @@ export function assembleSet(
   return {
     set: set.name,
     source: set.source,
+    ...(set.scoring === "he" ? { scoring: "he" as const } : {}),
     summary,
     tallies: problems.map((p) => tallyProblem(p.taskId, p.tests)),
     problems,
@@ -272,11 +273,7 @@ export const validateStage: CommandStage<ValidateConfig> = {
     const targets = reportOnly ? [] : allModels.filter((m) => !only || m.name === only);
 
     if (targets.length) {
-      const sets: LoadedSet[] = [];
-      for (const s of cfg.sets)
-        sets.push(await loadSet(s, { runDir: ctx.runDir, limit }));
-      if (new Set(sets.map((s) => s.name)).size !== sets.length)
-        throw new UserError("validate.sets has two sets with the same name: give each a unique name");
+      const sets: LoadedSet[] = await loadSets(cfg.sets, { runDir: ctx.runDir, limit, cacheDir: ctx.cacheDir });
       const execCfg = executorConfigSchema.parse(ctx.root.executor ?? {});
       const semantics = Object.fromEntries(
         Object.entries(execCfg).filter(([k]) => /timeout|calibrat|memory/.test(k)),
@@ -305,6 +302,7 @@ export const validateStage: CommandStage<ValidateConfig> = {
               adapter: adapterFp,
               template: templates.get(m.template)!.hash,
               set: set.hash,
+              scoring: set.scoring,
               run,
               n: cfg.n,
               sampling,
@@ -427,7 +425,7 @@ async function computeJobs(
               const run = Math.floor(i / cfg.n);
               if (wanted.has(run)) responses.push({ run, sample: i % cfg.n, text, finishReason: res.finishReasons[i] });
             });
-            const recs = await evaluateProblem(deps, p, responses);
+            const recs = await evaluateProblem(deps, p, responses, job.set.scoring);
             ctx.counters.add("tests", recs.length);
             return { p, recs };
           }),

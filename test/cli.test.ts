@@ -87,6 +87,9 @@ describe("runner errors", () => {
     expect(h.code).toBe(0);
     expect(h.out).toMatch(/utdebug .*\[planned, issue later\]/);
     expect(h.out).toMatch(/--status/);
+    // the shipped configs, the papers' protocols among them, with what each is
+    expect(h.out).toMatch(/configs\/paper\/utgen-mbppplus-fix-hard\.yaml +UTGen paper, Table 1/);
+    expect(h.out).toMatch(/configs\/demo\.yaml +Demo:/);
     const f = config("source: {kind: local, path: x.jsonl}\n");
     const p = await run(["--config", f, "--stage", "utdebug"]);
     expect(p.code).toBe(2);

@@ -141,5 +141,6 @@ describe("emit-sft", () => {
     expect(card).toContain(`| valid | ${valid.length} |`);
     expect(card).toMatch(/\| src\/a \| \d+ \| \d+ \|/);
     expect(card).toContain("mutation operators: constant_off_by_one 26");
+    expect(card).toContain("Generation setting: heuristic backend (no model wrote the data).");
   });
 });

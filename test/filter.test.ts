@@ -4,7 +4,7 @@
  * rows), and a real `kill -9` mid-stage followed by a re-run gives exactly the uninterrupted result.
  */
 import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
@@ -134,5 +134,49 @@ describe("filter stage through the runner", () => {
     expect(resumed.err).toMatch(/reused/);
     expect(await collect(readStageRecords(dir, "filter"))).toEqual(await collect(readStageRecords(ref, "filter")));
     expect(await collect(readStageDrops(dir, "filter"))).toEqual(await collect(readStageDrops(ref, "filter")));
+  });
+});
+
+describe("App. B keyword readings as config keys (filter.keyword_scope, filter.keyword_case)", () => {
+  const answer = "```python\ndef f(x):\n    return x + 1\n```";
+  const rows = [
+    // "Python" capitalised: kept unless the case must be exactly "python"
+    { id: "cap", source: "t", messages: [{ role: "user", content: "Write a Python function def f(x) that adds one." }, { role: "assistant", content: answer }] },
+    // no keyword in the task: only the whole conversation (the answer's fence and def) passes it
+    { id: "answer-only", source: "t", messages: [{ role: "user", content: "Add one to a number, please." }, { role: "assistant", content: answer }] },
+    // the keywords are in an earlier user turn only
+    {
+      id: "earlier-turn",
+      source: "t",
+      messages: [
+        { role: "user", content: "I work in python and like def statements." },
+        { role: "assistant", content: "Sure." },
+        { role: "user", content: "Now a function that adds one." },
+        { role: "assistant", content: answer },
+      ],
+    },
+  ];
+  async function kept(sets: string[]): Promise<Record<string, string>> {
+    const dir = tmp();
+    try {
+      const input = path.join(dir, "rows.jsonl");
+      writeFileSync(input, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+      const r = await run(["--stage", "filter", "--run-dir", path.join(dir, "run"), "--input", input, ...sets.flatMap((s) => ["--set", s])]);
+      expect(r.code, r.err).toBe(0);
+      const out: Record<string, string> = {};
+      for (const k of await collect(readStageRecords(path.join(dir, "run"), "filter"))) out[k.id] = "kept";
+      for (const d of await collect(readStageDrops(path.join(dir, "run"), "filter"))) out[d.id] = d.reason;
+      return out;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  it("defaults: the last user turn, any case", async () => {
+    expect(await kept([])).toEqual({ cap: "kept", "answer-only": "no_python_mention", "earlier-turn": "no_python_mention" });
+  });
+  it("keyword_case sensitive drops 'Python'; keyword_scope all_user / conversation widen the text searched", async () => {
+    expect((await kept(["filter.keyword_case=sensitive"])).cap).toBe("no_python_mention");
+    expect(await kept(["filter.keyword_scope=all_user"])).toEqual({ cap: "kept", "answer-only": "no_python_mention", "earlier-turn": "kept" });
+    expect(await kept(["filter.keyword_scope=conversation"])).toEqual({ cap: "kept", "answer-only": "kept", "earlier-turn": "kept" });
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -6,9 +6,9 @@ import { createExecutor, type SandboxExecutor } from "../pipeline/executor/index
 import type { CommandContext } from "../pipeline/stage.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { goldCheck, goldCheckStage, loadGoldProblems, referenceGoldCheck, schedule } from "../stages/gold-check.ts";
+import { sharedFile } from "./helpers/shared.ts";
 
 const MINI = path.resolve(__dirname, "../data/mbppplus-mini.jsonl");
-const DEV = path.resolve(__dirname, "../../shared/data/mbppplus_fix_hard.dev.jsonl");
 
 let ex: SandboxExecutor;
 let tmp: string;
@@ -195,10 +195,8 @@ describe("gold-check's scheduler", () => {
 });
 
 describe("gold-check on the shared MBPP+Fix (Hard) dev set", () => {
-  const present = existsSync(DEV);
-  if (!present) console.warn(`skipping the dev-set gold-check test: ${DEV} is absent (it lives in ../shared beside the repo)`);
-  it.skipIf(!present)("canonical 100%, per-problem rates agree with the plain fixed-limit reference computation", async () => {
-    const problems = await loadGoldProblems(DEV);
+  it("canonical 100%, per-problem rates agree with the plain fixed-limit reference computation", async () => {
+    const problems = await loadGoldProblems(sharedFile("data/mbppplus_fix_hard.dev.jsonl"));
     expect(problems.length).toBe(60);
     // Same limits on both sides (a short fixed limit keeps the suite fast; the bench compares the
     // calibrated defaults against the 2 s reference). Canonical gets a generous limit on both sides.

@@ -108,3 +108,39 @@ describe("bootstrap CI over problems", () => {
     expect(ci.outputCorrect).toEqual({ lo: 0.5, hi: 0.5 });
   });
 });
+
+describe('"he" scoring (he_intrinsic_eval.py): its denominators and "no gold output ⇒ no attack"', () => {
+  it("an unparsable response fails the attack rate and is left out of the other two", () => {
+    expect(scoreTest({ parse: "no_arguments" }, "he")).toEqual({ attack: false, outputCorrect: false, both: false, goldValid: false, outputScored: false });
+    // mbpp scoring keeps it in every denominator
+    expect(scoreTest({ parse: "no_arguments" }, "mbpp").outputScored).toBeUndefined();
+  });
+  it("a gold output of None is never an attack (mbpp scoring counts it)", () => {
+    const t = { parse: "ok", goldStatus: "ok" as const, goldIsNone: true, buggyStatus: "error" as const, predictedParsed: true, predictedMatchesGold: true };
+    expect(scoreTest(t, "he")).toEqual({ attack: false, outputCorrect: true, both: false, goldValid: true });
+    expect(scoreTest(t, "mbpp")).toEqual({ attack: true, outputCorrect: true, both: true, goldValid: true });
+  });
+  it("pooled rates use the reference's denominators (hand computation)", () => {
+    // 4 responses: 1 unparsable; 3 parsed: (attack, correct) = (T,T), (T,F), (F,T).
+    // Reference: attack = 2/4 (the unparsable one is appended False); output acc = 2/3; Acc∩Attack = 1/3.
+    const flags = [
+      scoreTest({ parse: "unparsable_arguments" }, "he"),
+      { attack: true, outputCorrect: true, both: true },
+      { attack: true, outputCorrect: false, both: false },
+      { attack: false, outputCorrect: true, both: false },
+    ];
+    const t = tallyProblem("H", flags);
+    expect(t).toEqual({ taskId: "H", tests: 4, outTests: 3, attack: 2, outputCorrect: 2, both: 1 });
+    expect(pooledRate([t], "attack")).toBeCloseTo(2 / 4, 12);
+    expect(pooledRate([t], "outputCorrect")).toBeCloseTo(2 / 3, 12);
+    expect(pooledRate([t], "both")).toBeCloseTo(1 / 3, 12);
+    // merged over runs, the denominators add up; a run without unparsable responses adds to both alike
+    const merged = mergeRuns([[t], [tallyProblem("H", [f(true, true)])]]);
+    expect(merged).toEqual([{ taskId: "H", tests: 5, outTests: 4, attack: 3, outputCorrect: 3, both: 2 }]);
+    const s = summarize([[t]], { validInputs: 3, failures: {} }, { samples: 50, seed: 0 });
+    expect(s.tests).toBe(4);
+    expect(s.outputTests).toBe(3);
+    expect(s.metrics.outputCorrect.value).toBeCloseTo(2 / 3, 12);
+    expect(s.metrics.outputCorrect.ci.lo).toBeCloseTo(2 / 3, 12); // one problem: a degenerate interval
+  });
+});

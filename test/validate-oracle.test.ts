@@ -1,12 +1,10 @@
 /**
- * Oracle checks on ../shared/data/mbppplus_fix_hard.dev.jsonl (skipped when absent): responses built from
+ * Oracle checks on ../shared/data/mbppplus_fix_hard.dev.jsonl (fails with one line when absent): responses built from
  * each problem's own gold tests (its `inputs` / `results`, read inside the sandbox — the `test` text is
  * dataset code and never runs in Node) must give 100 % output accuracy and an attack rate equal to the share
  * of those inputs on which the buggy code fails by a direct gold-check computation (the gold-check command
  * run on the same inputs); deliberately wrong outputs must give 0 % output accuracy.
  */
-import { existsSync, readFileSync } from "node:fs";
-import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buggyTimeoutFor, createExecutor, executorConfigSchema } from "../pipeline/executor/index.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
@@ -14,10 +12,9 @@ import { goldCheck } from "../stages/gold-check.ts";
 import { toProblem } from "../stages/validation/datasets.ts";
 import { evaluateProblem, type TestRecord } from "../stages/validation/evaluate.ts";
 import { utText } from "./fixtures/validate/script.ts";
+import { readSharedJsonl, sharedFile } from "./helpers/shared.ts";
 
-const DEV = path.resolve(__dirname, "../../shared/data/mbppplus_fix_hard.dev.jsonl");
-const HAVE = existsSync(DEV);
-if (!HAVE) console.warn(`validate-oracle: ${DEV} not found (../shared beside the repo): oracle checks skipped`);
+const DEV_REL = "data/mbppplus_fix_hard.dev.jsonl";
 
 const K = 3; // chosen inputs per problem: the K with the shortest literal text
 const LOOP = "\nfor i, (inp, exp) in enumerate(zip(inputs, results)):";
@@ -33,9 +30,10 @@ idx = sorted(sorted(range(len(inputs)), key=lambda i: len(repr(inputs[i])))[:INP
 OUTPUT = [{"i": i, "args": [repr(a) for a in inputs[i]], "expected": repr(results[i])} for i in idx]
 `;
 
-describe.skipIf(!HAVE)("oracle checks on MBPP+Fix (Hard) dev", () => {
+describe("oracle checks on MBPP+Fix (Hard) dev", () => {
   let executor: Executor;
-  const rows: any[] = HAVE ? readFileSync(DEV, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+  let DEV = "";
+  let rows: any[] = [];
   const chosen = new Map<string, { i: number; args: string[]; expected: string }[]>();
   const deps = () => {
     const cfg = executorConfigSchema.parse({});
@@ -43,6 +41,8 @@ describe.skipIf(!HAVE)("oracle checks on MBPP+Fix (Hard) dev", () => {
   };
 
   beforeAll(async () => {
+    DEV = sharedFile(DEV_REL);
+    rows = readSharedJsonl(DEV_REL);
     executor = await createExecutor({});
     await Promise.all(
       rows.map(async (r) => {

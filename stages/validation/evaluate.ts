@@ -7,7 +7,7 @@
 import type { CallArgs, CallResult, Executor, PyValue } from "../../pipeline/executor/types.ts";
 import { formatCall, formatPyValue, outputsMatch, parseCallLiteral, parseLiteral } from "../../pipeline/executor/index.ts";
 import { parseUnitTest } from "../parsers.ts";
-import type { Problem } from "./datasets.ts";
+import type { Problem, Scoring } from "./datasets.ts";
 import { scoreTest } from "./metrics.ts";
 
 export interface Response {
@@ -42,6 +42,8 @@ export interface TestRecord {
   attack: boolean;
   outputCorrect: boolean;
   both: boolean;
+  /** false: left out of the output-accuracy and Acc∩Attack denominators ("he" scoring, unparsable arguments). */
+  outputScored?: boolean;
   /** The raw response, kept (truncated) when it could not be parsed, for diagnosis. */
   raw?: string;
 }
@@ -114,9 +116,13 @@ export function parseResponse(problem: Problem, resp: Response): Parsed {
   return { rec, args: call.args, predicted };
 }
 
-/** Evaluate every response of one problem (batched executor calls: one for gold, one for buggy). */
-export async function evaluateProblem(deps: EvalDeps, problem: Problem, responses: Response[]): Promise<TestRecord[]> {
+/**
+ * Evaluate every response of one problem (batched executor calls: one for gold, one for buggy), scored the
+ * way the set says (metrics.ts: "mbpp", the default, or "he").
+ */
+export async function evaluateProblem(deps: EvalDeps, problem: Problem, responses: Response[], scoring: Scoring = "mbpp"): Promise<TestRecord[]> {
   const parsed = responses.map((r) => parseResponse(problem, r));
+  if (scoring === "he") for (const p of parsed) if (p.rec.parse !== "ok") p.rec.outputScored = false;
   const runnable = parsed.filter((p) => p.args !== undefined);
   if (runnable.length > 0) {
     const gold = await deps.executor.runCalls({
@@ -142,6 +148,7 @@ export async function evaluateProblem(deps: EvalDeps, problem: Problem, response
         p.rec.buggy = { ...describeResult(b), timeoutS };
         const flags = scoreTest({
           parse: "ok",
+          goldIsNone: g.value === null,
           goldStatus: g.status,
           buggyStatus: b.status,
           buggyMatchesGold:
@@ -150,7 +157,7 @@ export async function evaluateProblem(deps: EvalDeps, problem: Problem, response
           predictedMatchesGold:
             p.predicted !== undefined &&
             outputsMatch(g.value as PyValue, p.predicted, { mode: "utgen", useSet: problem.useSet }),
-        });
+        }, scoring);
         Object.assign(p.rec, flags);
       });
     }

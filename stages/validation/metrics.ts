@@ -10,8 +10,14 @@
  * Aggregates are means over all generated tests (every problem has the same n × runs tests, so this equals
  * the mean of per-problem means), per run and pooled, with a seeded percentile-bootstrap 95% CI that
  * resamples problems.
+ *
+ * Scoring "he" (a per-set option; the reference's he_intrinsic_eval.py): a response whose arguments do not
+ * parse counts (as a failure) in the attack rate only — it is left out of the denominators of output accuracy
+ * and Acc∩Attack — and an input whose gold output is None is never an attack ("no gold output ⇒ no attack").
+ * Scoring "mbpp" (default; mbpp_intrinsic_eval.py) counts every test in every denominator.
  */
 import type { CallStatus } from "../../pipeline/executor/types.ts";
+import type { Scoring } from "./datasets.ts";
 import { Rng } from "../common.ts";
 
 export const METRICS = ["attack", "outputCorrect", "both"] as const;
@@ -34,6 +40,8 @@ export interface TestVerdictInput {
   predictedParsed?: boolean;
   /** Predicted output matches gold's output (utgen mode). */
   predictedMatchesGold?: boolean;
+  /** Gold returned None (only "he" scoring looks at it). */
+  goldIsNone?: boolean;
 }
 
 export interface TestFlags {
@@ -42,14 +50,17 @@ export interface TestFlags {
   both: boolean;
   /** Gold ran on the input (the input is valid). */
   goldValid: boolean;
+  /** false: left out of the output-accuracy and Acc∩Attack denominators ("he" scoring, unparsable response). */
+  outputScored?: boolean;
 }
 
 /** The reference semantics of one test, from executed statuses and comparisons. */
-export function scoreTest(t: TestVerdictInput): TestFlags {
-  if (t.parse !== "ok") return { attack: false, outputCorrect: false, both: false, goldValid: false };
+export function scoreTest(t: TestVerdictInput, scoring: Scoring = "mbpp"): TestFlags {
+  if (t.parse !== "ok")
+    return { attack: false, outputCorrect: false, both: false, goldValid: false, ...(scoring === "he" ? { outputScored: false } : {}) };
   const goldValid = t.goldStatus === "ok";
   const buggyPasses = t.buggyStatus === "ok" && t.buggyMatchesGold === true;
-  const attack = goldValid && !buggyPasses;
+  const attack = goldValid && !buggyPasses && !(scoring === "he" && t.goldIsNone === true);
   const outputCorrect = goldValid && t.predictedParsed === true && t.predictedMatchesGold === true;
   return { attack, outputCorrect, both: attack && outputCorrect, goldValid };
 }
@@ -57,25 +68,35 @@ export function scoreTest(t: TestVerdictInput): TestFlags {
 /** Per-problem tallies: counts of tests and successes per metric. */
 export interface ProblemTally {
   taskId: string;
+  /** Tests generated (the attack-rate denominator). */
   tests: number;
+  /** Tests in the output-accuracy and Acc∩Attack denominators when it differs from `tests` ("he" scoring). */
+  outTests?: number;
   attack: number;
   outputCorrect: number;
   both: number;
 }
 
-export function tallyProblem(taskId: string, flags: Pick<TestFlags, MetricName>[]): ProblemTally {
+export function tallyProblem(taskId: string, flags: (Pick<TestFlags, MetricName> & { outputScored?: boolean })[]): ProblemTally {
   const t: ProblemTally = { taskId, tests: flags.length, attack: 0, outputCorrect: 0, both: 0 };
   for (const f of flags) for (const m of METRICS) if (f[m]) t[m]++;
+  const scored = flags.filter((f) => f.outputScored !== false).length;
+  if (scored !== flags.length) t.outTests = scored;
   return t;
 }
 
-/** Pooled rate in [0, 1] over problems (sum of successes / sum of tests). 0 when there are no tests. */
+/** A tally's denominator for one metric: every test for the attack rate, the scored ones for the others. */
+export function denominator(t: ProblemTally, metric: MetricName): number {
+  return metric === "attack" ? t.tests : (t.outTests ?? t.tests);
+}
+
+/** Pooled rate in [0, 1] over problems (sum of successes / sum of denominators). 0 when there are no tests. */
 export function pooledRate(tallies: ProblemTally[], metric: MetricName): number {
   let s = 0;
   let n = 0;
   for (const t of tallies) {
     s += t[metric];
-    n += t.tests;
+    n += denominator(t, metric);
   }
   return n === 0 ? 0 : s / n;
 }
@@ -118,16 +139,16 @@ export function bootstrapCI(
   const rand = seededRandom(opts.seed);
   const draws: Record<MetricName, number[]> = { attack: [], outputCorrect: [], both: [] };
   for (let b = 0; b < opts.samples; b++) {
-    let n = 0;
+    const n = { attack: 0, outputCorrect: 0, both: 0 };
     const s = { attack: 0, outputCorrect: 0, both: 0 };
     for (let i = 0; i < k; i++) {
       const t = tallies[Math.floor(rand() * k)];
-      n += t.tests;
-      s.attack += t.attack;
-      s.outputCorrect += t.outputCorrect;
-      s.both += t.both;
+      for (const m of METRICS) {
+        n[m] += denominator(t, m);
+        s[m] += t[m];
+      }
     }
-    for (const m of METRICS) draws[m].push(n === 0 ? 0 : s[m] / n);
+    for (const m of METRICS) draws[m].push(n[m] === 0 ? 0 : s[m] / n[m]);
   }
   const a = (1 - level) / 2;
   for (const m of METRICS) {
@@ -150,6 +171,8 @@ export interface MetricSummary {
 export interface Summary {
   problems: number;
   tests: number;
+  /** The output-accuracy / Acc∩Attack denominator, when it differs from `tests` ("he" scoring). */
+  outputTests?: number;
   /** Tests whose arguments parsed and whose input gold accepted. */
   validInputs: number;
   metrics: Record<MetricName, MetricSummary>;
@@ -169,7 +192,9 @@ export function mergeRuns(runs: ProblemTally[][]): ProblemTally[] {
   for (const run of runs)
     for (const t of run) {
       const cur = byId.get(t.taskId) ?? { taskId: t.taskId, tests: 0, attack: 0, outputCorrect: 0, both: 0 };
+      const out = (cur.outTests ?? cur.tests) + (t.outTests ?? t.tests);
       cur.tests += t.tests;
+      if (out !== cur.tests || cur.outTests !== undefined) cur.outTests = out;
       for (const m of METRICS) cur[m] += t[m];
       byId.set(t.taskId, cur);
     }
@@ -189,9 +214,12 @@ export function summarize(
     const perRun = runs.map((r) => pooledRate(r, m));
     metrics[m] = { value: pooledRate(pooled, m), ci: ci[m], perRun, runStd: std(perRun) };
   }
+  const tests = pooled.reduce((a, t) => a + t.tests, 0);
+  const outputTests = pooled.reduce((a, t) => a + denominator(t, "outputCorrect"), 0);
   return {
     problems: pooled.length,
-    tests: pooled.reduce((a, t) => a + t.tests, 0),
+    tests,
+    ...(outputTests !== tests ? { outputTests } : {}),
     validInputs: extra.validInputs,
     metrics,
     failures: extra.failures,

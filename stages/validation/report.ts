@@ -33,6 +33,8 @@ export interface SetResult {
   set: string;
   source: string;
   summary: Summary;
+  /** "he": scored as he_intrinsic_eval.py (metrics.ts); absent: the default "mbpp". */
+  scoring?: "mbpp" | "he";
   /** Per-problem tallies pooled over runs (for bootstrap and selection). */
   tallies: ProblemTally[];
   problems: ProblemResult[];
@@ -105,6 +107,13 @@ export function renderMarkdown(results: ModelResult[], opts: RenderOptions): str
   for (const set of setNames(ordered)) {
     const any = ordered.find((r) => r.sets[set])!.sets[set];
     lines.push(`## ${set}`, "", `${any.summary.problems} problems · ${any.source}`, "");
+    if (any.scoring === "he")
+      lines.push(
+        "Scored as the reference's he_intrinsic_eval.py: an unparsable response counts (as a failure) in the attack " +
+          "rate only — output accuracy and Acc∩Attack are over the parsed responses — and an input whose gold output " +
+          "is None is never an attack.",
+        "",
+      );
     lines.push(
       `| Model | Kind | Step | ${METRICS.map((m) => METRIC_LABELS[m]).join(" | ")} | Run std (Acc∩Attack) | Valid inputs | Unparsable |`,
       `|---|---|---:|${METRICS.map(() => "---:").join("|")}|---:|---:|---|`,

@@ -3,7 +3,7 @@
  * then the earlier step. The runner-up margin comes with a paired bootstrap interval over problems (same
  * resampled problems for both checkpoints), so the report can say when the margin is within noise.
  */
-import { METRICS, seededRandom, pooledRate, quantileSorted, type Interval, type ProblemTally } from "./metrics.ts";
+import { METRICS, denominator, seededRandom, pooledRate, quantileSorted, type Interval, type ProblemTally } from "./metrics.ts";
 
 export interface Candidate {
   name: string;
@@ -57,9 +57,9 @@ export function pairedDiffCI(
     let na = 0, sa = 0, nb = 0, sb = 0;
     for (let i = 0; i < pairs.length; i++) {
       const [x, y] = pairs[Math.floor(rand() * pairs.length)];
-      na += x.tests;
+      na += denominator(x, metric);
       sa += x[metric];
-      nb += y.tests;
+      nb += denominator(y, metric);
       sb += y[metric];
     }
     diffs.push((na ? sa / na : 0) - (nb ? sb / nb : 0));
