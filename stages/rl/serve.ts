@@ -3,7 +3,7 @@
  *
  *   npx zx pipeline/run.mjs --config cfg.yaml --stage rl-serve [--host 0.0.0.0] [--port 8787]
  *
- * Prints `rl-serve: listening on <url>` once it accepts requests and writes `<run>/rl-serve/service.json`
+ * Runs the reward-hacking self-test first (rl-serve.self_test), then prints `rl-serve: listening on <url>` once it accepts requests and writes `<run>/rl-serve/service.json`
  * (url, pid, settings) for scripts; on exit prints the request / latency / execution counters.
  */
 import * as path from "node:path";
@@ -14,6 +14,7 @@ import type { CommandContext, CommandStage } from "../../pipeline/stage.ts";
 import { writeJson } from "../../pipeline/util.ts";
 import { parseRlConfig, rlSemantics } from "./config.ts";
 import { RewardEngine } from "./engine.ts";
+import { runProbes } from "./probes.ts";
 import { startRewardService } from "./service.ts";
 
 export const rlServeConfigSchema = z.strictObject({
@@ -23,6 +24,11 @@ export const rlServeConfigSchema = z.strictObject({
   max_body_mb: z.int().positive().default(256),
   /** Environment variable holding a bearer token every request must send (unset variable: no token). */
   token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default("UTRL_REWARD_TOKEN"),
+  /**
+   * Before listening, score the fast reward-hacking probes (stages/rl/probes.ts) and two correct controls:
+   * a service whose verdicts can be forged (or whose sandbox cannot run a correct program) refuses to start.
+   */
+  self_test: z.boolean().default(true),
 });
 export type RlServeConfig = z.infer<typeof rlServeConfigSchema>;
 
@@ -44,7 +50,16 @@ export const rlServeStage: CommandStage<RlServeConfig> = {
     const token = process.env[cfg.token_env] || undefined;
     if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1" && !token)
       ctx.log.warn(`rl-serve: listening on ${host} without a token: anyone who reaches this port can run code in the sandbox; set ${cfg.token_env}`);
-    const engine = new RewardEngine(await ctx.getExecutor(), rl);
+    const executor = await ctx.getExecutor();
+    if (cfg.self_test) {
+      const rep = await runProbes(new RewardEngine(executor, rl), { slow: false });
+      if (rep.brokenControls.length)
+        throw new UserError(`rl-serve: self-test: a correct program did not pass its cases (${rep.brokenControls.join(", ")}); check the executor (python, memory_mb) before training on these rewards`);
+      if (rep.leaks.length)
+        throw new UserError(`rl-serve: self-test: reward-hacking probe(s) earned a reward: ${rep.leaks.map((l) => `"${l.probe}" (${l.code_reward})`).join(", ")}; do not train on these verdicts`);
+      ctx.log.info(`rl-serve: self-test passed (${rep.results.length} reward-hacking probes earn 0, controls earn 1)`);
+    }
+    const engine = new RewardEngine(executor, rl);
     const svc = await startRewardService({ engine, host, port, maxBodyMb: cfg.max_body_mb, token, log: (m) => ctx.log.warn(m) });
     const info = path.join(ctx.stageDir, "service.json");
     await writeJson(info, { url: svc.url, pid: process.pid, started_at: new Date().toISOString(), settings: rlSemantics(rl), token: token ? `from $${cfg.token_env}` : null });
