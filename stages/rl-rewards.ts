@@ -97,9 +97,9 @@ export const rlRewardsStage: CommandStage<RlRewardsConfig> = {
   description: "UTRL rewards (validity, discrimination, code) for a JSONL file of rollouts, in the sandbox",
   configSchema: rlRewardsConfigSchema,
   flags: {
-    dataset: { type: "string", help: "rl-rewards: JSONL file of reward rows (gold-check: MBPP+Fix .jsonl)" },
+    dataset: { type: "string", help: "JSONL file of reward rows (docs/utrl.md)" },
     json: { type: "boolean", help: "print the summary as one JSON object (last stdout line)" },
-    details: { type: "boolean", help: "rl-rewards: add per-case verdict letters to each output row" },
+    details: { type: "boolean", help: "add per-case verdict letters to each output row" },
   },
   async run(ctx: CommandContext<RlRewardsConfig>): Promise<number> {
     const file = ctx.flags.dataset;

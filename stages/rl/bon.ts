@@ -94,6 +94,7 @@ export const rlBonStage: CommandStage<EvalConfig> = {
   description: "best-of-N (N = 32) with generated unit tests: code score / accuracy with CIs",
   configSchema: evalConfigSchema,
   after: ["rl-tasks"],
+  flags: { json: { type: "boolean", help: "print the summary as one JSON object (last stdout line)" } },
   async run(ctx: CommandContext<EvalConfig>): Promise<number> {
     const cfg = evalConfigSchema.parse(ctx.config ?? {});
     const ev = await evaluatePairs(ctx, cfg);

@@ -84,6 +84,7 @@ export const rlFidelityStage: CommandStage<FidelityConfig> = {
   description: "unit-test fidelity: Spearman of generated-UT vs GT-UT code scores, per task, averaged",
   configSchema: fidelityConfigSchema,
   after: ["rl-tasks"],
+  flags: { json: { type: "boolean", help: "print the summary as one JSON object (last stdout line)" } },
   async run(ctx: CommandContext<FidelityConfig>): Promise<number> {
     const cfg = fidelityConfigSchema.parse(ctx.config ?? {});
     const ev = await evaluatePairs(ctx, cfg);

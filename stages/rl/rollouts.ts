@@ -76,6 +76,7 @@ export const rlRolloutsStage: CommandStage<z.infer<typeof rlRolloutsConfigSchema
   description: "sample the other role's current model for a UTRL phase's training and validation data",
   configSchema: rlRolloutsConfigSchema,
   after: ["rl-tasks"],
+  flags: { phase: { type: "string", help: "the schedule phase (1-based index or name)" } },
   async run(ctx: CommandContext<z.infer<typeof rlRolloutsConfigSchema>>): Promise<number> {
     const cfg = rlRolloutsConfigSchema.parse(ctx.config ?? {});
     if (ctx.flags.phase === undefined) throw new UserError("rl-rollouts needs --phase <k> (a phase of utrl.schedule)");

@@ -38,8 +38,8 @@ export const rlServeStage: CommandStage<RlServeConfig> = {
   description: "UTRL reward service over HTTP (for TRL GRPOTrainer / verl reward functions), sandboxed",
   configSchema: rlServeConfigSchema,
   flags: {
-    host: { type: "string", help: "rl-serve: address to bind (default 127.0.0.1)" },
-    port: { type: "string", help: "rl-serve: port (default 8787; 0 = any free port)" },
+    host: { type: "string", help: "address to bind (default 127.0.0.1)" },
+    port: { type: "string", help: "port (default 8787; 0 = any free port)" },
   },
   async run(ctx: CommandContext<RlServeConfig>): Promise<number> {
     const cfg = rlServeConfigSchema.parse(ctx.config ?? {});

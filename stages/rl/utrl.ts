@@ -335,7 +335,10 @@ export const utrlStage: CommandStage<UtrlConfig> = {
   configSchema: utrlConfigSchema,
   after: ["rl-tasks"],
   flags: {
-    phase: { type: "string", help: "utrl / rl-rollouts / rl-validate: the schedule phase (1-based index or name)" },
+    "dry-run": { type: "boolean", help: "render every file, check each phase's config and the reward round trip; launch nothing" },
+    render: { type: "string", help: "write and print the schedule and SLURM scripts: slurm|all (no launch)" },
+    phase: { type: "string", help: "the schedule phase (1-based index or name)" },
+    resume: { type: "boolean", help: "continue the phase from its last complete checkpoint" },
   },
   async run(ctx: CommandContext<UtrlConfig>): Promise<number> {
     const p = resolveUtrlPlan(ctx.config, ctx.runDir);

@@ -117,6 +117,7 @@ export const rlValidateStage: CommandStage<RlValidateConfig> = {
   description: "UTRL validation between phases: λ-weighted reward of a phase's checkpoints on held-out tasks",
   configSchema: rlValidateConfigSchema,
   after: ["utrl"],
+  flags: { phase: { type: "string", help: "the schedule phase (1-based index or name)" } },
   async run(ctx: CommandContext<RlValidateConfig>): Promise<number> {
     const cfg = rlValidateConfigSchema.parse(ctx.config ?? {});
     if (ctx.flags.phase === undefined) throw new UserError("rl-validate needs --phase <k> (a phase of utrl.schedule)");
