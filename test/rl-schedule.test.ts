@@ -82,8 +82,21 @@ describe("the schedule as data", () => {
       const c = renderGrpoConfig(p, ph) as any;
       expect(c.role).toBe(ph.role);
       expect(c.reward.function).toBe(ph.role === "tester" ? "utrl_tester_reward" : "utrl_coder_reward");
-      expect(c.grpo).toMatchObject({ optim: "adamw_torch", learning_rate: ph.learningRate, beta: 1e-3, warmup_steps: 0.01, temperature: 1, num_generations: 8, max_steps: ph.steps, remove_unused_columns: false, use_vllm: true, vllm_mode: "colocate" });
+      expect(c.grpo).toMatchObject({ optim: "adamw_torch", learning_rate: ph.learningRate, beta: 1e-3, loss_type: "grpo", scale_rewards: "group", warmup_steps: 0.01, temperature: 1, num_generations: 8, max_steps: ph.steps, remove_unused_columns: false, use_vllm: true, vllm_mode: "colocate" });
       expect(c.grpo.per_device_train_batch_size * c.grpo.gradient_accumulation_steps * 8).toBe(128 * 8);
+    }
+  });
+
+  it("the shipped paper configs render their schedules", async () => {
+    for (const [name, phases] of [["utrl-qwen3-4b", 3], ["utrl-qwen3-14b", 1]] as const) {
+      const runDir = path.join(tmp, `paper-${name}`);
+      const out: string[] = [];
+      const code = await main(["--config", path.resolve(__dirname, `../configs/paper/${name}.yaml`), "--stage", "utrl", "--render", "all", "--run-dir", runDir], { stdout: (l) => out.push(l), stderr: () => {} });
+      expect(code, name).toBe(0);
+      expect(out.filter((l) => l.startsWith("phase: ")), name).toHaveLength(phases);
+      const plan = JSON.parse(readFileSync(path.join(runDir, "utrl", name, "plan.json"), "utf8"));
+      expect(plan.batch.completions_per_step).toBe(1024);
+      expect(plan.tasks.train).toBe(path.join(runDir, "rl-tasks", "train.jsonl"));
     }
   });
 

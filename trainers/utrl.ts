@@ -125,6 +125,11 @@ export const utrlConfigSchema = z.strictObject({
   warmup_ratio: z.number().min(0).max(1).default(0.01),
   /** KL coefficient (TRL's beta; Table 4: 1e-3). */
   beta: z.number().min(0).default(1e-3),
+  /**
+   * TRL's loss normalisation: `grpo` — per-sequence mean, App. A.1's Eq. 6 (TRL's own default is `dapo`);
+   * rewards are standardised within each group (TRL `scale_rewards: group`), as App. A.1 describes.
+   */
+  loss_type: z.enum(["grpo", "dapo", "dr_grpo", "bnpo"]).default("grpo"),
   temperature: z.number().positive().default(1.0),
   top_p: z.number().gt(0).max(1).default(1.0),
   max_prompt_length: posInt.optional(),
@@ -396,6 +401,8 @@ export function renderGrpoConfig(p: UtrlPlan, ph: PhasePlan): Record<string, unk
     optim: c.optimizer,
     weight_decay: c.weight_decay,
     beta: c.beta,
+    loss_type: c.loss_type,
+    scale_rewards: "group",
     temperature: c.temperature,
     top_p: c.top_p,
     num_generations: c.num_generations,
