@@ -125,6 +125,25 @@ describe("TACO rows → stdio tasks (App. A.3 filter)", () => {
     expect(train.some((t) => t.id === "taco-train-6")).toBe(false);
   });
 
+  it("MBPP+Fix rows become function tasks whose cases (read in the sandbox) their ground truth passes", async () => {
+    const runDir = path.join(tmp, "run-mbpp");
+    const mini = path.resolve(__dirname, "../data/mbppplus-mini.jsonl");
+    const r = await run(`run: {dir: ${runDir}}\nexecutor: {workers: 2}\nrl-tasks: {valid_tasks: 0, train_gt_cases: null, source: {kind: mbppfix, train: ${mini}}}\n`);
+    expect(r.code).toBe(0);
+    const tasks = readTasks(runDir, "train");
+    expect(tasks.map((t) => t.id)).toEqual(["9001", "9002", "9003", "9004", "9005", "9006"]);
+    expect(tasks[0]).toMatchObject({ kind: "function", question: "Add two numbers.", entry_point: "add" });
+    expect(tasks[0].gt_cases[0]).toEqual({ input: expect.stringMatching(/^add\(/), output: expect.any(String) });
+    // The cases' literal text round-trips: each task's ground truth passes every one of its cases.
+    const rows = path.join(tmp, "mbpp-rows.jsonl");
+    writeFileSync(rows, tasks.map((t) => JSON.stringify({ id: t.id, kind: t.kind, entry_point: t.entry_point, gt_code: t.gt_code, cases: t.gt_cases, codes: [] })).join("\n") + "\n");
+    const out: string[] = [];
+    const code = await main(["--stage", "rl-rewards", "--dataset", rows, "--json", "--run-dir", runDir, "--set", "executor.workers=2", "--set", "rl.timeout_s=2"], { stdout: (l) => out.push(l), stderr: () => {} });
+    expect(code).toBe(0);
+    const scored = readFileSync(path.join(runDir, "rl-rewards", "mbpp-rows", "rewards.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    for (const [i, s] of scored.entries()) expect(s.valid_cases, s.id).toBe(tasks[i].gt_cases.length);
+  });
+
   it("local task files: read as they are; a bad row is one line naming file:line", async () => {
     const file = path.join(tmp, "tasks.jsonl");
     writeFileSync(file, JSON.stringify({ id: "a", kind: "function", question: "Add.", gt_code: "def add(a, b): return a + b", entry_point: "add" }) + "\n" + JSON.stringify({ id: "b", kind: "function", question: "x", gt_code: "def f(): pass" }) + "\n");
