@@ -144,7 +144,10 @@ describe("dry run and renders", () => {
     // The scripts run the pipeline with the resolved config (absolute run folder).
     expect(readFileSync(path.join(dir, "pipeline-config.yaml"), "utf8")).toContain(`dir: ${runDir}`);
     const render = await run(`run: {dir: ${runDir}}\nutrl: {name: u}\n`, ["--stage", "utrl", "--render", "slurm"]);
-    expect(render.out[1]).toBe(`slurm: ${path.join(dir, "sbatch.sh")}  (submit: sbatch ${path.join(dir, "sbatch.sh")})`);
+    expect(render.out[0]).toBe(`==> ${path.join(dir, "sbatch.sh")} <==`);
+    expect(render.out).toContain(readFileSync(path.join(dir, "sbatch.sh"), "utf8").split("\n")[2]);
+    expect(render.out).toContain(`==> ${path.join(dir, "schedule.sh")} <==`);
+    expect(render.out).toContain(`slurm: ${path.join(dir, "sbatch.sh")}  (submit: sbatch ${path.join(dir, "sbatch.sh")})`);
   });
 
   it("the multi-node SLURM script runs every phase in order, the reward service on the head node reachable by every task", async () => {

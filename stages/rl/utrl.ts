@@ -348,6 +348,13 @@ export const utrlStage: CommandStage<UtrlConfig> = {
     if (ctx.flags.phase === undefined || dry || render !== undefined) {
       const files = await writeUtrlRenders(p, ctx.root);
       if (render !== undefined) {
+        // The scripts themselves, then where they are: slurm = sbatch.sh + schedule.sh; all = also each phase's launch.
+        const show = async (f: string) => {
+          ctx.stdout(`==> ${f} <==`);
+          for (const l of (await fsp.readFile(f, "utf8")).replace(/\n$/, "").split("\n")) ctx.stdout(l);
+          ctx.stdout("");
+        };
+        for (const f of [files.sbatch, files.schedule, ...(render === "all" ? files.phases.map((x) => x.launch) : [])]) await show(f);
         ctx.stdout(`schedule: ${files.schedule}  (run: bash ${shQuote(files.schedule)})`);
         ctx.stdout(`slurm: ${files.sbatch}  (submit: sbatch ${shQuote(files.sbatch)})`);
         for (const f of files.phases) ctx.stdout(`phase: ${f.launch} (${f.config})`);
