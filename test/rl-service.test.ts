@@ -4,8 +4,8 @@
  * client (TRL reward_funcs, verl compute_score) gets the same numbers, errors are one-line JSON answers, and
  * the batch mode (`--stage rl-rewards --dataset`) writes the same numbers with the summary as its last line.
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -135,6 +135,42 @@ print(json.dumps(u.compute_score_batch(data_sources=["taco"] * 2, solution_strs=
     const stats = (await (await fetch(`${svc.url}/v1/stats`)).json()) as any;
     expect(stats.errors).toBeGreaterThanOrEqual(3);
     expect(stats.latency_ms.count).toBeGreaterThan(0);
+  });
+});
+
+describe("the rl-serve command", () => {
+  it("self-tests, listens, answers, and stops cleanly on SIGTERM (exit 0, service.json removed)", async () => {
+    const runDir = path.join(tmp, "serve");
+    const child = spawn(process.execPath, [path.resolve(__dirname, "../pipeline/run.mjs"), "--stage", "rl-serve", "--port", "0", "--run-dir", runDir, "--set", "executor.workers=2", "--set", "rl.timeout_s=2"], {
+      cwd: path.resolve(__dirname, ".."),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setInterval(() => {
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) {
+          clearInterval(t);
+          resolve(m[1]);
+        }
+      }, 100);
+      exited.then((code) => {
+        clearInterval(t);
+        reject(new Error(`rl-serve exited ${code}: ${err}`));
+      });
+    });
+    expect(err).toContain("self-test passed");
+    expect(JSON.parse(readFileSync(path.join(runDir, "rl-serve", "service.json"), "utf8")).url).toBe(url);
+    const r = await post(url, { rows: rows.slice(0, 1) });
+    expect(r.json.results[0].reward).toBeCloseTo(0.85 * 0.75 + 0.15 * (2 / 12), 12);
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/rl-serve: stopped — 1 request\(s\), 1 row\(s\)/);
+    expect(existsSync(path.join(runDir, "rl-serve", "service.json"))).toBe(false);
   });
 });
 
