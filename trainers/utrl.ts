@@ -528,7 +528,8 @@ export function renderPhaseLaunch(p: UtrlPlan, ph: PhasePlan, rewardUrl: string,
     const gpus = range(0, p.vllmGpus).join(",");
     lines.push(`CUDA_VISIBLE_DEVICES=${gpus} ${vllmServeArgv(p, ph).map(shQuote).join(" ")} > ${shQuote(path.join(ph.dir, "vllm-serve.log"))} 2>&1 &`);
     lines.push("VLLM_PID=$!", "trap 'kill $VLLM_PID 2>/dev/null || true' EXIT");
-    lines.push(`until curl -sf http://127.0.0.1:${p.cfg.vllm_port}/health/ >/dev/null; do kill -0 $VLLM_PID || { echo "trl vllm-serve exited; see ${path.join(ph.dir, "vllm-serve.log")}" >&2; exit 1; }; sleep 5; done`);
+    const probe = `import urllib.request; urllib.request.urlopen('http://127.0.0.1:${p.cfg.vllm_port}/health/', timeout=5)`;
+    lines.push(`until ${shQuote(p.python)} -c ${shQuote(probe)} 2>/dev/null; do kill -0 $VLLM_PID || { echo "trl vllm-serve exited; see ${path.join(ph.dir, "vllm-serve.log")}" >&2; exit 1; }; sleep 5; done`);
     lines.push(`export CUDA_VISIBLE_DEVICES=${range(p.vllmGpus, p.gpusPerNode).join(",")}`);
   }
   lines.push(`${p.generation === "server" ? "" : "exec "}${grpoArgv(p, ph, opts).map(shQuote).join(" ")}`);

@@ -155,7 +155,7 @@ def utrl_coder_reward(prompts=None, completions=None, **kwargs):
     n = len(completions)
     ids = _col(kwargs, "task_id", n, None)
     kinds, gts, eps = _col(kwargs, "kind", n, "stdio"), _col(kwargs, "gt_code", n, ""), _col(kwargs, "entry_point", n)
-    uts, cases = _col(kwargs, "ut_text", n), _col(kwargs, "cases", n)
+    uts, cases, fins = _col(kwargs, "ut_text", n), _col(kwargs, "cases", n), _col(kwargs, "finish_reason", n)
     groups = {}
     order = []
     for i in range(n):
@@ -164,6 +164,7 @@ def utrl_coder_reward(prompts=None, completions=None, **kwargs):
             groups[key] = {"row": {"id": str(key), "kind": kinds[i], "gt_code": gts[i], "entry_point": eps[i], "code_texts": []}, "idx": []}
             if uts[i] is not None:
                 groups[key]["row"]["ut_text"] = uts[i]
+                groups[key]["row"]["finish_reason"] = fins[i]
             else:
                 groups[key]["row"]["cases"] = cases[i] or []
             order.append(key)

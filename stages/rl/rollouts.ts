@@ -30,7 +30,8 @@ export const rlRolloutsConfigSchema = z.strictObject({
 
 /** The phase's training prompts: tasks in a seeded order (per phase), cycled to `needed`. */
 export function phaseTasks(tasks: RlTask[], needed: number, seed: string): RlTask[] {
-  const order = [...tasks].sort((a, b) => (sha256(`${seed}\u0000${a.id}`) < sha256(`${seed}\u0000${b.id}`) ? -1 : 1));
+  const rank = new Map(tasks.map((t) => [t.id, sha256(`${seed}\u0000${t.id}`)]));
+  const order = [...tasks].sort((a, b) => (rank.get(a.id)! < rank.get(b.id)! ? -1 : 1));
   return Array.from({ length: needed }, (_, i) => order[i % order.length]);
 }
 
