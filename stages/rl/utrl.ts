@@ -19,7 +19,7 @@
  * A launch runs the preflight (Python packages, GPUs, bf16), checks the phase's data and starting checkpoint,
  * starts the reward service in-process, and supervises the phase's launch script (trainers/supervise.ts).
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -28,7 +28,7 @@ import { UserError } from "../../pipeline/errors.ts";
 import type { CommandContext, CommandStage } from "../../pipeline/stage.ts";
 import { atomicWrite, exists, fileSha256, readJson, writeJson } from "../../pipeline/util.ts";
 import { REPO_ROOT } from "../../trainers/config.ts";
-import { probeEnvironment, versionAtLeast, type EnvReport } from "../../trainers/preflight.ts";
+import { pipFreeze, probeEnvironment, versionAtLeast, type EnvReport } from "../../trainers/preflight.ts";
 import { CheckpointRegistry, listCheckpoints } from "../../trainers/registry.ts";
 import { shQuote } from "../../trainers/render.ts";
 import { supervise } from "../../trainers/supervise.ts";
@@ -262,6 +262,8 @@ async function launchPhase(ctx: CommandContext<UtrlConfig>, p: UtrlPlan, ph: Pha
   } else ctx.stdout("preflight: skipped (utrl.preflight: false)");
   for (const l of phaseLines(p, ph)) ctx.stdout(l);
 
+  const freeze = report ? await pipFreeze(python) : null;
+  if (freeze !== null) await atomicWrite(path.join(ph.trainDir, "pip-freeze.txt"), freeze);
   const svc = await startService(ctx, p.rewardHost, p.rewardPort);
   ctx.stdout(`reward service: ${svc.url} (self-test passed)`);
   const argv = ["bash", ph.launchScript];
@@ -282,6 +284,14 @@ async function launchPhase(ctx: CommandContext<UtrlConfig>, p: UtrlPlan, ph: Pha
     reward_service: { url: svc.url, settings: parseRlConfig(ctx.root.rl) },
     versions: report ? { python: report.python, ...report.packages } : null,
     gpus: report?.gpus ?? null,
+    pip_freeze: freeze !== null ? path.join(ph.trainDir, "pip-freeze.txt") : null,
+    git_sha: (() => {
+      try {
+        return execFileSync("git", ["rev-parse", "HEAD"], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+      } catch {
+        return null;
+      }
+    })(),
   };
   await writeJson(launchJson, record);
   await fsp.appendFile(path.join(ph.trainDir, "launches.jsonl"), JSON.stringify({ started_at: startedAt, command: argv.join(" "), resume_from: resumeFrom }) + "\n");
