@@ -116,6 +116,15 @@ describe("UT generator output parser", () => {
     expect(stripThinking("a<think>x</think>b<THINK>y</think>c")).toEqual({ text: "abc", unclosed: false });
   });
 
+  it("an unfenced one-line output after an Output label is read; a missing one stays malformed", () => {
+    const p = parseUtText("## Test Case 1\n**Input:**\n```\n2\n1 2\n```\n**Output:** `3`\n\n## Test Case 2\nInput:\n```\n1\n```\nOutput:\n\n## Test Case 3\n### Input\n```\n4\n```\nExpected output: 16\n");
+    expect(p.ok && p.cases).toEqual([
+      { status: "ok", input: "2\n1 2", output: "3" },
+      { status: "missing_output", input: "1", output: "" },
+      { status: "ok", input: "4", output: "16" },
+    ]);
+  });
+
   it("answers without headings: input/output pairs in order; a dangling input is a malformed case", () => {
     const p = parseUtText("Input:\n```\n1\n```\nOutput:\n```\n2\n```\nInput:\n```\n3\n```\nOutput:\n```\n4\n```\nInput:\n```\n5\n```\n");
     expect(p.ok && p.cases.map((c) => c.status)).toEqual(["ok", "ok", "missing_output"]);

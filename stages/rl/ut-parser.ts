@@ -20,7 +20,8 @@
  * Tolerated: `<think>…</think>` blocks (removed first: Qwen3 thinks before answering), any heading
  * style (`## Test Case 3`, `**Test case 3:**`, `Test Case #3`), bold or plain `Input:` / `Output:` /
  * `Expected Output` labels, language tags on fences (```text, ```plaintext …), one-line fences
- * (```5 3```), prose between blocks, and answers without any "Test Case" heading (input/output pairs in
+ * (```5 3```), an unfenced one-line output after an `Output:` label, prose between blocks, and answers
+ * without any "Test Case" heading (input/output pairs in
  * order). A case announced by a heading whose blocks are missing, or cut off by the length limit, is
  * returned as a malformed case with a named reason, so it counts in |U| and cannot be valid.
  *
@@ -217,6 +218,16 @@ function pairsOf(region: string, oneCase: boolean): RawCase[] {
   return cases;
 }
 
+/** The text after the last `Output:` label line of a case that has no output block (a one-line answer). */
+function inlineOutput(region: string): string | undefined {
+  const blocks = fencedBlocks(region);
+  const after = blocks.length ? region.slice(blocks[blocks.length - 1].end) : region;
+  const m = /^[ \t>*_#-]*(?:expected\s+)?(?:output|stdout)[ \t*_]*:[ \t*_]*(.+?)[ \t*_]*$/im.exec(after);
+  if (!m) return undefined;
+  const v = m[1].replace(/^`+|`+$/g, "").trim();
+  return v === "" ? undefined : v;
+}
+
 /** Parse a UT generator's response into raw test cases (see the module comment). */
 export function parseUtText(text: string, opts: UtParseOptions = {}): UtParse {
   const cut = opts.finishReason === "length";
@@ -234,7 +245,11 @@ export function parseUtText(text: string, opts: UtParseOptions = {}): UtParse {
     for (let k = 0; k < heads.length; k++) {
       const region = body.slice(heads[k].lineEnd, k + 1 < heads.length ? heads[k + 1].at : body.length);
       const got = pairsOf(region, true);
-      if (got.length) cases.push(got[0]);
+      if (got.length && got[0].status === "missing_output") {
+        // An unfenced one-line answer after the input block: `**Output:** 15`.
+        const inline = inlineOutput(region);
+        cases.push(inline === undefined ? got[0] : { status: "ok", input: got[0].input, output: inline });
+      } else if (got.length) cases.push(got[0]);
       else {
         const last = k === heads.length - 1;
         cases.push({ status: last && cut ? "truncated_case" : "missing_input", input: "", output: "" });
