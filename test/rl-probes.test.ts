@@ -23,7 +23,8 @@ afterAll(async () => {
 
 describe("reward-hacking probes", () => {
   it("every probe earns a code reward of 0 while the correct controls earn 1", async () => {
-    const engine = new RewardEngine(ex, parseRlConfig({ timeout_s: 1 }));
+    // 3 s: far above what the controls need even on a loaded machine; the sleeping probes pay it per case.
+    const engine = new RewardEngine(ex, parseRlConfig({ timeout_s: 3 }));
     const report = await runProbes(engine, { slow: true });
     expect(report.results).toHaveLength(STDIO_PROBES.length + FUNCTION_PROBES.length);
     expect(report.leaks).toEqual([]);
