@@ -140,6 +140,7 @@ describe("dry run and renders", () => {
       .split("\n")
       .filter((l) => l.startsWith("npx"))
       .map((l) => `${/--stage (\S+)/.exec(l)![1]} ${/--phase (\d+)/.exec(l)?.[1] ?? /select\.train=(\S+)/.exec(l)?.[1] ?? ""}`);
+    expect(schedule).toContain("--stage utrl --phase 1 --resume");
     expect(steps).toEqual(["rl-tasks ", "rl-rollouts 1", "utrl 1", "rl-validate 1", "select u-p1-tester", "rl-rollouts 2", "utrl 2", "rl-validate 2", "select u-p2-coder", "rl-rollouts 3", "utrl 3", "rl-validate 3", "select u-p3-tester"]);
     // The scripts run the pipeline with the resolved config (absolute run folder).
     expect(readFileSync(path.join(dir, "pipeline-config.yaml"), "utf8")).toContain(`dir: ${runDir}`);
@@ -186,6 +187,16 @@ describe("dry run and renders", () => {
     expect(launches[0]).toMatch(/^python rank=0 url=http:\/\/node-a:8787 -m accelerate\.commands\.launch .*--num_machines 2 --num_processes 8 --machine_rank 0 --main_process_ip node-a /);
     expect(launches[1]).toMatch(/rank=1 .*--machine_rank 1 --main_process_ip node-a /);
     expect(launches[2]).toContain("p2-coder/configs/grpo_config.json");
+    expect(launches[0]).not.toContain("--resume-from-checkpoint");
+    // A re-run skips finished phases; an interrupted phase continues from its last checkpoint.
+    rmSync(path.join(runDir, "train", "m-p2-coder", "phase.done"));
+    mkdirSync(path.join(runDir, "train", "m-p2-coder", "output", "checkpoint-2"), { recursive: true });
+    mkdirSync(path.join(runDir, "train", "m-p2-coder", "output", "checkpoint-10"), { recursive: true });
+    writeFileSync(log, "");
+    expect(spawnSync("bash", [sbatch], { env: { PATH: `${bin}:${process.env.PATH}`, SLURM_JOB_NODELIST: "node-[a-b]", HOME: tmp }, encoding: "utf8" }).status).toBe(0);
+    const again = readFileSync(log, "utf8").trim().split("\n").filter((l) => l.includes("accelerate.commands.launch"));
+    expect(again).toHaveLength(2);
+    expect(again[0]).toMatch(/p2-coder\/configs\/grpo_config\.json --resume-from-checkpoint .*\/m-p2-coder\/output\/checkpoint-10$/);
   });
 });
 
@@ -280,6 +291,9 @@ rl-validate: {bootstrap: {samples: 200, seed: 0}}
     const reg = JSON.parse(readFileSync(path.join(runDir, "train", "u-p1-tester", "checkpoints.json"), "utf8"));
     expect(reg.checkpoints.map((c: any) => c.name)).toEqual(["u-p1-tester-step1", "u-p1-tester-step2"]);
     expect(readFileSync(path.join(runDir, "train", "u-p1-tester", "metrics.jsonl"), "utf8")).toContain('"reward":0.225');
+    // schedule.sh re-runs every step: a finished phase is not trained again.
+    const again1 = await run(yaml, ["--stage", "utrl", "--phase", "1", "--resume"]);
+    expect(again1.out).toEqual(["utrl: phase 1 (u-p1-tester) is done (2 steps, 2 checkpoint(s)); nothing to do"]);
 
     // Validation between phases and selection: step 2 writes the discriminating test.
     const va = await run(yaml, ["--stage", "rl-validate", "--phase", "1"]);

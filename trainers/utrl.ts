@@ -565,11 +565,18 @@ export function renderSchedule(p: UtrlPlan, configFile: string, opts: { multiNod
       L.push(`${shQuote(p.python)} ${shQuote(REWARD_CLIENT)} --wait --timeout 900`);
       const argv = grpoArgv(p, ph, { nodeArgs: { machineRank: "$SLURM_PROCID", headIp: "$HEAD_NODE" } });
       const env = Object.entries(grpoEnv(p, `http://$HEAD_NODE:${p.rewardPort}`)).map(([k, v]) => `${k}=${k === "UTRL_REWARD_URL" ? v : shQuote(v)}`).join(" ");
-      const inner = `${env} ${argv.map((a) => (/^\$[A-Z_]+$/.test(a) ? a : shQuote(a))).join(" ")}`;
-      L.push(`srun --kill-on-bad-exit=1 bash -c ${shQuote(inner)}`);
+      // $RESUME_ARGS (exported below) continues from the phase's last checkpoint after an interruption.
+      const inner = `${env} ${argv.map((a) => (/^\$[A-Z_]+$/.test(a) ? a : shQuote(a))).join(" ")} $RESUME_ARGS`;
+      const done = path.join(ph.trainDir, "phase.done");
+      L.push(`if [ -f ${shQuote(done)} ]; then echo "phase ${ph.index} (${ph.name}) is done; skipping its training"; else`);
+      L.push(`  LAST=$(ls -d ${shQuote(ph.outputDir)}/checkpoint-* 2>/dev/null | sort -V | tail -n1 || true)`);
+      L.push('  export RESUME_ARGS="${LAST:+--resume-from-checkpoint $LAST}"');
+      L.push(`  srun --kill-on-bad-exit=1 bash -c ${shQuote(inner)}`);
+      L.push(`  mkdir -p ${shQuote(ph.trainDir)} && touch ${shQuote(done)}`);
+      L.push("fi");
       L.push("kill $REWARD_PID; wait $REWARD_PID 2>/dev/null || true; trap - EXIT");
     } else {
-      L.push(pipe(configFile, ["--stage", "utrl", "--phase", String(ph.index)]));
+      L.push(pipe(configFile, ["--stage", "utrl", "--phase", String(ph.index), "--resume"]));
     }
     L.push(pipe(configFile, ["--stage", "rl-validate", "--phase", String(ph.index)]));
     L.push(pipe(configFile, ["--stage", "select", "--set", `select.train=${ph.name}`, "--set", "select.source=rl-validate"]));

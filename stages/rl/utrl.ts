@@ -3,7 +3,8 @@
  *
  *   npx zx pipeline/run.mjs --config cfg.yaml --stage utrl --dry-run            # render + validate everything
  *   npx zx pipeline/run.mjs --config cfg.yaml --stage utrl --render slurm|all   # write and print the scripts
- *   npx zx pipeline/run.mjs --config cfg.yaml --stage utrl --phase 2 [--resume] # launch phase 2 (one node)
+ *   npx zx pipeline/run.mjs --config cfg.yaml --stage utrl --phase 2 [--resume] # launch phase 2 (one node); --resume
+ *                                       continues from its last checkpoint (or starts it); a finished phase is skipped
  *   bash <run>/utrl/<name>/schedule.sh                                          # the whole schedule, resumable
  *
  * Writes `<run>/utrl/<name>/`: plan.json, pipeline-config.yaml (the resolved config the scripts use),
@@ -231,11 +232,17 @@ async function dryRun(ctx: CommandContext<UtrlConfig>, p: UtrlPlan, files: UtrlF
 async function launchPhase(ctx: CommandContext<UtrlConfig>, p: UtrlPlan, ph: PhasePlan, resume: boolean): Promise<number> {
   if (p.nodes > 1) throw new UserError(`utrl.nodes is ${p.nodes}: multi-node phases run from the SLURM script; use --render slurm and sbatch it`);
   const existing = await listCheckpoints(ph.outputDir);
+  // A finished phase is not trained again (schedule.sh re-runs every step to resume).
+  const prevLaunch = await readJson<{ exit_code?: number; steps?: { done?: number } }>(path.join(ph.trainDir, "launch.json"));
+  if (existing.length && prevLaunch?.exit_code === 0 && (prevLaunch.steps?.done ?? 0) >= ph.steps) {
+    ctx.stdout(`utrl: phase ${ph.index} (${ph.name}) is done (${prevLaunch.steps?.done} steps, ${existing.length} checkpoint(s)); nothing to do`);
+    return 0;
+  }
   let resumeFrom: string | null = null;
   if (resume) {
-    const last = existing.at(-1);
-    if (!last) throw new UserError(`--resume: ${ph.outputDir} holds no complete checkpoint; start without --resume`);
-    resumeFrom = last.path;
+    // --resume continues from the last complete checkpoint, or starts the phase when it has none yet.
+    resumeFrom = existing.at(-1)?.path ?? null;
+    if (!resumeFrom) ctx.stdout(`resume: ${ph.outputDir} holds no checkpoint yet; starting phase ${ph.index} from the beginning`);
   } else if (existing.length) {
     throw new UserError(`${ph.outputDir} already holds checkpoint-${existing.at(-1)!.step}; continue it with --resume, or rename the phase`);
   }
@@ -348,7 +355,7 @@ export const utrlStage: CommandStage<UtrlConfig> = {
     "dry-run": { type: "boolean", help: "render every file, check each phase's config and the reward round trip; launch nothing" },
     render: { type: "string", help: "write and print the schedule and SLURM scripts: slurm|all (no launch)" },
     phase: { type: "string", help: "the schedule phase (1-based index or name)" },
-    resume: { type: "boolean", help: "continue the phase from its last complete checkpoint" },
+    resume: { type: "boolean", help: "continue the phase from its last complete checkpoint (or start it when it has none)" },
   },
   async run(ctx: CommandContext<UtrlConfig>): Promise<number> {
     const p = resolveUtrlPlan(ctx.config, ctx.runDir);

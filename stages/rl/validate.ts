@@ -15,6 +15,7 @@ import { z } from "zod";
 import { UserError } from "../../pipeline/errors.ts";
 import type { CommandContext, CommandStage } from "../../pipeline/stage.ts";
 import { atomicWrite, exists, hashValue, readJson, readJsonlAll, writeJson } from "../../pipeline/util.ts";
+import { CheckpointRegistry } from "../../trainers/registry.ts";
 import { phaseOf, resolveUtrlPlan, type PhasePlan, type UtrlPlan } from "../../trainers/utrl.ts";
 import { parseRlConfig, rlSemantics } from "./config.ts";
 import { parseRewardRow } from "./cases.ts";
@@ -63,6 +64,8 @@ interface Candidate {
 async function candidates(p: UtrlPlan, ph: PhasePlan, includeStart: boolean): Promise<Candidate[]> {
   const out: Candidate[] = [];
   if (includeStart) out.push({ name: `${ph.name}-start`, step: 0, path: ph.init.adapter ?? null, target: await targetOf(ph.init, `${ph.name}-start`) });
+  // Register what the output folder holds (a multi-node phase is not supervised by `utrl --phase`).
+  await new CheckpointRegistry(path.join(ph.trainDir, "checkpoints.json"), ph.name, ph.init.base, undefined, p.method === "lora").sync(ph.outputDir);
   const reg = await phaseRegistry(p.runDir, ph.name);
   for (const c of reg?.checkpoints ?? []) {
     const target: ModelTarget =
