@@ -80,13 +80,28 @@ function flagSpecs(registry: Registered[]) {
     options[k] = { type: v.type, ...("multiple" in v ? { multiple: true } : {}) };
     help.push([k, v.help]);
   }
+  // A flag several commands declare is listed once, with every command that uses it (and, where their
+  // descriptions differ, each command's).
+  const shared = new Map<string, { stage: string; text: string }[]>();
   for (const s of registry) {
     if (s.kind !== "command" || !s.flags) continue;
     for (const [k, v] of Object.entries(s.flags)) {
-      if (options[k]) continue;
-      options[k] = { type: v.type };
-      help.push([k, `(${s.name}) ${v.help}`]);
+      if (options[k] && !shared.has(k)) continue;
+      if (!options[k]) {
+        options[k] = { type: v.type };
+        shared.set(k, []);
+        help.push([k, ""]);
+      }
+      shared.get(k)!.push({ stage: s.name, text: v.help.startsWith(`${s.name}: `) ? v.help.slice(s.name.length + 2) : v.help });
     }
+  }
+  for (const h of help) {
+    const uses = shared.get(h[0]);
+    if (!uses) continue;
+    const byText = new Map<string, string[]>();
+    for (const u of uses) byText.set(u.text, [...(byText.get(u.text) ?? []), u.stage]);
+    const stages = uses.map((u) => u.stage).join(", ");
+    h[1] = byText.size === 1 ? `(${stages}) ${uses[0].text}` : `(${stages}) ${[...byText].map(([t, st]) => `${st.join(", ")}: ${t}`).join("; ")}`;
   }
   return { options, help };
 }

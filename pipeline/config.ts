@@ -2,7 +2,7 @@
  * Configuration: one YAML file, validated by zod (strict: unknown keys are errors), `--set key.path=value`
  * overrides, and one-line errors naming the offending key or value and the valid choices.
  *
- * Top-level keys: `run`, `source`, `executor`, `llm`, `slurm` (scale-out, pipeline/slurm.ts), and one block per stage named after it
+ * Top-level keys: `run`, `source`, `executor`, `llm`, `slurm` (scale-out, pipeline/slurm.ts), `rl` (UTRL rewards), and one block per stage named after it
  * (`filter:`, `perturb:`, …, `train:`, `validate:`). A stage may override the LLM settings under `<stage>.llm`.
  */
 import { promises as fsp } from "node:fs";
@@ -56,12 +56,15 @@ function withDefault(s: z.ZodType): z.ZodType {
 
 export async function rootSchema(): Promise<z.ZodType> {
   const core = await coreSchemas();
+  const rl = await coreImport<{ rlConfigSchema: z.ZodType }>("../stages/rl/config.ts");
   const shape: Record<string, z.ZodType> = {
     run: withDefault(runConfigSchema),
     source: core.source,
     executor: core.executor,
     llm: core.llm,
     slurm: withDefault(slurmConfigSchema),
+    // UTRL settings shared by the rl-* commands (τ, λ, the Pass function): stages/rl/config.ts.
+    rl: withDefault(rl.rlConfigSchema),
   };
   for (const s of await loadRegistry()) {
     if (s.kind === "planned") shape[s.name] = z.any().optional();

@@ -34,7 +34,15 @@ const ENTRIES: Entry[] = [
   // Later work (seed 001 §3.3, seed 002): listed so users see what is coming; refused until built.
   { name: "utdebug", module: "../stages/utdebug.ts", exportName: "utdebugStage", issue: "later", description: "UTDebug: debug with generated UTs (self-consistency + backtracking)" },
   { name: "rerank", module: "../stages/rerank.ts", exportName: "rerankStage", issue: "later", description: "best-of-N reranking of generated unit tests" },
-  { name: "rl-rewards", module: "../stages/rl-rewards.ts", exportName: "rlRewardsStage", issue: "later", description: "UTRL rewards (discrimination / validity) for RL training" },
+  // UTRL (seed 002): tasks, rewards, the reward service, the GRPO schedule, validation, best-of-N, fidelity.
+  { name: "rl-tasks", module: "../stages/rl/tasks.ts", exportName: "rlTasksStage", issue: "#13", description: "UTRL tasks: TACO (Hub, App. A.3 filter) or local rows → train / valid / test JSONL" },
+  { name: "rl-rewards", module: "../stages/rl-rewards.ts", exportName: "rlRewardsStage", issue: "#13", description: "UTRL rewards (validity, discrimination, code) for a JSONL file of rollouts" },
+  { name: "rl-serve", module: "../stages/rl/serve.ts", exportName: "rlServeStage", issue: "#13", description: "UTRL reward service over HTTP for TRL / verl reward functions" },
+  { name: "rl-rollouts", module: "../stages/rl/rollouts.ts", exportName: "rlRolloutsStage", issue: "#13", description: "sample codes / unit tests from a model for a UTRL phase's training data" },
+  { name: "utrl", module: "../stages/rl/utrl.ts", exportName: "utrlStage", issue: "#13", description: "UTRL GRPO schedule (tester → coder → tester): render, dry run, launch a phase" },
+  { name: "rl-validate", module: "../stages/rl/validate.ts", exportName: "rlValidateStage", issue: "#13", description: "UTRL validation between phases: λ-weighted reward of checkpoints on held-out tasks" },
+  { name: "rl-bon", module: "../stages/rl/bon.ts", exportName: "rlBonStage", issue: "#13", description: "best-of-N (N = 32) with generated unit tests: code score / accuracy with CIs" },
+  { name: "rl-fidelity", module: "../stages/rl/fidelity.ts", exportName: "rlFidelityStage", issue: "#13", description: "unit-test fidelity: Spearman of generated-UT vs GT-UT code scores" },
 ];
 
 export type Registered = AnyStage | (PlannedStage & { detail?: string });

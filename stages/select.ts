@@ -20,8 +20,13 @@ import { selectBest, type Scored } from "./validation/selection.ts";
 export const selectConfigSchema = z.strictObject({
   /** Validation set to select on (default: the first of validate.sets — prefer the held-out split). */
   set: z.string().min(1).optional(),
-  /** Train name whose checkpoints compete (default: validate.checkpoints_from). */
+  /** Train name whose checkpoints compete (default: validate.checkpoints_from; UTRL: the phase name). */
   train: z.string().min(1).optional(),
+  /**
+   * Results to select on: `validate` (UTGen: Acc∩Attack) or `rl-validate` (UTRL: a phase's validation
+   * metric, the λ-weighted reward on held-out tasks; stages/rl/select.ts).
+   */
+  source: z.enum(["validate", "rl-validate"]).default("validate"),
 });
 export type SelectConfig = z.infer<typeof selectConfigSchema>;
 
@@ -46,11 +51,15 @@ const metricsOf = (s: Scored) => ({
 export const selectStage: CommandStage<SelectConfig> = {
   kind: "command",
   name: "select",
-  description: "pick the best checkpoint by Acc∩Attack; write selection.json and the train/<name>/best link",
+  description: "pick the best checkpoint (Acc∩Attack, or UTRL's validation reward); write selection.json and the best link",
   configSchema: selectConfigSchema,
   after: ["validate"],
   async run(ctx: CommandContext<SelectConfig>): Promise<number> {
     const cfg = selectConfigSchema.parse(ctx.config ?? {});
+    if (cfg.source === "rl-validate") {
+      const { selectRl } = await import("./rl/select.ts");
+      return selectRl(ctx, { train: cfg.train, bootstrap: ctx.root["rl-validate"]?.bootstrap });
+    }
     const vcfg = validateConfigSchema.parse(ctx.root.validate ?? {});
     const trainName = cfg.train ?? defaultTrainName(vcfg, ctx.root);
     if (!trainName)

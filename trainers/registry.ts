@@ -62,6 +62,8 @@ export class CheckpointRegistry {
     readonly trainName: string,
     readonly baseModel: string,
     private readonly now: () => Date = () => new Date(),
+    /** Register only LoRA checkpoints (adapter_config.json); false also registers full checkpoints (UTRL full fine-tuning). */
+    private readonly adaptersOnly = true,
   ) {}
 
   private async load(): Promise<void> {
@@ -74,7 +76,7 @@ export class CheckpointRegistry {
   /** Bring the registry in line with the folder; returns the checkpoints registered by this call. */
   async sync(outputDir: string): Promise<{ added: CheckpointEntry[]; removed: CheckpointEntry[] }> {
     await this.load();
-    const found = (await listCheckpoints(outputDir)).filter((c) => c.adapter);
+    const found = (await listCheckpoints(outputDir)).filter((c) => c.adapter || !this.adaptersOnly);
     const added: CheckpointEntry[] = [];
     const removed: CheckpointEntry[] = [];
     const seen = new Set(found.map((c) => c.step));
@@ -91,7 +93,7 @@ export class CheckpointRegistry {
         step: c.step,
         epoch: c.epoch,
         path: path.resolve(c.path),
-        adapter: true,
+        adapter: c.adapter,
         registered_at: this.now().toISOString(),
       };
       this.entries.set(c.step, e);
