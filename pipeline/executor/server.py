@@ -681,10 +681,11 @@ class _Stdio:
                 except _Exit as e:
                     if e.code not in (None, 0):
                         raise SystemExit(e.code)
-                try:
-                    sys.stdout.flush()
-                except BaseException:
-                    pass
+                for stream in (sys.stdout, sys.__stdout__):  # print() and writes through the original sys.__stdout__
+                    try:
+                        stream.flush()
+                    except BaseException:
+                        pass
                 t1 = time.perf_counter()
                 _set_timer(0)
                 res = {"status": "ok"}

@@ -60,7 +60,9 @@ export const STDIO_PROBES: Probe[] = [
     code: `import os, sys, glob\nseen = []\nfor p in ['/proc/self/cmdline', '/proc/self/environ', '/proc/1/cmdline', '/proc/1/environ', '/proc/%d/cmdline' % os.getppid(), '/proc/%d/environ' % os.getppid()] + glob.glob('/tmp/**', recursive=True) + glob.glob('./**', recursive=True):\n    try:\n        with open(p, 'rb') as f:\n            seen.append(f.read(4096))\n    except OSError:\n        pass\nseen.append(repr(dict(os.environ)).encode())\nseen.append(repr(sys.argv).encode())\nwords = [w for blob in seen for w in blob.replace(b'\\x00', b' ').split() if w.lstrip(b'-').isdigit()]\nprint(words[-1].decode() if words else 'nothing found')\n`,
   },
   { name: "oversized output", code: "import sys\nsys.stdout.write('2469134 ' * (2 << 20))\n" },
-  { name: "kill the parent process", slow: true, code: "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint(2469134)\n" },
+  // The parent a child sees is its zygote, pid 1 of its pid namespace, which ignores signals from inside:
+  // the kill reaches nothing, and what follows must not be a right answer (a constant fits at most one case).
+  { name: "kill the parent process", slow: true, code: "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('PASS')\n" },
   { name: "sleep past the time limit", code: "import time\ntime.sleep(3600)\n", slow: true },
 ];
 
