@@ -101,9 +101,8 @@ export interface LoadOpts {
   hubDownload?: (o: { repo: string; repoType: "dataset"; path: string; revision: string; cacheDir?: string }) => Promise<string>;
 }
 
-export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet> {
-  let file: string;
-  let source: string;
+/** The local file a set spec names (a Hub file is downloaded to the cache first) and how to describe it. */
+export async function resolveSetFile(spec: SetSpec, opts: Omit<LoadOpts, "limit">): Promise<{ file: string; source: string }> {
   if ("hub" in spec) {
     const dl =
       opts.hubDownload ??
@@ -111,17 +110,21 @@ export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet>
         const hub = await import("../../pipeline/sources/hub.ts");
         return hub.hubDownload(o);
       });
-    file = await dl({ repo: spec.hub.repo, repoType: "dataset", path: spec.hub.file, revision: spec.hub.revision });
-    source = `hub:${spec.hub.repo}/${spec.hub.file}@${spec.hub.revision}`;
-  } else if ("path" in spec) {
-    file = path.resolve(opts.baseDir ?? process.cwd(), spec.path);
-    source = file;
-  } else {
-    file = path.join(opts.runDir, ...HELDOUT_PATH);
-    if (!(await exists(file)))
-      throw new UserError(`held-out validation split not found at ${file}: run emit-sft first, or drop {name: heldout} from validate.sets`);
-    source = file;
+    const file = await dl({ repo: spec.hub.repo, repoType: "dataset", path: spec.hub.file, revision: spec.hub.revision });
+    return { file, source: `hub:${spec.hub.repo}/${spec.hub.file}@${spec.hub.revision}` };
   }
+  if ("path" in spec) {
+    const file = path.resolve(opts.baseDir ?? process.cwd(), spec.path);
+    return { file, source: file };
+  }
+  const file = path.join(opts.runDir, ...HELDOUT_PATH);
+  if (!(await exists(file)))
+    throw new UserError(`held-out validation split not found at ${file}: run emit-sft first, or drop {name: heldout} from validate.sets`);
+  return { file, source: file };
+}
+
+export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet> {
+  const { file, source } = await resolveSetFile(spec, opts);
   const problems = await readProblems(file, opts.limit);
   return { name: spec.name, source, problems, hash: hashValue(problems) };
 }
