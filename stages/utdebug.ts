@@ -246,7 +246,9 @@ export const utdebugStage: CommandStage<UtdebugConfig> = {
     }
     const settings =
       `Debugger ${debuggerModel}; ${cfg.rounds} round(s), flow ${cfg.flow}, accept ${cfg.accept}, backtracking ${cfg.backtrack ? "on" : "off"}; ` +
-      `n = ${cfg.n} UTs per suite (at most ${cfg.ut_attempts_factor}·n sampled), self-consistency ${cfg.sc ? `k = ${cfg.k}, winner ≥ ${cfg.sc_threshold} of the votes (${cfg.sc_threshold_rounding}), votes matched by ${cfg.sc_vote_match}, ${cfg.sc_prompt} prompt` : "off"}; ` +
+      (heuristic
+        ? `n = ${cfg.n} UTs per suite: fuzzed inputs labelled by the canonical solution; `
+        : `n = ${cfg.n} UTs per suite (at most ${cfg.ut_attempts_factor}·n sampled), self-consistency ${cfg.sc ? `k = ${cfg.k}, winner ≥ ${cfg.sc_threshold} of the votes (${cfg.sc_threshold_rounding}), votes matched by ${cfg.sc_vote_match}, ${cfg.sc_prompt} prompt` : "off"}; `) +
       `pass@1 on the private tests with ${cfg.pass_limits} limits.`;
     await writeJson(path.join(ctx.stageDir, "summary.json"), { sets: out, settings });
     await atomicWrite(path.join(ctx.stageDir, "summary.md"), renderMarkdown(results, { rounds: cfg.rounds, boot: cfg.bootstrap, settings }));

@@ -9,7 +9,8 @@
  *    expected output (checked against the problem's gold function); the n-th asking of the same chat takes
  *    the n-th entry of `attempts` ("fix", "bad": the problem's bad edit, "same": the code unchanged);
  *    after a No-UT critique it fixes when the problem says `fixFromCritique`;
- *  - the No-UT critique prompt: "correct" for the canonical code, else the problem's scripted verdict.
+ *  - the No-UT critique prompt: "correct" for the canonical code, else the problem's scripted verdict;
+ *  - the bare code-generation prompt (best-of-N sampling): the problem's `codeSamples` by sample index.
  * The sample index of a choice is the request's `seed` plus its position (the client shifts a seeded request's
  * seed by the first sample it asks for), so with `llm.seed` set the answers do not depend on what was asked
  * before; without a seed the model counts the samples it gave per prompt.
@@ -29,6 +30,8 @@ export interface ScriptedProblem {
   /** The critique's verdict on any code other than the canonical one. */
   critic: "wrong" | "correct";
   fixFromCritique?: boolean;
+  /** Best-of-N: what the i-th sample of the bare code-generation prompt is (default: the buggy code). */
+  codeSamples?: ("canonical" | "buggy" | "bad")[];
 }
 
 export interface DebugModel {
@@ -87,6 +90,17 @@ export function debugModel(problems: Record<string, ScriptedProblem>, opts: { de
       const ok = norm(code) === norm(p.canonical) || p.critic === "correct";
       return reply(Array(req.n).fill(ok ? "Feedback: It handles the task.\nThe above code is correct." : "Feedback: It mishandles some inputs.\nThe above code is wrong, please fix it."));
     }
+    if (first.includes("Write Python code to solve the task.") && msgs.length === 1) {
+      counts.debug++;
+      const at = typeof req.body.seed === "number" ? req.body.seed : 0;
+      return reply(
+        Array.from({ length: req.n }, (_, i) => {
+          const kind = p.codeSamples?.[(at + i) % p.codeSamples.length] ?? "buggy";
+          const code = kind === "canonical" ? p.canonical : kind === "bad" ? (p.badEdit ?? p.buggy) : p.buggy;
+          return `\`\`\`python\n${code}\`\`\``;
+        }),
+      );
+    }
     if (first.includes("Write Python code to solve the task.")) {
       counts.debug++;
       const key = JSON.stringify(msgs);
@@ -128,6 +142,7 @@ export function miniWorld(): Record<string, ScriptedProblem> {
       ],
       critic: "wrong",
       fixFromCritique: true,
+      codeSamples: ["buggy", "canonical", "buggy"],
     },
     // A non-failing UT, a 4–4 split (kept at the 50 % threshold, first-seen winner), a 3/3/2 split (dropped),
     // and a bad first edit that only trades one UT for another (same pass rate: discarded when the rate
@@ -146,6 +161,7 @@ export function miniWorld(): Record<string, ScriptedProblem> {
       ],
       attempts: ["bad", "fix"],
       critic: "wrong",
+      codeSamples: ["bad", "buggy", "canonical"],
     },
     // Already correct: every UT passes, so debugging stops at once.
     square: {
@@ -158,6 +174,7 @@ export function miniWorld(): Record<string, ScriptedProblem> {
         { arg: 0, votes: Array(8).fill("0") },
       ],
       critic: "correct",
+      codeSamples: ["canonical"],
     },
     // Unanimously WRONG expected outputs: the debugger cannot fix from them, every edit is discarded.
     neg: {
@@ -170,6 +187,7 @@ export function miniWorld(): Record<string, ScriptedProblem> {
         { arg: 1, votes: Array(8).fill("7") },
       ],
       critic: "correct",
+      codeSamples: ["buggy", "canonical", "buggy"],
     },
   };
 }
