@@ -268,6 +268,7 @@ export const rerankStage: CommandStage<RerankConfig> = {
         );
         // BuildUT for every code (in parallel), pooled and de-duplicated in code order.
         const suites = await Promise.all(sampled.codes.map((code, i) => buildUt(p, code, t.method.generator, buildDeps, tally, i)));
+        await Promise.all(suites.map((s) => s.pending));
         const pool: (UnitTest & { from: number })[] = [];
         const seen = new Set<string>();
         suites.forEach((s, i) => {

@@ -197,17 +197,26 @@ export const utdebugStage: CommandStage<UtdebugConfig> = {
         sync: (r) => barrier.arrive(r),
       };
       let finished = 0;
+      let loops = todo.length;
       const runOne = async (t: Todo) => {
+        let left = false;
+        const leave = () => {
+          if (left) return;
+          left = true;
+          barrier.leave();
+          // No loop left to wait on urgent sandbox work: pass@1 runs may use every worker.
+          if (--loops === 0) batcher.setBackgroundSlots(batcher.workers);
+        };
         try {
           if (ctx.signal.aborted) throw new UserError("utdebug interrupted");
-          const tr = await debugProblem(t.prep.problem, t.prep.tests, t.method, deps);
+          const tr = await debugProblem(t.prep.problem, t.prep.tests, t.method, { ...deps, finished: leave });
           const rec: ResultFile = { v: UTDEBUG_VERSION, key: t.key, set: t.set.name, ...tr };
           await writeJson(t.file, rec);
           done.set(t.file, rec);
           finished++;
           if (!json && (finished % 10 === 0 || finished === todo.length)) ctx.log.info(`utdebug: ${finished}/${todo.length} problem runs done`);
         } finally {
-          barrier.leave();
+          leave();
         }
       };
       try {
@@ -219,6 +228,8 @@ export const utdebugStage: CommandStage<UtdebugConfig> = {
       }
       ctx.counters.add("executor_requests", batcher.stats.requests);
       ctx.counters.add("executor_programs", batcher.stats.programs);
+      ctx.counters.add("executor_urgent_programs", batcher.stats.urgentPrograms);
+      ctx.counters.add("executor_urgent_wait_ms", Math.round(batcher.stats.urgentWaitMs));
 
       for (const set of sets) {
         const prep = prepared.get(set.name)!;

@@ -61,6 +61,8 @@ export interface UtAttempt {
 export interface Suite {
   uts: UnitTest[];
   attempts: UtAttempt[];
+  /** Diagnostics still running (they fill `uts[i].gold`; nothing in the loop waits for them). */
+  pending?: Promise<void>;
 }
 
 export type GeneratorSpec =
@@ -85,15 +87,17 @@ export interface BuildUtDeps {
 export async function buildUt(p: DebugProblem, code: string, gen: GeneratorSpec, deps: BuildUtDeps, tally: CallTally, buildIndex = 0): Promise<Suite> {
   const suite = gen.kind === "llm" ? await buildUtLlm(p, code, gen, deps, tally) : await deps.heuristic.suite(p, code, gen.targeted, deps, buildIndex);
   if (deps.diagnose && suite.uts.length && !suite.uts[0].oracle) {
-    const gold = await goldOutputs(deps.batcher, p, suite.uts.map((u) => u.args), deps.executor);
-    suite.uts.forEach((u, i) => {
-      const g = gold[i];
-      u.gold = {
-        status: g.status,
-        ...(g.status === "ok" ? { value: clip(formatPyValue(g.value as PyValue)) } : {}),
-        outputCorrect: g.status === "ok" && outputsMatch(g.value as PyValue, u.output, { mode: "utgen", useSet: p.useSet }),
-      };
-    });
+    // Gold's outputs only annotate the trace: the suite is returned at once, the caller awaits `pending` at the end.
+    suite.pending = goldOutputs(deps.batcher, p, suite.uts.map((u) => u.args), deps.executor).then((gold) =>
+      suite.uts.forEach((u, i) => {
+        const g = gold[i];
+        u.gold = {
+          status: g.status,
+          ...(g.status === "ok" ? { value: clip(formatPyValue(g.value as PyValue)) } : {}),
+          outputCorrect: g.status === "ok" && outputsMatch(g.value as PyValue, u.output, { mode: "utgen", useSet: p.useSet }),
+        };
+      }),
+    );
   }
   return suite;
 }

@@ -1,7 +1,8 @@
 /**
  * Sandbox work of UTDebug and best-of-N, all through `Executor.runPrograms`:
- *  - ProgramBatcher: every program submitted in the same turn of the event loop goes out in ONE runPrograms
- *    call (problems run concurrently, so the EvalCodes and pass@1 runs of many problems meet in a batch);
+ *  - ProgramBatcher: the programs submitted in one turn of the event loop go out in ONE runPrograms call
+ *    (problems run concurrently, so the EvalCodes of many problems meet in a batch); work nothing waits
+ *    for (pass@1, diagnostics) goes in a background lane that keeps only a few programs in flight;
  *  - evalCode: Alg. 2's EvalCode — run a code on a generated suite and judge each result here, in Node
  *    (judgeCall, the reference's eval_exact_match with the problem's set mode); the program never holds the
  *    expected outputs;
@@ -11,7 +12,6 @@
  */
 import * as path from "node:path";
 import {
-  buggyTimeoutFor,
   executorConfigSchema,
   judgeCall,
   type CallArgs,
@@ -31,39 +31,137 @@ export interface BatcherStats {
   requests: number;
   programs: number;
   calls: number;
+  /** Urgent programs and the time from their submission to their results, summed (ms): what loops waited for. */
+  urgentPrograms: number;
+  urgentWaitMs: number;
 }
 
-/** Coalesces the programs submitted in one event-loop turn into one runPrograms call (several may be in flight). */
+interface Pending {
+  job: ProgramJob;
+  resolve: (r: CallResult[]) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Coalesces programs into runPrograms calls, in two lanes:
+ *  - `urgent` (what a debugging loop waits for: EvalCode, the heuristic's fuzzing and repair runs): every
+ *    program submitted in one event-loop turn goes out in ONE runPrograms call;
+ *  - `background` (what only annotates results: pass@1 on the private tests, canonical calibration, UT
+ *    diagnostics): at most `backgroundSlots` programs in flight (one worker fewer than the executor has, so
+ *    an urgent program finds a worker free instead of queueing behind long test suites; the stage widens it
+ *    to every worker once no loop is left).
+ * Each program's results are handed back as soon as its own last result streams in (runPrograms' onResult),
+ * not when the whole call is over, so one slow program never holds up the others of its batch.
+ */
 export class ProgramBatcher {
-  private pending: { job: ProgramJob; resolve: (r: CallResult[]) => void; reject: (e: unknown) => void }[] = [];
+  private urgent: Pending[] = [];
   private scheduled = false;
-  readonly stats: BatcherStats = { requests: 0, programs: 0, calls: 0 };
+  private background: Pending[] = [];
+  private backgroundInFlight = 0;
+  readonly stats: BatcherStats = { requests: 0, programs: 0, calls: 0, urgentPrograms: 0, urgentWaitMs: 0 };
+  /** The executor's workers (its config, else 2). */
+  readonly workers: number;
+  private backgroundSlots: number;
 
-  constructor(readonly executor: Executor) {}
+  /** Background programs in flight at most: default one worker fewer than the executor has (at least one). */
+  constructor(
+    readonly executor: Executor,
+    opts: { backgroundSlots?: number } = {},
+  ) {
+    this.workers = Math.max(1, (executor as { config?: { workers?: number } }).config?.workers ?? 2);
+    this.backgroundSlots = Math.max(1, opts.backgroundSlots ?? this.workers - 1);
+  }
 
-  run(job: ProgramJob): Promise<CallResult[]> {
+  /** Change the background lane's width (e.g. to every worker once no loop is waiting on urgent work). */
+  setBackgroundSlots(n: number): void {
+    this.backgroundSlots = Math.max(1, n);
+    this.pump();
+  }
+
+  run(job: ProgramJob, lane: "urgent" | "background" = "urgent"): Promise<CallResult[]> {
     if (job.inputs.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
-      this.pending.push({ job, resolve, reject });
+      if (lane === "background") {
+        this.background.push({ job, resolve, reject });
+        this.pump();
+        return;
+      }
+      const t0 = performance.now();
+      this.stats.urgentPrograms++;
+      this.urgent.push({
+        job,
+        resolve: (r) => {
+          this.stats.urgentWaitMs += performance.now() - t0;
+          resolve(r);
+        },
+        reject,
+      });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(() => {
+          this.scheduled = false;
+          const batch = this.urgent;
+          this.urgent = [];
+          this.send(batch);
+        });
       }
     });
   }
 
-  private flush(): void {
-    this.scheduled = false;
-    const batch = this.pending;
-    this.pending = [];
+  private pump(): void {
+    const free = this.backgroundSlots - this.backgroundInFlight;
+    if (free <= 0 || !this.background.length) return;
+    const batch = this.background.splice(0, free);
+    this.backgroundInFlight += batch.length;
+    this.send(
+      batch.map((b) => ({
+        ...b,
+        resolve: (r: CallResult[]) => {
+          this.backgroundInFlight--;
+          b.resolve(r);
+          this.pump();
+        },
+        reject: (e: unknown) => {
+          this.backgroundInFlight--;
+          b.reject(e);
+          this.pump();
+        },
+      })),
+    );
+  }
+
+  private send(batch: Pending[]): void {
     if (!batch.length) return;
     this.stats.requests++;
     this.stats.programs += batch.length;
     this.stats.calls += batch.reduce((a, b) => a + b.job.inputs.length, 0);
-    this.executor.runPrograms(batch.map((b) => b.job)).then(
-      (res) => batch.forEach((b, i) => b.resolve(res[i].results)),
-      (e) => batch.forEach((b) => b.reject(e)),
-    );
+    const got = batch.map((b) => ({ results: new Array<CallResult>(b.job.inputs.length), n: 0, settled: false }));
+    const settle = (j: number, results: CallResult[]) => {
+      if (got[j].settled) return;
+      got[j].settled = true;
+      batch[j].resolve(results);
+    };
+    this.executor
+      .runPrograms(
+        batch.map((b) => b.job),
+        {
+          onResult: (j, i, r) => {
+            const g = got[j];
+            if (!g || g.settled || g.results[i] !== undefined) return;
+            g.results[i] = r;
+            if (++g.n === g.results.length) settle(j, g.results);
+          },
+        },
+      )
+      .then(
+        (res) => res.forEach((r, j) => settle(j, r.results)),
+        (e) =>
+          batch.forEach((b, j) => {
+            if (got[j].settled) return;
+            got[j].settled = true;
+            b.reject(e);
+          }),
+      );
   }
 }
 
@@ -109,7 +207,7 @@ export interface GoldEvaluatorOptions {
 /** pass@1 of codes on a problem's private tests; one canonical run per problem (cached) calibrates the limits. */
 export class GoldEvaluator {
   private readonly cfg: ExecutorConfig;
-  private readonly limitMemo = new Map<string, Promise<number[]>>();
+  private readonly limitMemo = new Map<string, Promise<{ limits: number[]; goldS?: number[] }>>();
   private readonly memo = new Map<string, Promise<GoldResult>>();
   /** Programs run for pass@1 (canonical runs included), for the stage's counters. */
   runs = 0;
@@ -125,14 +223,16 @@ export class GoldEvaluator {
     });
   }
 
-  /** Per-test limits of the code under test. */
-  limits(p: DebugProblem, t: GoldTests): Promise<number[]> {
-    const fixed = () => t.inputs.map(() => this.cfg.buggy_timeout_s);
-    if (this.opts.limits === "fixed" || !this.cfg.calibrate) return Promise.resolve(fixed());
+  /** Per-test limits of the code under test, and canonical's time per test (seconds; none with fixed limits). */
+  limits(p: DebugProblem, t: GoldTests): Promise<{ limits: number[]; goldS?: number[] }> {
+    if (this.opts.limits === "fixed" || !this.cfg.calibrate) return Promise.resolve({ limits: t.inputs.map(() => this.cfg.buggy_timeout_s) });
     const key = hashValue({ v: 1, program: p.gold, entry: p.entryPoint, inputs: t.inputs, limit: 2 * this.cfg.buggy_timeout_s });
     let m = this.limitMemo.get(key);
     if (!m) {
-      m = this.canonical(p, t, key).then((canon) => calibratedLimits(canon, this.cfg));
+      m = this.canonical(p, t, key).then((canon) => {
+        const limits = calibratedLimits(canon, this.cfg);
+        return { limits, goldS: canon.map((c, i) => (c.status === "ok" ? c.ms / 1000 : limits[i])) };
+      });
       this.limitMemo.set(key, m);
     }
     return m;
@@ -145,7 +245,7 @@ export class GoldEvaluator {
       if (Array.isArray(hit) && hit.length === t.inputs.length && hit.every((r) => r?.status === "ok")) return hit.map((r) => ({ status: r.status, ms: r.ms }));
     }
     this.runs++;
-    const res = await this.b.run({ program: p.gold, entryPoint: p.entryPoint, inputs: t.inputs, timeoutS: 2 * this.cfg.buggy_timeout_s, loadTimeoutS: 10 });
+    const res = await this.b.run({ program: p.gold, entryPoint: p.entryPoint, inputs: t.inputs, timeoutS: 2 * this.cfg.buggy_timeout_s, loadTimeoutS: 10 }, "background");
     const judged = res.map((r, i) => ({ status: judgeGold(r, t.results[i], t, "utgen") === "pass" ? r.status : ("error" as const), ms: r.ms }));
     if (file && judged.every((r) => r.status === "ok")) await writeJson(file, judged);
     return judged;
@@ -164,9 +264,19 @@ export class GoldEvaluator {
   }
 
   private async run(p: DebugProblem, t: GoldTests, code: string): Promise<GoldResult> {
-    const limits = await this.limits(p, t);
-    this.runs++;
-    const res = await this.b.run({ program: code, entryPoint: p.entryPoint, inputs: t.inputs, timeoutS: limits, loadTimeoutS: this.cfg.buggy_timeout_s });
+    const { limits, goldS } = await this.limits(p, t);
+    // As gold-check: tests ordered by limit and cut so each program run holds ~0.5 s of canonical's time,
+    // each run under its largest limit, so a code that hangs costs its calibrated limits, not the largest one.
+    const chunks = goldS ? chunkBy(t.inputs.map((_, i) => i).sort((a, b) => limits[a] - limits[b] || a - b), (i) => goldS[i], 0.5) : [t.inputs.map((_, i) => i)];
+    this.runs += chunks.length;
+    const res: CallResult[] = new Array(t.inputs.length);
+    await Promise.all(
+      chunks.map(async (idx) => {
+        const lim = Math.max(...idx.map((i) => limits[i]));
+        const out = await this.b.run({ program: code, entryPoint: p.entryPoint, inputs: idx.map((i) => t.inputs[i]), timeoutS: lim, loadTimeoutS: this.cfg.buggy_timeout_s }, "background");
+        idx.forEach((i, k) => (res[i] = out[k]));
+      }),
+    );
     let passed = 0;
     let firstFail: GoldResult["firstFail"];
     res.forEach((r, i) => {
@@ -178,11 +288,26 @@ export class GoldEvaluator {
   }
 }
 
+/** Split indices into consecutive chunks whose cost stays under `budget` (at least one index each). */
+function chunkBy(idx: number[], cost: (i: number) => number, budget: number): number[][] {
+  const out: number[][] = [];
+  let cur: number[] = [];
+  let acc = 0;
+  for (const i of idx) {
+    if (cur.length && acc + cost(i) > budget) {
+      out.push(cur);
+      cur = [];
+      acc = 0;
+    }
+    cur.push(i);
+    acc += cost(i);
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
 /** Gold's outputs on UT inputs (trace diagnostics only; the loop never sees them). */
 export async function goldOutputs(b: ProgramBatcher, p: DebugProblem, inputs: CallArgs[], cfg: Partial<ExecutorConfig>): Promise<CallResult[]> {
   const c = executorConfigSchema.parse(cfg);
-  return b.run({ program: p.gold, entryPoint: p.entryPoint, inputs, timeoutS: c.gold_timeout_s, loadTimeoutS: Math.max(c.gold_timeout_s, 5) });
+  return b.run({ program: p.gold, entryPoint: p.entryPoint, inputs, timeoutS: c.gold_timeout_s, loadTimeoutS: Math.max(c.gold_timeout_s, 5) }, "background");
 }
-
-/** The calibrated limit for code under test given gold's time (re-exported for the heuristic generator). */
-export { buggyTimeoutFor };

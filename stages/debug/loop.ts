@@ -61,6 +61,8 @@ export interface LoopDeps {
   settings: LoopSettings;
   /** Lock-step schedule: resolves when every problem has reached round `r` (no-op when concurrent). */
   sync(r: number): Promise<void>;
+  /** Called when the problem's rounds are over (before its trace annotations are awaited). */
+  finished?(): void;
 }
 
 export interface TraceUt {
@@ -129,12 +131,15 @@ export interface ProblemTrace {
 const short = (s: string, n = 4000) => (s.length > n ? `${s.slice(0, n)}… (${s.length} chars)` : s);
 const codeHash = (c: string) => sha256(c).slice(0, 12);
 
-function traceSuite(s: Suite, forWhat: SuiteTrace["for"]): SuiteTrace {
-  return {
+/** The trace of a suite; its UT diagnostics (gold's outputs) are filled in when they arrive. */
+function traceSuite(j: Job, s: Suite, forWhat: SuiteTrace["for"]): SuiteTrace {
+  const t: SuiteTrace = {
     for: forWhat,
     uts: s.uts.map((u) => ({ call: u.call, output: u.outputText, sample: u.sample, ...(u.votes ? { votes: u.votes } : {}), ...(u.gold ? { gold: u.gold } : {}), ...(u.oracle ? { oracle: true } : {}) })),
     attempts: s.attempts,
   };
+  if (s.pending) j.pending.push(s.pending.then(() => s.uts.forEach((u, i) => u.gold && (t.uts[i].gold = u.gold))));
+  return t;
 }
 
 function traceRun(r: UtRun, p: DebugProblem): RunTrace {
@@ -164,13 +169,24 @@ interface Job {
   suites: number;
   built: number;
   edits: ProblemTrace["edits"];
+  /** Work that only annotates the trace (pass@1 per round, UT diagnostics): awaited when the problem ends. */
+  pending: Promise<unknown>[];
 }
 
-async function endRound(j: Job, r: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash">, code: string): Promise<RoundTrace> {
-  const g = await j.deps.gold.evaluate(j.p, j.tests, code);
-  const t: RoundTrace = { ...r, pass: g.pass, goldPassed: g.passed, goldTotal: g.total, codeHash: codeHash(code) };
+/**
+ * Close a round: the trace entry now, its pass@1 when the private tests have run. The loop never waits for
+ * pass@1 (nothing it decides depends on it), so the model calls of the next round are not held up by it.
+ */
+function endRound(j: Job, r: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash">, code: string): void {
+  const t: RoundTrace = { ...r, pass: false, goldPassed: 0, goldTotal: 0, codeHash: codeHash(code) };
   j.rounds.push(t);
-  return t;
+  j.pending.push(
+    j.deps.gold.evaluate(j.p, j.tests, code).then((g) => {
+      t.pass = g.pass;
+      t.goldPassed = g.passed;
+      t.goldTotal = g.total;
+    }),
+  );
 }
 
 async function suiteFor(j: Job, code: string): Promise<Suite> {
@@ -184,13 +200,15 @@ const keeps = (accept: LoopSettings["accept"], post: number, pre: number) => (ac
 
 /** Debug one problem with one method; returns its trace (without set / key, which the stage adds). */
 export async function debugProblem(p: DebugProblem, tests: GoldTests, method: MethodSpec, deps: LoopDeps): Promise<Omit<ProblemTrace, "v" | "key" | "set">> {
-  const j: Job = { p, tests, method, deps, tally: newTally(), idx: new SampleIndex(), rounds: [], suites: 0, built: 0, edits: { accepted: 0, backtracked: 0, unvalidated: 0 } };
+  const j: Job = { p, tests, method, deps, tally: newTally(), idx: new SampleIndex(), rounds: [], suites: 0, built: 0, edits: { accepted: 0, backtracked: 0, unvalidated: 0 }, pending: [] };
   const start = startingReply(p.buggy);
   const code0 = extractCode(start);
   let final: string;
   if (!method.generator) final = await noUt(j, start, code0);
   else if (deps.settings.flow === "paper") final = await paperFlow(j, start, code0);
   else final = await referenceFlow(j, start, code0);
+  deps.finished?.();
+  await Promise.all(j.pending);
   // Rounds after an early stop keep the code: the curve repeats the last value.
   const m = deps.settings.rounds;
   const curve: boolean[] = [];
@@ -230,7 +248,7 @@ async function paperFlow(j: Job, start: string, code0: string): Promise<string> 
   const chat = firstChat(j, start);
   let code = code0;
   await j.deps.sync(0);
-  await endRound(j, { round: 0 }, code);
+  endRound(j, { round: 0 }, code);
   let rebuild = true;
   let suite: Suite = { uts: [], attempts: [] };
   let before: UtRun | undefined;
@@ -239,14 +257,14 @@ async function paperFlow(j: Job, start: string, code0: string): Promise<string> 
     const rt: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash"> = { round: r };
     if (rebuild) {
       suite = await suiteFor(j, code);
-      rt.suite = traceSuite(suite, "current");
+      rt.suite = traceSuite(j, suite, "current");
       before = await evalCode(batcher, j.p, code, suite.uts, s.utTimeoutS);
     }
     if (before && suite.uts.length) rt.before = traceRun(before, j.p);
     const fb = before && suite.uts.length ? feedbackFor(j.p, j.deps.templates, suite, before) : undefined;
     if (!fb) {
       rt.stop = suite.uts.length ? "no_failing_ut" : "no_ut";
-      await endRound(j, rt, code);
+      endRound(j, rt, code);
       return code;
     }
     rt.feedback = fb.trace;
@@ -268,7 +286,7 @@ async function paperFlow(j: Job, start: string, code0: string): Promise<string> 
       j.edits.backtracked++;
       rebuild = false;
     }
-    await endRound(j, rt, code);
+    endRound(j, rt, code);
   }
   return code;
 }
@@ -313,10 +331,10 @@ async function referenceFlow(j: Job, start: string, code0: string): Promise<stri
   const rt0: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash"> = { round: 0 };
   if (s.rounds > 0) {
     suite = await suiteFor(j, current);
-    rt0.suite = traceSuite(suite, "current");
+    rt0.suite = traceSuite(j, suite, "current");
     await evaluate(rt0, start, false);
   }
-  await endRound(j, rt0, current);
+  endRound(j, rt0, current);
   for (let t = 1; t <= s.rounds && !done; t++) {
     await j.deps.sync(t);
     const rt: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash"> = { round: t };
@@ -327,7 +345,7 @@ async function referenceFlow(j: Job, start: string, code0: string): Promise<stri
     // last turn, whose feedback nobody reads).
     if (edited && t < s.rounds) {
       suite = await suiteFor(j, cand);
-      rt.suite = traceSuite(suite, "candidate");
+      rt.suite = traceSuite(j, suite, "candidate");
     }
     let toBacktrack = false;
     if (tracker) {
@@ -351,7 +369,7 @@ async function referenceFlow(j: Job, start: string, code0: string): Promise<stri
       j.edits.unvalidated++;
     }
     if (t < s.rounds) await evaluate(rt, reply.text, toBacktrack);
-    await endRound(j, rt, current);
+    endRound(j, rt, current);
   }
   return current;
 }
@@ -379,7 +397,7 @@ async function noUt(j: Job, start: string, code0: string): Promise<string> {
   await j.deps.sync(0);
   const rt0: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash"> = { round: 0 };
   if (s.rounds > 0) await critique(rt0, start);
-  await endRound(j, rt0, current);
+  endRound(j, rt0, current);
   for (let t = 1; t <= s.rounds && !done; t++) {
     await j.deps.sync(t);
     const rt: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash"> = { round: t };
@@ -389,7 +407,7 @@ async function noUt(j: Job, start: string, code0: string): Promise<string> {
     rt.decision = "kept_unvalidated";
     j.edits.unvalidated++;
     if (t < s.rounds) await critique(rt, reply.text);
-    await endRound(j, rt, current);
+    endRound(j, rt, current);
   }
   return current;
 }
