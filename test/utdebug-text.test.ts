@@ -4,13 +4,19 @@
  * the prompt turns byte for byte (the expected strings are the released scripts' templates formatted with
  * Python's str.format), the vote threshold and the vote tally, and the lock-step barrier.
  */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { parquetWriteBuffer } from "hyparquet-writer";
 import { describe, expect, it } from "vitest";
 import { tallyVotes } from "../stages/debug/buildut.ts";
 import { voteThreshold } from "../stages/debug/config.ts";
 import { exampleOf } from "../stages/debug/debugger.ts";
-import { codeGenerationTurn, heDataLines, loadDebugTemplates, renderDebug, testFormat, type DebugProblem } from "../stages/debug/problems.ts";
+import { codeGenerationTurn, heDataLines, loadDatasetFlag, loadDebugTemplates, readDebugProblems, renderDebug, testFormat, type DebugProblem } from "../stages/debug/problems.ts";
 import { RoundBarrier } from "../stages/debug/run.ts";
 import { argsStr, execOutputStr, extractCode, extractOutputText, noUtSaysCorrect, pyStr, upToOutput, voteValue } from "../stages/debug/text.ts";
+
+const MINI = path.resolve(__dirname, "fixtures/utdebug/mini.jsonl");
 
 describe("extract_code", () => {
   it("takes the first ```python block, then the first ``` block, else the text before the first ```", () => {
@@ -131,6 +137,43 @@ describe("private tests and the prompt's example", () => {
     expect(exampleOf({ ...problem, testList: ["assert add_one('a)') == 'b'"] })).toEqual({ args: { args: ["a)"] }, expected: "b" });
     expect(exampleOf({ ...problem, testList: ["assert math.isclose(add_one(1), 2)"] })).toBeUndefined();
     expect(exampleOf({ ...problem, testList: [] })).toBeUndefined();
+  });
+});
+
+describe("reading sets", () => {
+  it("reads the Hub's parquet files as the JSONL rows (int64 task ids as numbers)", async () => {
+    const rows = readFileSync(MINI, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const cols = ["prompt", "signature", "entry_point", "canonical_solution", "code", "test"];
+    const buf = parquetWriteBuffer({
+      columnData: [
+        { name: "task_id", data: rows.map((_, i) => BigInt(100 + i)), type: "INT64" },
+        ...cols.map((c) => ({ name: c, data: rows.map((r) => r[c]), type: "STRING" as const })),
+      ],
+    });
+    const dir = mkdtempSync(path.join(tmpdir(), "utdebug-parquet-"));
+    try {
+      const file = path.join(dir, "mbpp_plus_fix_hard-00000-of-00001.parquet");
+      writeFileSync(file, Buffer.from(buf));
+      const set = await loadDatasetFlag(file);
+      expect(set.name).toBe("mbpp_plus_fix_hard");
+      expect(set.problems.map((p) => p.taskId)).toEqual(["100", "101", "102", "103"]);
+      const fromJsonl = await readDebugProblems(MINI);
+      expect(set.problems.map((p) => ({ ...p, taskId: "", testList: [] }))).toEqual(fromJsonl.map((p) => ({ ...p, taskId: "", testList: [] })));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names what is wrong with a row in one line", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "utdebug-rows-"));
+    try {
+      const file = path.join(dir, "bad.jsonl");
+      writeFileSync(file, JSON.stringify({ task_id: 1, prompt: "p", signature: "f(x)", entry_point: "f", canonical_solution: "def f(x): return x", code: "def f(x): return 0" }) + "\n");
+      await expect(readDebugProblems(file)).rejects.toThrow(/bad\.jsonl:1: field "test" is missing or empty/);
+      await expect(readDebugProblems(path.join(dir, "none.jsonl"))).rejects.toThrow(/not found/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -41,14 +41,32 @@ export interface DebugSet {
   hash: string;
 }
 
-/** Read a UTGenDebug-format file (one-line errors name the file, line and field). */
+/** Rows of a .jsonl(.gz) file, or of a .parquet file (the Hub's UTGenDebug files; int64 columns as numbers). */
+async function* rowsOf(file: string): AsyncGenerator<any> {
+  if (!file.toLowerCase().endsWith(".parquet")) {
+    yield* readJsonl(file);
+    return;
+  }
+  const { asyncBufferFromFile, parquetReadObjects } = await import("hyparquet");
+  const { compressors } = await import("hyparquet-compressors");
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await parquetReadObjects({ file: await asyncBufferFromFile(file), compressors });
+  } catch (e) {
+    throw new UserError(`${file}: not a readable parquet file (${(e as Error).message.split("\n")[0]}); check the file or re-download it`);
+  }
+  const plain = (v: unknown): unknown => (typeof v === "bigint" ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : Array.isArray(v) ? v.map(plain) : v);
+  for (const r of rows) yield Object.fromEntries(Object.entries(r).map(([k, v]) => [k, plain(v)]));
+}
+
+/** Read a UTGenDebug-format file, JSONL or parquet (one-line errors name the file, row and field). */
 export async function readDebugProblems(file: string, limit?: number): Promise<DebugProblem[]> {
-  if (!(await exists(file))) throw new UserError(`debugging set file not found: ${file} (expected UTGenDebug-format .jsonl rows)`);
+  if (!(await exists(file))) throw new UserError(`debugging set file not found: ${file} (expected UTGenDebug-format .jsonl or .parquet rows)`);
   const out: DebugProblem[] = [];
   const seen = new Set<string>();
   let line = 0;
   try {
-    for await (const row of readJsonl(file)) {
+    for await (const row of rowsOf(file)) {
       line++;
       const where = `${file}:${line}`;
       const p = toProblem(row, where);
@@ -89,7 +107,7 @@ export async function loadDebugSet(spec: SetSpec, opts: { runDir: string; limit?
 export async function loadDatasetFlag(file: string, limit?: number): Promise<DebugSet> {
   const abs = path.resolve(file);
   const problems = await readDebugProblems(abs, limit);
-  const name = path.basename(abs).replace(/\.jsonl(\.gz)?$/i, "");
+  const name = path.basename(abs).replace(/(-\d+-of-\d+)?\.(jsonl(\.gz)?|parquet)$/i, "");
   return { name, source: abs, problems, hash: hashValue(problems) };
 }
 
