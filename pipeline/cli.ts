@@ -76,14 +76,24 @@ function flagSpecs(registry: Registered[]) {
     options[k] = { type: v.type, ...("multiple" in v ? { multiple: true } : {}) };
     help.push([k, v.help]);
   }
+  // A flag several commands take is listed once, with each command's own help (grouped when it is the same).
+  const shared = new Map<string, [string[], string][]>();
   for (const s of registry) {
     if (s.kind !== "command" || !s.flags) continue;
     for (const [k, v] of Object.entries(s.flags)) {
-      if (options[k]) continue;
-      options[k] = { type: v.type };
-      help.push([k, `(${s.name}) ${v.help}`]);
+      if (options[k] && !shared.has(k)) continue;
+      options[k] ??= { type: v.type };
+      if (!shared.has(k)) {
+        shared.set(k, []);
+        help.push([k, ""]);
+      }
+      const groups = shared.get(k)!;
+      const same = groups.find((g) => g[1] === v.help);
+      if (same) same[0].push(s.name);
+      else groups.push([[s.name], v.help]);
     }
   }
+  for (const h of help) if (shared.has(h[0])) h[1] = shared.get(h[0])!.map(([names, text]) => `(${names.join(", ")}) ${text}`).join(" · ");
   return { options, help };
 }
 

@@ -152,7 +152,7 @@ export const rerankStage: CommandStage<RerankConfig> = {
   description: "best-of-N: pick among N sampled codes by the generated UTs they pass",
   configSchema: rerankConfigSchema,
   flags: {
-    dataset: { type: "string", help: "utdebug / rerank: debug this UTGenDebug-format .jsonl (one set named after the file)" },
+    dataset: { type: "string", help: "run on this UTGenDebug-format .jsonl or .parquet file instead of the config's sets (one set named after the file)" },
     json: { type: "boolean", help: "print the summary as one JSON object (last stdout line)" },
   },
   async run(ctx: CommandContext<RerankConfig>): Promise<number> {

@@ -86,7 +86,7 @@ export const utdebugStage: CommandStage<UtdebugConfig> = {
   description: "UTDebug: debug with generated UTs (self-consistency + backtracking), No-UT baseline, pass@1",
   configSchema: utdebugConfigSchema,
   flags: {
-    dataset: { type: "string", help: "utdebug / rerank: debug this UTGenDebug-format .jsonl (one set named after the file)" },
+    dataset: { type: "string", help: "run on this UTGenDebug-format .jsonl or .parquet file instead of the config's sets (one set named after the file)" },
     json: { type: "boolean", help: "print the summary as one JSON object (last stdout line)" },
   },
   async run(ctx: CommandContext<UtdebugConfig>): Promise<number> {

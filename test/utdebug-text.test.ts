@@ -4,11 +4,12 @@
  * the prompt turns byte for byte (the expected strings are the released scripts' templates formatted with
  * Python's str.format), the vote threshold and the vote tally, and the lock-step barrier.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../pipeline/config.ts";
 import { tallyVotes } from "../stages/debug/buildut.ts";
 import { voteThreshold } from "../stages/debug/config.ts";
 import { exampleOf } from "../stages/debug/debugger.ts";
@@ -173,6 +174,18 @@ describe("reading sets", () => {
       await expect(readDebugProblems(path.join(dir, "none.jsonl"))).rejects.toThrow(/not found/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the shipped configs", () => {
+  it("configs/paper/utdebug-*.yaml and bon-*.yaml and the demo config validate", async () => {
+    const dir = path.resolve(__dirname, "../configs/paper");
+    const files = readdirSync(dir).filter((f) => /^(utdebug|bon)-.*\.yaml$/.test(f));
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const f of [...files.map((x) => path.join(dir, x)), path.resolve(__dirname, "../configs/demo.yaml")]) {
+      const { root } = await loadConfig(f);
+      expect(root.utdebug.sets.length + root.rerank.sets.length, f).toBeGreaterThan(0);
     }
   });
 });
