@@ -204,7 +204,9 @@ export const rerankStage: CommandStage<RerankConfig> = {
       const buildDeps: BuildUtDeps = { asker, batcher, settings: cfg, unitOutput: templates.unit_output, executor: ctx.root.executor ?? {}, diagnose: cfg.diagnose_uts, utTimeoutS: cfg.ut_timeout_s, seed: cfg.seed, heuristic: new HeuristicUts() };
       const codeMemo = new Map<string, Promise<{ codes: string[]; tally: CallTally }>>();
       const sampleCodes = (p: DebugProblem) => {
-        let m = codeMemo.get(p.taskId);
+        // Keyed by content: two sets may share task ids (MBPP+Fix and its Hard split).
+        const memoKey = hashValue(p);
+        let m = codeMemo.get(memoKey);
         if (!m) {
           m = (async () => {
             const tally = newTally();
@@ -213,7 +215,7 @@ export const rerankStage: CommandStage<RerankConfig> = {
             const res = await ask(asker, { messages: [{ role: "user", content: codeGenerationTurn(templates, p, cfg.code_prompt) }], n: cfg.n_codes, sampling: { ...cfg.code_sampling, extra: cfg.extra_body }, templateHash: t.hash + templates.he_code_generation.hash, model: codeModel }, tally);
             return { codes: res.texts.map(extractCode), tally };
           })();
-          codeMemo.set(p.taskId, m);
+          codeMemo.set(memoKey, m);
         }
         return m;
       };
@@ -260,12 +262,14 @@ export const rerankStage: CommandStage<RerankConfig> = {
         const sampled = await sampleCodes(p);
         // The code samples' calls are counted once per problem: on its first method.
         if (t.method === methods[0]) Object.assign(tally, sampled.tally);
-        const codes: CodeSample[] = await Promise.all(
+        // pass@1 of every sample runs in the background lane while the UTs are built (nothing below needs it).
+        const codesP: Promise<CodeSample[]> = Promise.all(
           sampled.codes.map(async (code) => {
             const g = await gold.evaluate(p, t.prep.tests, code);
             return { code, hash: sha256(code).slice(0, 12), pass: g.pass, goldPassed: g.passed, goldTotal: g.total };
           }),
         );
+        codesP.catch(() => {});
         // BuildUT for every code (in parallel), pooled and de-duplicated in code order.
         const suites = await Promise.all(sampled.codes.map((code, i) => buildUt(p, code, t.method.generator, buildDeps, tally, i)));
         await Promise.all(suites.map((s) => s.pending));
@@ -284,6 +288,7 @@ export const rerankStage: CommandStage<RerankConfig> = {
         const best = Math.max(...scores);
         const tied = scores.flatMap((s, i) => (s === best ? [i] : []));
         const chosen = cfg.tie_break === "first" ? tied[0] : new Rng(cfg.seed, "rerank-tie", t.set, p.taskId, t.method.name).pick(tied);
+        const codes = await codesP;
         const rec: RerankTrace = {
           v: RERANK_VERSION,
           key: t.key,

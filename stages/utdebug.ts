@@ -28,7 +28,7 @@ import { HeuristicUts, type BuildUtDeps } from "./debug/buildut.ts";
 import { utdebugConfigSchema, type UtdebugConfig } from "./debug/config.ts";
 import { heuristicDebugger, llmDebugger, type Debugger } from "./debug/debugger.ts";
 import { GoldEvaluator, ProgramBatcher } from "./debug/exec.ts";
-import { debugProblem, methodKey, type LoopDeps, type MethodSpec, type ProblemTrace } from "./debug/loop.ts";
+import { debugLoop, methodKey, type LoopDeps, type MethodSpec, type ProblemTrace } from "./debug/loop.ts";
 import { loadDebugTemplates, type DebugSet } from "./debug/problems.ts";
 import { renderHtml, renderMarkdown, summarize, type MethodSummary, type SetResult } from "./debug/report.ts";
 import { noBarrier, prepareSet, resolveSets, resultFile, RoundBarrier, stageClient, storedResult, type Prepared } from "./debug/run.ts";
@@ -183,6 +183,7 @@ export const utdebugStage: CommandStage<UtdebugConfig> = {
       if (todo.length) ctx.log.info(`utdebug: ${todo.length} (set, method, problem) run(s) to compute, ${reused} reused`);
       else ctx.log.info(`utdebug: all ${reused} (set, method, problem) results reused; no model calls`);
 
+      const t0 = performance.now();
       const lockstep = cfg.schedule === "lockstep";
       const barrier = lockstep ? new RoundBarrier(todo.length) : noBarrier;
       const width = lockstep ? Math.max(1, todo.length) : (cfg.concurrency ?? (heuristic ? 8 : 4 * (stageLlm.concurrency ?? 32)));
@@ -198,32 +199,46 @@ export const utdebugStage: CommandStage<UtdebugConfig> = {
       };
       let finished = 0;
       let loops = todo.length;
-      const runOne = async (t: Todo) => {
-        let left = false;
-        const leave = () => {
-          if (left) return;
-          left = true;
-          barrier.leave();
-          // No loop left to wait on urgent sandbox work: pass@1 runs may use every worker.
-          if (--loops === 0) batcher.setBackgroundSlots(batcher.workers);
-        };
+      // A queue slot is held for a problem's rounds only; its pass@1 runs complete outside the queue, so the
+      // next problem's model calls start while they run.
+      const runOne = async (t: Todo): Promise<{ done: Promise<void> }> => {
+        let trace: Promise<Omit<ProblemTrace, "v" | "key" | "set">>;
         try {
           if (ctx.signal.aborted) throw new UserError("utdebug interrupted");
-          const tr = await debugProblem(t.prep.problem, t.prep.tests, t.method, { ...deps, finished: leave });
+          trace = (await debugLoop(t.prep.problem, t.prep.tests, t.method, deps)).trace;
+        } finally {
+          barrier.leave();
+          // No loop left to wait on urgent sandbox work: pass@1 runs may use every worker.
+          if (--loops === 0) {
+            batcher.setBackgroundSlots(batcher.workers);
+            ctx.log.info(`utdebug: every round done after ${((performance.now() - t0) / 1000).toFixed(1)} s; completing pass@1 on the private tests`);
+          }
+        }
+        const complete = trace.then(async (tr) => {
           const rec: ResultFile = { v: UTDEBUG_VERSION, key: t.key, set: t.set.name, ...tr };
           await writeJson(t.file, rec);
           done.set(t.file, rec);
           finished++;
           if (!json && (finished % 10 === 0 || finished === todo.length)) ctx.log.info(`utdebug: ${finished}/${todo.length} problem runs done`);
-        } finally {
-          leave();
-        }
+        });
+        return { done: complete };
       };
+      const completions: Promise<void>[] = [];
       try {
-        await Promise.all(todo.map((t) => queue.add(() => runOne(t))));
+        await Promise.all(
+          todo.map((t) =>
+            queue.add(async () => {
+              const { done: d } = await runOne(t);
+              d.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
+              completions.push(d);
+            }),
+          ),
+        );
+        await Promise.all(completions);
       } catch (e) {
         queue.clear();
         await queue.onIdle();
+        await Promise.allSettled(completions);
         throw e;
       }
       ctx.counters.add("executor_requests", batcher.stats.requests);

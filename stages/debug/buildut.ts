@@ -17,7 +17,7 @@
  */
 import type { CallArgs, PyValue } from "../../pipeline/executor/types.ts";
 import { formatCall, formatPyValue, judgeCall, outputsMatch, parseCallLiteral, parseLiteral } from "../../pipeline/executor/index.ts";
-import { stableStringify } from "../../pipeline/util.ts";
+import { hashValue, stableStringify } from "../../pipeline/util.ts";
 import type { ChatMessage } from "../../pipeline/llm/types.ts";
 import { Rng } from "../common.ts";
 import { callKey, entryParams, exampleCallTexts, fuzzInputs, planFuzz } from "../heuristic/fuzz.ts";
@@ -256,10 +256,11 @@ export class HeuristicUts {
   constructor(private readonly count = 40) {}
 
   candidates(p: DebugProblem, deps: BuildUtDeps): Promise<Candidate[]> {
-    let m = this.memo.get(p.taskId);
+    const key = hashValue([p.taskId, p.gold, p.entryPoint, p.prompt, p.testList]);
+    let m = this.memo.get(key);
     if (!m) {
       m = this.fuzz(p, deps);
-      this.memo.set(p.taskId, m);
+      this.memo.set(key, m);
     }
     return m;
   }

@@ -61,8 +61,6 @@ export interface LoopDeps {
   settings: LoopSettings;
   /** Lock-step schedule: resolves when every problem has reached round `r` (no-op when concurrent). */
   sync(r: number): Promise<void>;
-  /** Called when the problem's rounds are over (before its trace annotations are awaited). */
-  finished?(): void;
 }
 
 export interface TraceUt {
@@ -138,8 +136,14 @@ function traceSuite(j: Job, s: Suite, forWhat: SuiteTrace["for"]): SuiteTrace {
     uts: s.uts.map((u) => ({ call: u.call, output: u.outputText, sample: u.sample, ...(u.votes ? { votes: u.votes } : {}), ...(u.gold ? { gold: u.gold } : {}), ...(u.oracle ? { oracle: true } : {}) })),
     attempts: s.attempts,
   };
-  if (s.pending) j.pending.push(s.pending.then(() => s.uts.forEach((u, i) => u.gold && (t.uts[i].gold = u.gold))));
+  if (s.pending) defer(j, s.pending.then(() => s.uts.forEach((u, i) => u.gold && (t.uts[i].gold = u.gold))));
   return t;
+}
+
+/** Keep a trace annotation to await when the loop ends (handled now, so an early failure is not unhandled). */
+function defer(j: Job, p: Promise<unknown>): void {
+  p.catch(() => {});
+  j.pending.push(p);
 }
 
 function traceRun(r: UtRun, p: DebugProblem): RunTrace {
@@ -180,7 +184,8 @@ interface Job {
 function endRound(j: Job, r: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal" | "codeHash">, code: string): void {
   const t: RoundTrace = { ...r, pass: false, goldPassed: 0, goldTotal: 0, codeHash: codeHash(code) };
   j.rounds.push(t);
-  j.pending.push(
+  defer(
+    j,
     j.deps.gold.evaluate(j.p, j.tests, code).then((g) => {
       t.pass = g.pass;
       t.goldPassed = g.passed;
@@ -200,6 +205,14 @@ const keeps = (accept: LoopSettings["accept"], post: number, pre: number) => (ac
 
 /** Debug one problem with one method; returns its trace (without set / key, which the stage adds). */
 export async function debugProblem(p: DebugProblem, tests: GoldTests, method: MethodSpec, deps: LoopDeps): Promise<Omit<ProblemTrace, "v" | "key" | "set">> {
+  return (await debugLoop(p, tests, method, deps)).trace;
+}
+
+/**
+ * Run the rounds; resolves when the loop is over (no more model calls or urgent sandbox runs) with the trace
+ * still to complete — its pass@1 runs and diagnostics — so a scheduler can start the next problem meanwhile.
+ */
+export async function debugLoop(p: DebugProblem, tests: GoldTests, method: MethodSpec, deps: LoopDeps): Promise<{ trace: Promise<Omit<ProblemTrace, "v" | "key" | "set">> }> {
   const j: Job = { p, tests, method, deps, tally: newTally(), idx: new SampleIndex(), rounds: [], suites: 0, built: 0, edits: { accepted: 0, backtracked: 0, unvalidated: 0 }, pending: [] };
   const start = startingReply(p.buggy);
   const code0 = extractCode(start);
@@ -207,8 +220,11 @@ export async function debugProblem(p: DebugProblem, tests: GoldTests, method: Me
   if (!method.generator) final = await noUt(j, start, code0);
   else if (deps.settings.flow === "paper") final = await paperFlow(j, start, code0);
   else final = await referenceFlow(j, start, code0);
-  deps.finished?.();
-  await Promise.all(j.pending);
+  return { trace: Promise.all(j.pending).then(() => finishTrace(j, final)) };
+}
+
+function finishTrace(j: Job, final: string): Omit<ProblemTrace, "v" | "key" | "set"> {
+  const { deps, method, p } = j;
   // Rounds after an early stop keep the code: the curve repeats the last value.
   const m = deps.settings.rounds;
   const curve: boolean[] = [];
