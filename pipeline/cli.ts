@@ -457,6 +457,11 @@ class Runner {
       const sel = await readJson<{ reason?: string }>(path.join(valDir, "selection.json"));
       if (sel?.reason) lines.push(`select: ${sel.reason}`);
     }
+    for (const st of ["utdebug", "rerank"]) {
+      const sum = await readJson<{ sets?: Record<string, Record<string, unknown>> }>(path.join(this.runDir, st, "summary.json")).catch(() => undefined);
+      if (sum?.sets)
+        lines.push(`${st}: ${Object.entries(sum.sets).map(([set, ms]) => `${set} (${Object.keys(ms).length} method(s))`).join(", ")} — ${path.join(this.runDir, st, "summary.md")}`);
+    }
     return lines;
   }
 

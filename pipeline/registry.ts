@@ -31,9 +31,8 @@ const ENTRIES: Entry[] = [
   { name: "select", module: "../stages/select.ts", exportName: "selectStage", issue: "#6", description: "pick the best checkpoint from validation reports" },
   { name: "gold-check", module: "../stages/gold-check.ts", exportName: "goldCheckStage", issue: "#3", description: "run a debugging benchmark's gold tests on canonical and buggy code" },
   { name: "merge", module: "../stages/merge.ts", exportName: "mergeStage", issue: "#4", description: "combine the outputs of --shard i/N runs into one" },
-  // Later work (seed 001 §3.3, seed 002): listed so users see what is coming; refused until built.
-  { name: "utdebug", module: "../stages/utdebug.ts", exportName: "utdebugStage", issue: "later", description: "UTDebug: debug with generated UTs (self-consistency + backtracking)" },
-  { name: "rerank", module: "../stages/rerank.ts", exportName: "rerankStage", issue: "later", description: "best-of-N reranking of generated unit tests" },
+  { name: "utdebug", module: "../stages/utdebug.ts", exportName: "utdebugStage", issue: "#15", description: "UTDebug: debug with generated UTs (self-consistency + backtracking), No-UT baseline, pass@1" },
+  { name: "rerank", module: "../stages/rerank.ts", exportName: "rerankStage", issue: "#15", description: "best-of-N: pick among N sampled codes by the generated UTs they pass" },
   // UTRL (seed 002): tasks, rewards, the reward service, the GRPO schedule, validation, best-of-N, fidelity.
   { name: "rl-tasks", module: "../stages/rl/tasks.ts", exportName: "rlTasksStage", issue: "#13", description: "UTRL tasks: TACO (Hub, App. A.3 filter) or local rows → train / valid / test JSONL" },
   { name: "rl-rewards", module: "../stages/rl-rewards.ts", exportName: "rlRewardsStage", issue: "#13", description: "UTRL rewards (validity, discrimination, code) for a JSONL file of rollouts" },

@@ -85,15 +85,18 @@ describe("runner errors", () => {
   it("--help lists stages, planned ones marked, and command flags; planned stages are refused", async () => {
     const h = await run(["--help"]);
     expect(h.code).toBe(0);
-    expect(h.out).toMatch(/utdebug .*\[planned, issue later\]/);
+    expect(h.out).toMatch(/rl-rewards .*\[planned, issue later\]/);
+    expect(h.out).toMatch(/utdebug +UTDebug: .*No-UT baseline, pass@1\n/);
+    expect(h.out).toMatch(/rerank +best-of-N/);
+    expect(h.out).toMatch(/--dataset +\(gold-check\) .* · \(utdebug, rerank\) /);
     expect(h.out).toMatch(/--status/);
     // the shipped configs, the papers' protocols among them, with what each is
     expect(h.out).toMatch(/configs\/paper\/utgen-mbppplus-fix-hard\.yaml +UTGen paper, Table 1/);
     expect(h.out).toMatch(/configs\/demo\.yaml +Demo:/);
     const f = config("source: {kind: local, path: x.jsonl}\n");
-    const p = await run(["--config", f, "--stage", "utdebug"]);
+    const p = await run(["--config", f, "--stage", "rl-rewards"]);
     expect(p.code).toBe(2);
-    expect(p.err).toMatch(/^error: stage utdebug is planned \(issue later\) and not built yet/);
+    expect(p.err).toMatch(/^error: stage rl-rewards is planned \(issue later\) and not built yet/);
   });
 
   it("works through zx as the README says", () => {

@@ -35,6 +35,11 @@ describe("prompt templates", () => {
       random_joint_ut: ["signature", "description", "entry_point"],
       corrupt_code: ["signature", "description", "code", "entry_point"],
       rationalize_output: ["description", "signature", "unit_input", "unit_output", "entry_point"],
+      code_generation: ["signature", "prompt"],
+      he_code_generation: ["signature", "prompt"],
+      ut_feedback: ["wrong_testcase_input", "wrong_testcase_output", "wrong_testcase_expected"],
+      no_ut_feedback: ["prompt", "code"],
+      unit_output: ["signature", "description", "entry_point", "unit_input"],
     };
     for (const name of TEMPLATE_NAMES) {
       const t = await loadTemplate(name);

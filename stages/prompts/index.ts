@@ -15,7 +15,19 @@ import { sha256 } from "../../pipeline/util.ts";
 export const PROMPTS_DIR = path.dirname(fileURLToPath(import.meta.url));
 
 /** The templates shipped with the project (latest versions are picked by loadTemplate). */
-export const TEMPLATE_NAMES = ["utgen_ut", "random_ut", "random_joint_ut", "corrupt_code", "rationalize_output"] as const;
+export const TEMPLATE_NAMES = [
+  "utgen_ut",
+  "random_ut",
+  "random_joint_ut",
+  "corrupt_code",
+  "rationalize_output",
+  // UTDebug (stages/debug): the debugger chat, its feedback turns and the self-consistency fallback.
+  "code_generation",
+  "he_code_generation",
+  "ut_feedback",
+  "no_ut_feedback",
+  "unit_output",
+] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];
 
 export interface PromptTemplate {

@@ -225,9 +225,8 @@ export interface LoadOpts {
   fetch?: typeof fetch;
 }
 
-export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet> {
-  let file: string;
-  let source: string;
+/** The local file a set spec names (a Hub or GitHub file is downloaded to the cache first) and how to describe it. */
+export async function resolveSetFile(spec: SetSpec, opts: Omit<LoadOpts, "limit">): Promise<{ file: string; source: string }> {
   if ("hub" in spec) {
     const dl =
       opts.hubDownload ??
@@ -235,53 +234,29 @@ export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet>
         const hub = await import("../../pipeline/sources/hub.ts");
         return hub.hubDownload(o);
       });
-    file = await dl({ repo: spec.hub.repo, repoType: "dataset", path: spec.hub.file, revision: spec.hub.revision });
-    source = `hub:${spec.hub.repo}/${spec.hub.file}@${spec.hub.revision}`;
-  } else if ("github" in spec) {
-    file = await githubDownload(spec.github, opts.cacheDir ?? path.join(opts.runDir, "cache"), opts.fetch);
-    source = `github:${spec.github.repo}/${spec.github.file}@${spec.github.revision}`;
-  } else if ("path" in spec) {
-    file = path.resolve(opts.baseDir ?? process.cwd(), spec.path);
-    source = file;
-  } else {
-    file = path.join(opts.runDir, ...HELDOUT_PATH);
-    if (!(await exists(file)))
-      throw new UserError(`held-out validation split not found at ${file}: run emit-sft first, or drop {name: heldout} from validate.sets`);
-    source = file;
+    const file = await dl({ repo: spec.hub.repo, repoType: "dataset", path: spec.hub.file, revision: spec.hub.revision });
+    return { file, source: `hub:${spec.hub.repo}/${spec.hub.file}@${spec.hub.revision}` };
   }
+  if ("github" in spec) {
+    const file = await githubDownload(spec.github, opts.cacheDir ?? path.join(opts.runDir, "cache"), opts.fetch);
+    return { file, source: `github:${spec.github.repo}/${spec.github.file}@${spec.github.revision}` };
+  }
+  if ("path" in spec) {
+    const file = path.resolve(opts.baseDir ?? process.cwd(), spec.path);
+    return { file, source: file };
+  }
+  const file = path.join(opts.runDir, ...HELDOUT_PATH);
+  if (!(await exists(file)))
+    throw new UserError(`held-out validation split not found at ${file}: run emit-sft first, or drop {name: heldout} from validate.sets`);
+  return { file, source: file };
+}
+
+export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet> {
+  const { file, source } = await resolveSetFile(spec, opts);
   if (spec.buggy_code && spec.format !== "humanevalpack")
     throw new UserError(`validate.sets ${spec.name}: buggy_code applies to format: humanevalpack only`);
   const problems = await readProblems(file, opts.limit, { format: spec.format, buggy: spec.buggy_code, exclude: opts.exclude });
   const scoring: Scoring = spec.scoring ?? "mbpp";
   return { name: spec.name, source, problems, hash: hashValue(problems), scoring };
 }
-
-/**
- * Load every set of validate.sets, honouring `exclude` (a set's problems whose task id appears in any of the
- * named sets are dropped; the named sets are read whole, before `limit`). Names must be unique.
- */
-export async function loadSets(specs: SetSpec[], opts: LoadOpts): Promise<LoadedSet[]> {
-  const names = specs.map((s) => s.name);
-  if (new Set(names).size !== names.length) throw new UserError("validate.sets has two sets with the same name: give each a unique name");
-  const full = new Map<string, LoadedSet>();
-  const whole = async (name: string): Promise<LoadedSet> => {
-    const spec = specs.find((s) => s.name === name);
-    if (!spec) throw new UserError(`validate.sets: exclude names "${name}", which is not a set in validate.sets (${names.join(", ")})`);
-    if (spec.exclude?.length) throw new UserError(`validate.sets ${name}: a set named in another set's exclude cannot itself exclude sets`);
-    if (!full.has(name)) full.set(name, await loadSet(spec, { ...opts, limit: undefined, exclude: undefined }));
-    return full.get(name)!;
-  };
-  const out: LoadedSet[] = [];
-  for (const spec of specs) {
-    let exclude: Set<string> | undefined;
-    if (spec.exclude?.length) {
-      exclude = new Set<string>();
-      for (const n of spec.exclude) {
-        if (n === spec.name) throw new UserError(`validate.sets ${n}: a set cannot exclude itself`);
-        for (const p of (await whole(n)).problems) exclude.add(p.taskId);
-      }
-    }
-    out.push(await loadSet(spec, { ...opts, exclude }));
-  }
-  return out;
 }

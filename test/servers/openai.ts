@@ -50,6 +50,12 @@ export interface OpenAIServer {
   /** Most chat-completion requests in progress at once so far (reset with `resetMaxInFlight`). */
   readonly maxInFlight: number;
   resetMaxInFlight(): void;
+  /**
+   * How busy the server was since `from` (performance.now() ms; default: the start): the time integral of
+   * min(requests in progress, capacity), and the span from the first request's arrival to the last answer.
+   * busyMs / (capacity × spanMs) is the share of its concurrency the server was kept busy.
+   */
+  busy(capacity: number, from?: number): { busyMs: number; spanMs: number; requests: number };
   close(): Promise<void>;
 }
 
@@ -63,6 +69,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions): Promise<Open
   let count = 0;
   let inFlight = 0;
   let maxInFlight = 0;
+  /** In-flight changes: [time (performance.now()), +1 | -1]. */
+  const changes: [number, number][] = [];
 
   const server = http.createServer(async (req, res) => {
     try {
@@ -84,7 +92,11 @@ export async function startOpenAIServer(opts: OpenAIServerOptions): Promise<Open
       }
       const index = count++;
       maxInFlight = Math.max(maxInFlight, ++inFlight);
-      res.once("close", () => inFlight--);
+      changes.push([performance.now(), 1]);
+      res.once("close", () => {
+        inFlight--;
+        changes.push([performance.now(), -1]);
+      });
       requests.push(body);
       headers.push(req.headers);
       const n = Number.isInteger(body.n) && body.n > 0 ? body.n : 1;
@@ -147,6 +159,27 @@ export async function startOpenAIServer(opts: OpenAIServerOptions): Promise<Open
       return maxInFlight;
     },
     resetMaxInFlight: () => (maxInFlight = inFlight),
+    busy(capacity: number, from = 0) {
+      let level = 0;
+      let busyMs = 0;
+      let last = 0;
+      let first: number | undefined;
+      let end = 0;
+      let requests = 0;
+      for (const [t, d] of changes) {
+        if (t >= from && level > 0) busyMs += Math.min(level, capacity) * (t - Math.max(last, from));
+        level += d;
+        last = t;
+        if (t >= from) {
+          if (d > 0) {
+            requests++;
+            first ??= t;
+          }
+          end = t;
+        }
+      }
+      return { busyMs, spanMs: first === undefined ? 0 : end - first, requests };
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
