@@ -259,4 +259,33 @@ export async function loadSet(spec: SetSpec, opts: LoadOpts): Promise<LoadedSet>
   const scoring: Scoring = spec.scoring ?? "mbpp";
   return { name: spec.name, source, problems, hash: hashValue(problems), scoring };
 }
+
+/**
+ * Load every set of validate.sets, honouring `exclude` (a set's problems whose task id appears in any of the
+ * named sets are dropped; the named sets are read whole, before `limit`). Names must be unique.
+ */
+export async function loadSets(specs: SetSpec[], opts: LoadOpts): Promise<LoadedSet[]> {
+  const names = specs.map((s) => s.name);
+  if (new Set(names).size !== names.length) throw new UserError("validate.sets has two sets with the same name: give each a unique name");
+  const full = new Map<string, LoadedSet>();
+  const whole = async (name: string): Promise<LoadedSet> => {
+    const spec = specs.find((s) => s.name === name);
+    if (!spec) throw new UserError(`validate.sets: exclude names "${name}", which is not a set in validate.sets (${names.join(", ")})`);
+    if (spec.exclude?.length) throw new UserError(`validate.sets ${name}: a set named in another set's exclude cannot itself exclude sets`);
+    if (!full.has(name)) full.set(name, await loadSet(spec, { ...opts, limit: undefined, exclude: undefined }));
+    return full.get(name)!;
+  };
+  const out: LoadedSet[] = [];
+  for (const spec of specs) {
+    let exclude: Set<string> | undefined;
+    if (spec.exclude?.length) {
+      exclude = new Set<string>();
+      for (const n of spec.exclude) {
+        if (n === spec.name) throw new UserError(`validate.sets ${n}: a set cannot exclude itself`);
+        for (const p of (await whole(n)).problems) exclude.add(p.taskId);
+      }
+    }
+    out.push(await loadSet(spec, { ...opts, exclude }));
+  }
+  return out;
 }
