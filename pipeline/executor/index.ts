@@ -425,6 +425,8 @@ class PoolExecutor implements SandboxExecutor {
                 // The request's accounting goes to every caller whose programs were in it.
                 for (const u of new Set(chunk.map((s) => s.opts.usage).filter((x) => !!x))) {
                   u!.cpu_s += Number(msg.usage?.cpu_s) || 0;
+                  u!.user_s = (u!.user_s ?? 0) + (Number(msg.usage?.user_s) || 0);
+                  u!.minflt = (u!.minflt ?? 0) + (Number(msg.usage?.minflt) || 0);
                   u!.max_rss_mb = Math.max(u!.max_rss_mb, Number(msg.usage?.max_rss_mb) || 0);
                   u!.children += Number(msg.usage?.children) || 0;
                   u!.stray += Number(msg.stray) || 0;

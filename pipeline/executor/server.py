@@ -26,7 +26,6 @@ import socket
 import stat
 import struct
 import sys
-import tempfile
 import time
 
 sys.set_int_max_str_digits(0)
@@ -50,7 +49,19 @@ MSG_CAP = 500
 # (`tmp_root`, see sandbox.ts: /tmp and /dev are read-only), a tmpfs the server mounts itself with size and
 # inode limits and replaces with a fresh one whenever a child left anything in it; with unsafe_no_sandbox
 # it is a directory of this server's own under the host's /tmp (`tmp`), emptied by a walk after each child.
-TMP_ROOT = CFG["tmp_root"] if CFG.get("tmp_root") else tempfile.mkdtemp(prefix="utgen-exec-", dir=CFG.get("tmp", "/tmp"))
+def _own_tmp_dir(parent):
+    """A new 0700 folder under `parent` (tempfile is not imported: it brings `random`, whose fork handler would
+    cost every child a reseed; a program that imports either gets a fresh one)."""
+    while True:
+        p = os.path.join(parent, "utgen-exec-" + os.urandom(6).hex())
+        try:
+            os.mkdir(p, 0o700)
+            return p
+        except FileExistsError:
+            continue
+
+
+TMP_ROOT = CFG["tmp_root"] if CFG.get("tmp_root") else _own_tmp_dir(CFG.get("tmp", "/tmp"))
 # The one child alive at a time works in this directory (its cwd, $HOME and $TMPDIR).
 CHILD_DIR = os.path.join(TMP_ROOT, "w")
 
@@ -108,8 +119,11 @@ CLONE_NEWPID = 0x20000000
 MNT_DETACH = 2
 
 
-def _prctl(*a):
-    return _libc.prctl(*[ctypes.c_ulong(x) if isinstance(x, int) else x for x in a])
+# Foreign functions with fixed argument types and every structure they take built here, once: a child only
+# calls them (each ctypes object made in a child would cost it allocations and copy-on-write faults).
+_prctl = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, use_errno=True)(
+    ("prctl", _libc))
+_capset = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, use_errno=True)(("capset", _libc))
 
 
 class _CapHeader(ctypes.Structure):
@@ -120,12 +134,15 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+_CAP_HDR = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+_CAP_NONE = (_CapData * 2)()
+_CAP_ARGS = (ctypes.addressof(_CAP_HDR), ctypes.addressof(_CAP_NONE))
+
+
 def _drop_caps():
     """Clear every capability of this process (the sandbox's CAP_SYS_ADMIN, which only the server and zygote need)."""
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    hdr = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    data = (_CapData * 2)()
-    if _libc.capset(ctypes.byref(hdr), data) != 0:
+    if _capset(*_CAP_ARGS) != 0:
         raise OSError(ctypes.get_errno(), "capset")
 
 
@@ -156,14 +173,17 @@ def _mount_tmpfs():
 
 
 # ---- seccomp: system calls no generated program needs, refused in every child (compiled once here with
-# libseccomp's Python binding, loaded in each child after its set-up). EPERM, except clone3 → ENOSYS so that
-# libc falls back to clone(2), whose flags can be checked.
+# libseccomp's Python binding and loaded by each zygote once its prelude is in, so every child inherits it
+# and none pays for compiling it into the kernel). EPERM, except clone3 → ENOSYS so that libc falls back to
+# clone(2), whose flags can be checked. What the zygote itself needs stays open: fork, pidfd_open (harmless in
+# a child: its namespace holds nothing else it could signal) and unshare(CLONE_NEWIPC) alone (a child, without
+# capabilities, gets EPERM from the kernel).
 DENIED_SYSCALLS = [
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "pidfd_open",
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
     "io_uring_setup", "io_uring_enter", "io_uring_register",
     "keyctl", "add_key", "request_key",
     "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount", "open_tree",
+    "mount", "umount2", "pivot_root", "chroot", "setns", "move_mount", "open_tree",
     "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
     "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl",
     "semget", "semop", "semtimedop", "semctl",
@@ -193,6 +213,7 @@ def _compile_seccomp():
         except (RuntimeError, ValueError, OSError):
             pass  # not a syscall on this architecture
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    f.add_rule(eperm, "unshare", seccomp.Arg(0, seccomp.NE, CLONE_NEWIPC))
     for flag in CLONE_NS_FLAGS:  # new namespaces (and CLONE_NEWTIME/NEWCGROUP) are refused
         f.add_rule(eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     # prlimit on another process (pid != 0): e.g. lowering the zygote's limits
@@ -223,14 +244,17 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+_SECCOMP_BUF = ctypes.create_string_buffer(SECCOMP_BPF, len(SECCOMP_BPF)) if SECCOMP_BPF else None
+_SECCOMP_PROG = _SockFprog(len(SECCOMP_BPF) // 8, ctypes.addressof(_SECCOMP_BUF)) if SECCOMP_BPF else None
+_SECCOMP_ADDR = ctypes.addressof(_SECCOMP_PROG) if SECCOMP_BPF else 0
+
+
 def _load_seccomp():
-    if not SECCOMP_BPF:
+    if not _SECCOMP_ADDR:
         return
-    buf = ctypes.create_string_buffer(SECCOMP_BPF, len(SECCOMP_BPF))
-    prog = _SockFprog(len(SECCOMP_BPF) // 8, ctypes.cast(buf, ctypes.c_void_p))
     if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "no_new_privs")
-    if _libc.prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+    if _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _SECCOMP_ADDR, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp")
 
 
@@ -256,6 +280,20 @@ def _load_prelude(full):
     _prelude_ns = ns
     _np = ns["numpy"] if full else None
     AS_LIMIT = _baseline_vm_bytes() + MEMORY_MB * (1 << 20)
+
+
+def _zygote_limits():
+    """The limits every child has that the zygote itself can live with: its children inherit them."""
+    for lim, val in (
+        (resource.RLIMIT_AS, AS_LIMIT),
+        (resource.RLIMIT_FSIZE, max(FSIZE, STDOUT_CAP)),
+        (resource.RLIMIT_NOFILE, NOFILE),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        try:
+            resource.setrlimit(lim, (val, val))
+        except (ValueError, OSError):
+            pass
 
 
 def _numpy():
@@ -530,7 +568,7 @@ def _child_setup(keep, cpu_s, cpu_hard_s):
             os.closerange(lo, fd)
         lo = fd + 1
     os.closerange(lo, 65536)
-    # Signal dispositions, the environment ({HOME, TMPDIR} = CHILD_DIR only) and tempfile.tempdir are
+    # Signal dispositions and the environment ({HOME, TMPDIR} = CHILD_DIR only: tempfile follows TMPDIR) are
     # inherited from the server (_server_signals, _server_env). TMP_ROOT is empty here: the server does not
     # ask for a child until the previous one's files are gone (a fresh tmpfs or an emptied directory).
     os.mkdir(CHILD_DIR, 0o700)
@@ -541,17 +579,12 @@ def _child_setup(keep, cpu_s, cpu_hard_s):
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
     except (ValueError, OSError):
         pass
-    for lim, val in (
-        (resource.RLIMIT_AS, AS_LIMIT),
-        (resource.RLIMIT_NPROC, 0),
-        (resource.RLIMIT_FSIZE, max(FSIZE, STDOUT_CAP)),
-        (resource.RLIMIT_NOFILE, NOFILE),
-        (resource.RLIMIT_CORE, 0),
-    ):
-        try:
-            resource.setrlimit(lim, (val, val))
-        except (ValueError, OSError):
-            pass
+    # AS, FSIZE, NOFILE and CORE were set (soft = hard) in the zygote, which they fit; NPROC 0 only fits a child
+    # (the zygote must fork).
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    except (ValueError, OSError):
+        pass
     _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace, no /proc/<pid>/mem of the child
     # A fresh RNG state: every child is a copy of the zygote, so numpy's global generator would otherwise
     # start from the same state in every program (python's `random` reseeds itself at fork).
@@ -645,11 +678,12 @@ class _Exit(BaseException):
 
 
 class _Stdio:
-    """stdin and stdout of stdio runs: memfds (made before seccomp) behind fds 0 and 1."""
+    """stdin and stdout of stdio runs: unnamed files (O_TMPFILE) in the child's own tmpfs — so what a run
+    writes counts against that tmpfs's size, and nothing outlives the child — behind fds 0 and 1."""
 
     def __init__(self):
-        self.inp = os.memfd_create("stdin")
-        self.out = os.memfd_create("stdout")
+        self.inp = os.open(CHILD_DIR, os.O_TMPFILE | os.O_RDWR, 0o600)
+        self.out = os.open(CHILD_DIR, os.O_TMPFILE | os.O_RDWR, 0o600)
 
     def run(self, code, text, timeout):
         import io
@@ -1108,7 +1142,7 @@ class _Books:
     def __init__(self):
         self.exited = {}  # pid → wait status
         self.owner = {}  # pid → request generation
-        self.usage = {}  # generation → [user s, system s, peak RSS KiB, children]
+        self.usage = {}  # generation → [user s, system s, peak RSS KiB, children, minor page faults]
 
     def record(self, pid, status, ru):
         self.exited[pid] = status
@@ -1117,11 +1151,12 @@ class _Books:
                 del self.exited[old]
         gen = self.owner.pop(pid, None)
         if gen is not None:
-            u = self.usage.setdefault(gen, [0.0, 0.0, 0, 0])
+            u = self.usage.setdefault(gen, [0.0, 0.0, 0, 0, 0])
             u[0] += ru.ru_utime
             u[1] += ru.ru_stime
             u[2] = max(u[2], ru.ru_maxrss)
             u[3] += 1
+            u[4] += ru.ru_minflt
             if len(self.usage) > 64:
                 del self.usage[next(iter(self.usage))]
 
@@ -1149,8 +1184,8 @@ class _Books:
         """Everything the children of request `gen` used (each already killed: waiting for them is brief)."""
         for pid in [p for p, g in self.owner.items() if g == gen]:
             self.wait(pid)
-        u = self.usage.pop(gen, [0.0, 0.0, 0, 0])
-        return {"cpu_s": u[0] + u[1], "max_rss_mb": u[2] / 1024, "children": u[3]}
+        u = self.usage.pop(gen, [0.0, 0.0, 0, 0, 0])
+        return {"cpu_s": u[0] + u[1], "user_s": u[0], "max_rss_mb": u[2] / 1024, "children": u[3], "minflt": u[4]}
 
 
 def _child_main(h, fds, compiled, t_fork):
@@ -1163,8 +1198,7 @@ def _child_main(h, fds, compiled, t_fork):
     stdio = None
     if h["body"] == "program" and req.get("kind") == "stdio":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized stdout fails the write (EFBIG), not the child
-        stdio = _Stdio()  # memfds: made before seccomp, which refuses memfd_create to the program
-    _load_seccomp()
+        stdio = _Stdio()
     if h["body"] == "program":
         child_program(w, req_r, req, t_fork, t_start, stdio)
     elif h["body"] == "script":
@@ -1190,6 +1224,8 @@ def _spawn_zygote(full):
                     os.close(w)
                     try:
                         _load_prelude(full)
+                        _zygote_limits()
+                        _load_seccomp()  # inherited by every child
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
@@ -1620,12 +1656,12 @@ def serve_programs(req):
         _last_line[0] = time.monotonic()
     _reap_pending()
     stray = _stray_processes()
-    usage = {"cpu_s": 0.0, "max_rss_mb": 0.0, "children": 0}
+    usage = {"cpu_s": 0.0, "user_s": 0.0, "max_rss_mb": 0.0, "children": 0, "minflt": 0}
     for name in sorted(_USED):  # CPU time and peak memory of this request's children (wait4, in the zygotes)
         u = _zcall({"op": "usage", "gen": _IPC_GEN[0]}, zyg=name)[0]
-        usage["cpu_s"] += u.get("cpu_s", 0)
+        for k in ("cpu_s", "user_s", "children", "minflt"):
+            usage[k] += u.get(k, 0)
         usage["max_rss_mb"] = max(usage["max_rss_mb"], u.get("max_rss_mb", 0))
-        usage["children"] += u.get("children", 0)
     out({"id": rid, "done": True, "stray": stray, "usage": usage})
 
 
@@ -1708,7 +1744,6 @@ def _server_env():
     server's own environment, already minimal, mattered only while the prelude imported numpy.)"""
     os.environ.clear()
     os.environ.update({"TMPDIR": CHILD_DIR, "HOME": CHILD_DIR})
-    tempfile.tempdir = CHILD_DIR
 
 
 def main():

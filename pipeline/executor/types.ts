@@ -149,6 +149,10 @@ export interface RequestUsage {
   max_rss_mb: number;
   children: number;
   stray: number;
+  /** Of cpu_s, the time in user mode (the rest is the kernel's: forks' page faults, exits). */
+  user_s?: number;
+  /** Minor page faults of the children (mostly copy-on-write after the fork). */
+  minflt?: number;
 }
 
 export interface Executor {
