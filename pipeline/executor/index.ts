@@ -330,13 +330,25 @@ class PoolExecutor implements SandboxExecutor {
   }
 
   // ---- the scheduler: one queue of programs for every caller, `width` runners taking chunks from it ----
-  private queue: Spec[] = [];
+  /**
+   * Queued programs, in flows served round-robin: each call with several programs is a flow of its own, and
+   * the single programs of every call made in one tick (the engine's records in flight each calling
+   * runCalls / checkProgram) share one — so they travel together in few requests, and a small request is not
+   * stuck behind a large batch.
+   */
+  private flows: Spec[][] = [];
+  private tickFlow: Spec[] | undefined;
+  private rr = 0;
   private runners = 0;
   private kickScheduled = false;
 
-  /** Queue programs; resolves once every one is delivered. Programs queued in the same tick — by one call
-   * or by many concurrent callers (the engine's records in flight) — travel together in as few requests as
-   * keep every worker busy. */
+  private get queued(): number {
+    let n = 0;
+    for (const f of this.flows) n += f.length;
+    return n;
+  }
+
+  /** Queue programs; resolves once every one is delivered. */
   private submit(specs: Omit<Spec, "settle">[]): Promise<void> {
     if (!specs.length) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -349,11 +361,16 @@ class PoolExecutor implements SandboxExecutor {
           reject(e);
         } else if (--left === 0) resolve();
       };
-      for (const s of specs) this.queue.push({ ...s, settle });
+      const mine = specs.map((s) => ({ ...s, settle }));
+      if (mine.length === 1) {
+        if (!this.tickFlow) this.flows.push((this.tickFlow = []));
+        this.tickFlow.push(mine[0]);
+      } else this.flows.push(mine);
       if (!this.kickScheduled) {
         this.kickScheduled = true;
         setImmediate(() => {
           this.kickScheduled = false;
+          this.tickFlow = undefined;
           this.kick();
         });
       }
@@ -362,11 +379,11 @@ class PoolExecutor implements SandboxExecutor {
 
   private kick(): void {
     const width = this.pool.workers.length;
-    while (this.runners < width && this.queue.length) {
+    while (this.runners < width && this.queued) {
       this.runners++;
       void this.runner().finally(() => {
         this.runners--;
-        if (this.queue.length) this.kick();
+        if (this.queued) this.kick();
       });
     }
   }
@@ -397,16 +414,23 @@ class PoolExecutor implements SandboxExecutor {
   }
 
   /**
-   * Take chunks from the queue (guided self-scheduling: about a 2·width-th of what is queued, at most 64, so
+   * Take chunks from the flows in turn (guided self-scheduling: about a 2·width-th of what the flow has queued, at most 64, so
    * the workers stay busy and the last chunks are small) and send each to a worker as one request. A worker
    * that dies takes only the program in flight with it: that one is retried once on a fresh worker, then
    * reported as a crash; the rest of the chunk goes back to the front of the queue.
    */
   private async runner(): Promise<void> {
     const width = this.pool.workers.length;
-    while (this.queue.length) {
-      const size = Math.max(1, Math.min(64, Math.ceil(this.queue.length / (2 * width))));
-      const chunk = this.queue.splice(0, size);
+    for (;;) {
+      this.flows = this.flows.filter((f) => f.length || f === this.tickFlow);
+      const flow = this.flows.length ? this.flows[this.rr++ % this.flows.length] : undefined;
+      if (!flow) break;
+      if (!flow.length) {
+        if (!this.queued) break;
+        continue;
+      }
+      const size = Math.max(1, Math.min(64, Math.ceil(flow.length / (2 * width))));
+      const chunk = flow.splice(0, size);
       const got = new Set<number>();
       const limit = Math.max(...chunk.map((s) => Math.max(s.loadTimeout, ...s.timeouts)));
       const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout }));
@@ -454,7 +478,8 @@ class PoolExecutor implements SandboxExecutor {
             left.shift();
           }
         }
-        this.queue.unshift(...left);
+        flow.unshift(...left);
+        if (!this.flows.includes(flow)) this.flows.push(flow);
       }
     }
   }
