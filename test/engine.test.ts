@@ -2,17 +2,19 @@
  * Engine: incremental rebuilds, record-level salvage, ordered de-duplication and kill -9 resume, on a toy
  * stage run through the real engine and run store.
  */
-import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, describe, expect, it } from "vitest";
+import { existsSync, readdirSync } from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import { runToy } from "./helpers/toy-run.ts";
 import { toyRows } from "./helpers/toy-stage.ts";
 import { readStageDrops, readStageRecords } from "../pipeline/store.ts";
 import { explainChange } from "../pipeline/engine.ts";
+import { scratchDirs } from "../stages/heuristic/context.ts";
 
-const tmp = () => mkdtempSync(path.join(tmpdir(), "utgen-engine-"));
+const scratch = scratchDirs("utgen-engine-");
+const tmp = () => scratch.make();
+afterAll(() => scratch.removeAll());
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);

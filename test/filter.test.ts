@@ -3,13 +3,13 @@
  * under its named reason, re-runs are incremental (no-change, config change with the reason, appended
  * rows), and a real `kill -9` mid-stage followed by a re-run gives exactly the uninterrupted result.
  */
-import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, describe, expect, it } from "vitest";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import { main } from "../pipeline/cli.ts";
 import { readStageDrops, readStageRecords } from "../pipeline/store.ts";
+import { scratchDirs } from "../stages/heuristic/context.ts";
 
 const ROOT = path.resolve(__dirname, "..");
 const DEMO = path.join(ROOT, "data/demo/tulu-demo.jsonl");
@@ -25,7 +25,9 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   for await (const x of it) a.push(x);
   return a;
 }
-const tmp = () => mkdtempSync(path.join(tmpdir(), "utgen-filter-"));
+const scratch = scratchDirs("utgen-filter-");
+const tmp = () => scratch.make();
+afterAll(() => scratch.removeAll());
 
 const EXPECTED_DROPS: Record<string, string> = {
   "demo-wildchat-0104": "no_code_block",
