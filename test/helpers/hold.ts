@@ -7,7 +7,7 @@ export function untilHold(child: ChildProcess, what: string): Promise<void> {
     let err = "";
     child.stderr!.on("data", (d) => {
       err += d;
-      if (err.includes(`hold: ${what}\n`)) resolve();
+      if (err.includes(`hold: ${what}\n`) || err.includes(`hold: ${what}\r\n`)) resolve(); // \r\n in a pty
     });
     child.once("exit", (code) => reject(new Error(`the run ended (${code}) before holding at ${what}: ${err.slice(-500)}`)));
   });
