@@ -42,6 +42,10 @@ import {
   type WrittenRenders,
 } from "../trainers/render.ts";
 import { supervise } from "../trainers/supervise.ts";
+import { writeHeuristicCheckpoints } from "./validation/heuristic.ts";
+
+/** Demo checkpoints the heuristic backend registers (levels 1…3). */
+const HEURISTIC_LEVELS = 3;
 
 /** Inherited variables worth recording with a launch (values of secret-looking names are redacted). */
 const RECORDED_ENV = /^(CUDA_VISIBLE_DEVICES|HF_HOME|HF_HUB_CACHE|HF_HUB_OFFLINE|TRANSFORMERS_CACHE|HF_TOKEN|OMP_NUM_THREADS|PYTORCH_CUDA_ALLOC_CONF|NCCL_.*|TORCH_.*|ACCELERATE_.*)$/;
@@ -120,6 +124,10 @@ async function printRenders(ctx: CommandContext, p: TrainPlan, r: WrittenRenders
 
 async function runTrain(ctx: CommandContext<TrainConfig>): Promise<number> {
   const p = resolvePlan(ctx.config, ctx.runDir);
+  if (ctx.config?.backend === "heuristic") {
+    await writeHeuristicCheckpoints({ trainDir: p.trainDir, outputDir: p.outputDir, name: p.name, levels: HEURISTIC_LEVELS, stdout: ctx.stdout });
+    return 0;
+  }
   const dryRun = ctx.flags["dry-run"] === true;
   const resume = ctx.flags["resume"] === true;
   const render = ctx.flags["render"];
