@@ -2,7 +2,7 @@
  * `train` command stage: LoRA / QLoRA fine-tuning of the emit-sft output through the real Python stack
  * (TRL SFTTrainer + PEFT + bitsandbytes, launched with accelerate / torchrun / python).
  *
- *   zx pipeline/run.mjs --stage train [--dry-run] [--resume] [--render slurm|axolotl|llamafactory|all]
+ *   npx zx pipeline/run.mjs --stage train [--dry-run] [--resume] [--render slurm|axolotl|llamafactory|all]
  *
  * Writes `<runDir>/train/<name>/`: configs/ (sft_config.json, accelerate.yaml, deepspeed.json, sbatch.sh,
  * axolotl.yaml, llamafactory.yaml), launch.json + launch.sh (the exact launch), pip-freeze.txt, train.log,
@@ -109,9 +109,15 @@ async function checkData(ctx: CommandContext, p: TrainPlan, sftConfig: string) {
   return { rows: data.train.rows, evalRows: data.eval?.rows ?? null };
 }
 
+/** Prints each rendered file (`# ---- <path>`, then its text), then the line naming it and its command. */
 async function printRenders(ctx: CommandContext, p: TrainPlan, r: WrittenRenders, kind: string) {
   const kinds = kind === "all" ? RENDER_KINDS : [kind];
   for (const k of kinds) {
+    const files = k === "slurm" ? [r.slurm] : k === "axolotl" ? [r.axolotl] : [r.llamafactory, r.llamafactoryDatasetInfo];
+    for (const f of files) {
+      ctx.stdout(`# ---- ${f}`);
+      for (const line of (await fsp.readFile(f, "utf8")).trimEnd().split("\n")) ctx.stdout(line);
+    }
     if (k === "slurm") ctx.stdout(`slurm: ${r.slurm}  (submit: sbatch ${shQuote(r.slurm)})`);
     if (k === "axolotl") ctx.stdout(`axolotl: ${r.axolotl}  (run: ${otherTrainerCommand(p, "axolotl", r.axolotl)})`);
     if (k === "llamafactory")
@@ -292,7 +298,7 @@ export const trainStage: CommandStage<TrainConfig> = {
   flags: {
     "dry-run": { type: "boolean", help: "write every config and print the exact command and environment; launch nothing" },
     resume: { type: "boolean", help: "continue from the last complete checkpoint of this train.name" },
-    render: { type: "string", help: "write and print a render for another launcher/trainer: slurm|axolotl|llamafactory|all (no launch)" },
+    render: { type: "string", help: "write a render for another launcher/trainer and print it with its path and command: slurm|axolotl|llamafactory|all (no launch)" },
   },
   run: runTrain,
 };
