@@ -1,5 +1,5 @@
 /**
- * Oracle checks on ../shared/data/mbppplus_fix_hard.dev.jsonl (skipped when absent): responses built from
+ * Oracle checks on ../shared/data/mbppplus_fix_hard.dev.jsonl (a failure naming it when absent): responses built from
  * each problem's own gold tests (its `inputs` / `results`, read inside the sandbox — the `test` text is
  * dataset code and never runs in Node) must give 100 % output accuracy and an attack rate equal to the share
  * of those inputs on which the buggy code fails by a direct gold-check computation (the gold-check command
@@ -17,7 +17,10 @@ import { utText } from "./fixtures/validate/script.ts";
 
 const DEV = path.resolve(__dirname, "../../shared/data/mbppplus_fix_hard.dev.jsonl");
 const HAVE = existsSync(DEV);
-if (!HAVE) console.warn(`validate-oracle: ${DEV} not found (../shared beside the repo): oracle checks skipped`);
+
+it("has the shared MBPP+Fix (Hard) dev set", () => {
+  expect(HAVE, `${DEV} is absent: ../shared (papers and data) must sit beside the repository`).toBe(true);
+});
 
 const K = 3; // chosen inputs per problem: the K with the shortest literal text
 const LOOP = "\nfor i, (inp, exp) in enumerate(zip(inputs, results)):";
