@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Private TMPDIR for the whole run; fails the run naming anything a test left behind.
+    globalSetup: ["test/setup/temp-guard.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",

@@ -2,20 +2,25 @@
  * The runner behind `zx pipeline/run.mjs`: parses flags, loads the config, runs the selected stages
  * (dataflow stages through the engine, commands through their own `run`), prints stats tables, writes the
  * run manifest, and shows `--status`. Every user error is one line on stderr with exit code 2.
+ *
+ * Run from a terminal (`runFromProcess`): SIGINT / SIGTERM restore the terminal, stop new work, let records
+ * in flight finish (a short grace), keep what is complete and exit 130 / 143 with one line saying what was
+ * kept; a second signal exits at once. A closed stdout / stderr (`--help | head`) is not an error.
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { promises as fsp } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { setFlagsFromString } from "node:v8";
 import * as path from "node:path";
 import { UserError, oneLine } from "./errors.ts";
 import { CHAIN, DATA_STAGES, coreImport, loadRegistry, type Registered } from "./registry.ts";
 import { coreSchemas, llmConfigForStage, loadConfig, resolveCacheDir, resolveRunDir } from "./config.ts";
-import { runDataflowStage, stageMaterial, explainChange, type ShardSpec } from "./engine.ts";
-import { readUsableManifest, readStageRecords, stageDir, type StageManifest } from "./store.ts";
-import { createProgress } from "./progress.ts";
+import { runDataflowStage, stageMaterial, explainChange, progressName, StageInterrupted, type ShardSpec, type StageProgress } from "./engine.ts";
+import { readUsableManifest, readStageDrops, readStageRecords, stageDir, type StageManifest } from "./store.ts";
+import { createProgress, type Progress } from "./progress.ts";
 import { scaleOut } from "./slurm.ts";
 import { hashValue, writeJson, exists, readJson } from "./util.ts";
 import type { CommandStage, DataflowStage, StageContext, Logger, Rec } from "./stage.ts";
@@ -33,9 +38,10 @@ const GLOBAL_FLAGS = {
   limit: { type: "string", help: "process at most N input records per stage" },
   force: { type: "string", help: "recompute this stage and every stage after it" },
   shard: { type: "string", help: "process only slice i of N (source rows hashed by task text, so duplicates share a slice): --shard i/N" },
-  status: { type: "boolean", help: "show per stage: done / stale / missing, with the reason" },
+  status: { type: "boolean", help: "show per stage: done / stale / in progress / missing, with the reason (input, --limit and config compared)" },
   submit: { type: "string", help: "slurm: submit the data stages as a SLURM array, one --shard i/N slice per task (N = slurm.shards), and a merge job after it; with --shard i/N, slice i only (docs/cluster.md)" },
   render: { type: "string", help: "slurm: write and print those SLURM scripts, submit nothing; with --stage train: slurm | axolotl | llamafactory | all (the training launch)" },
+  "allow-empty": { type: "boolean", help: "do not fail when the input has no rows or the filter drops every row" },
   "unsafe-no-sandbox": { type: "boolean", help: "DANGEROUS: run generated code without the sandbox" },
   help: { type: "boolean", help: "show this help" },
 } as const;
@@ -58,13 +64,29 @@ const defaultIO: CliIO = {
  */
 setFlagsFromString("--heap-growing-percent=50");
 
-export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
+/** How the runner is stopped from outside (SIGINT / SIGTERM in `runFromProcess`); tests may pass their own. */
+export interface RunControl {
+  /** Aborted with the signal name ("SIGINT" / "SIGTERM") as the reason. */
+  signal: AbortSignal;
+  /** Called with the live progress bar, so an interrupt can stop it (and restore the terminal). */
+  onProgress?: (p: Progress | undefined) => void;
+}
+
+/** File-system failures that are the environment's, not a bug: one line, exit 2. */
+const FS_CODES = new Set(["EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR", "ELOOP", "ENAMETOOLONG", "EMFILE", "ENFILE"]);
+
+export async function main(argv: string[], io: CliIO = defaultIO, control?: RunControl): Promise<number> {
   try {
-    return await runCli(argv, io);
+    return await runCli(argv, io, control);
   } catch (e) {
     if (e instanceof UserError) {
       io.stderr(`error: ${e.message}`);
       return e.code;
+    }
+    const err = e as NodeJS.ErrnoException;
+    if (err && typeof err.code === "string" && FS_CODES.has(err.code) && err.path) {
+      io.stderr(`error: cannot ${err.syscall ?? "use"} ${err.path} (${err.code}): check the folder's permissions, free space, or choose another --run-dir`);
+      return 2;
     }
     io.stderr(`error: ${oneLine(e)}`);
     if (process.env.UTGEN_DEBUG) io.stderr(String((e as Error).stack));
@@ -106,7 +128,7 @@ function flagSpecs(registry: Registered[]) {
   return { options, help };
 }
 
-async function runCli(argv: string[], io: CliIO): Promise<number> {
+async function runCli(argv: string[], io: CliIO, control?: RunControl): Promise<number> {
   const registry = await loadRegistry();
   const { options, help } = flagSpecs(registry);
   let parsed;
@@ -138,11 +160,27 @@ async function runCli(argv: string[], io: CliIO): Promise<number> {
   const shard = parseShard(flags.shard);
 
   const configFile = flags.config ?? "configs/demo.yaml";
-  const { root } = await loadConfig(configFile, flags.set ?? [], (raw) => {
-    if (flags["run-dir"]) (raw.run ??= {}).dir = flags["run-dir"];
-    if (flags.input) raw.source = { ...(raw.source ?? {}), kind: "local", path: flags.input };
-    if (flags["unsafe-no-sandbox"]) (raw.executor ??= {}).unsafe_no_sandbox = true;
-  });
+  const load = (input: string | undefined) =>
+    loadConfig(configFile, flags.set ?? [], (raw) => {
+      if (flags["run-dir"]) (raw.run ??= {}).dir = flags["run-dir"];
+      if (input) raw.source = { ...(raw.source ?? {}), kind: "local", path: input };
+      if (flags["unsafe-no-sandbox"]) (raw.executor ??= {}).unsafe_no_sandbox = true;
+    });
+  let { root } = await load(flags.input);
+  const selection = flags.status ? [] : selectStages(flags, byName);
+  const needsSource = flags.status || selection.some((n) => { const s = byName.get(n); return s?.kind === "dataflow" && s.input === "source"; });
+  // A run folder built with --input remembers it: a re-run without the flag uses the same input.
+  let recordedInput: string | undefined;
+  if (!flags.input) {
+    const rec = (await readJson<{ source?: SourceRecord }>(path.join(resolveRunDir(root), "run.json")).catch(() => undefined))?.source;
+    if (rec?.input) {
+      if (await exists(rec.input)) {
+        recordedInput = rec.input;
+        ({ root } = await load(rec.input));
+      } else if (needsSource)
+        throw new UserError(`${resolveRunDir(root)} was built with --input ${rec.input}, which no longer exists; pass --input <file or folder> to choose the source`);
+    }
+  }
   if (root.executor?.unsafe_no_sandbox) io.stderr("WARNING: executor.unsafe_no_sandbox is set — generated code runs WITHOUT isolation on this machine.");
 
   const scale = flags.submit ?? flags.render;
@@ -152,10 +190,12 @@ async function runCli(argv: string[], io: CliIO): Promise<number> {
     return await scaleOut({ mode, kind: scale, flags, root, runDir: resolveRunDir(root), stages: selectStages(flags, byName), shard, stdout: io.stdout });
   }
 
-  const runner = new Runner(root, registry, io, { limit, shard, flags });
+  const runner = new Runner(root, registry, io, { limit, shard, flags, input: flags.input ? path.resolve(flags.input) : recordedInput, control });
+  let finalLine: string | undefined;
+  if (recordedInput && needsSource) io.stderr(`source: --input ${recordedInput}, as recorded in ${path.join(runner.runDir, "run.json")} (pass --input to use another source)`);
   try {
     if (flags.status) return await runner.status();
-    const selection = selectStages(flags, byName);
+    await ensureRunDir(runner.runDir);
     const forced = new Set<string>();
     if (flags.force) {
       const i = CHAIN.indexOf(flags.force as (typeof CHAIN)[number]);
@@ -166,19 +206,159 @@ async function runCli(argv: string[], io: CliIO): Promise<number> {
       if (s.kind === "planned") throw new UserError(`stage ${name} is planned (issue ${s.issue}) and not built yet${s.detail ? `: ${s.detail}` : ""}`);
     }
     let code = 0;
-    for (const name of selection) {
-      const s = byName.get(name)!;
-      if (s.kind === "dataflow") await runner.runDataflow(s, forced.has(name));
-      else if (s.kind === "command") {
-        code = await runner.runCommand(s);
-        if (code !== 0) break;
+    let done = 0;
+    const signal = control?.signal;
+    const interrupted = (what: string) => {
+      // printed last, after the services closed (their summaries)
+      finalLine = `interrupted: ${done} of ${selection.length} stage${selection.length === 1 ? "" : "s"} done, ${what}; re-run the same command to resume`;
+      return signal?.reason === "SIGTERM" ? 143 : 130;
+    };
+    try {
+      for (const name of selection) {
+        if (signal?.aborted) return (code = interrupted(`${name} not started`));
+        const s = byName.get(name)!;
+        if (s.kind === "dataflow") await runner.runDataflow(s, forced.has(name));
+        else if (s.kind === "command") {
+          try {
+            code = await runner.runCommand(s);
+          } catch (e) {
+            if (signal?.aborted) return (code = interrupted(`${name} stopped`));
+            throw e;
+          }
+          if (signal?.aborted) return (code = interrupted(`${name} stopped`));
+          if (code !== 0) break;
+        }
+        done++;
       }
+    } catch (e) {
+      if (e instanceof StageInterrupted)
+        return (code = interrupted(`${e.stage} ${e.inputsKept}/${e.total ?? "?"} records kept`));
+      throw e;
+    } finally {
+      await runner.writeRunManifest(selection, code);
     }
-    await runner.writeRunManifest(selection);
     return code;
   } finally {
-    await runner.close();
+    await runner.close(finalLine !== undefined);
+    if (finalLine) io.stderr(finalLine);
   }
+}
+
+/** How long calls in flight may take to finish after SIGINT / SIGTERM (UTGEN_INTERRUPT_GRACE_S, default 10 s). */
+function interruptGraceMs(): number {
+  const s = Number(process.env.UTGEN_INTERRUPT_GRACE_S ?? 10);
+  return (Number.isFinite(s) && s >= 0 ? s : 10) * 1000;
+}
+
+/** What a run folder remembers of its source (run.json `source`). */
+export interface SourceRecord {
+  kind: "local" | "hub";
+  /** The `--input` the folder was built with (absolute), if any: a re-run without the flag uses it. */
+  input: string | null;
+  path?: string;
+  repo?: string;
+  revision?: string;
+  files?: string;
+  digest: string;
+  describe: string;
+  recordedAt: string;
+}
+
+/**
+ * Create the run folder (one level at a time: Node's recursive mkdir spins on paths such as /proc/x) and
+ * check it is writable. Any failure is one line, exit 2.
+ */
+export async function ensureRunDir(dir: string): Promise<void> {
+  const fail = (what: string, e: NodeJS.ErrnoException) => {
+    const why: Record<string, string> = {
+      EACCES: "permission denied",
+      EPERM: "operation not permitted",
+      EROFS: "read-only file system",
+      ENOSPC: "no space left on the device",
+      EDQUOT: "disk quota exceeded",
+      ENOENT: "folders cannot be created there",
+      ENOTDIR: "a parent is a file, not a folder",
+      EEXIST: "a file of that name exists",
+      ENAMETOOLONG: "the name is too long",
+    };
+    return new UserError(`cannot use the run folder ${dir}: ${what} (${why[e.code ?? ""] ?? e.code ?? e.message}); choose another --run-dir (or run.dir) or fix the folder`);
+  };
+  const missing: string[] = [];
+  for (let cur = dir; ; ) {
+    let st;
+    try {
+      st = await fsp.stat(cur);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== "ENOENT" && err.code !== "ENOTDIR") throw fail(`cannot look at ${cur}`, err);
+      missing.unshift(cur);
+      const up = path.dirname(cur);
+      if (up === cur) break;
+      cur = up;
+      continue;
+    }
+    if (!st.isDirectory()) throw fail(`${cur} is not a folder`, { code: cur === dir ? "EEXIST" : "ENOTDIR" } as NodeJS.ErrnoException);
+    break;
+  }
+  for (const d of missing) {
+    try {
+      await fsp.mkdir(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw fail(`cannot create ${d}`, e as NodeJS.ErrnoException);
+    }
+  }
+  const probe = path.join(dir, `.write-test-${process.pid}`);
+  try {
+    await fsp.writeFile(probe, "");
+    await fsp.rm(probe, { force: true });
+  } catch (e) {
+    throw fail("cannot write in it", e as NodeJS.ErrnoException);
+  }
+}
+
+/**
+ * The runner as `npx zx pipeline/run.mjs` starts it: SIGINT / SIGTERM stop it cleanly (see the header), a
+ * closed stdout / stderr is ignored (no EPIPE stack trace), and the process exits with the returned code
+ * even when something (an abandoned model call after the grace period) still holds the event loop.
+ */
+export async function runFromProcess(argv: string[]): Promise<number> {
+  let stdoutOpen = true;
+  let stderrOpen = true;
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") stdoutOpen = false;
+    else throw e;
+  });
+  process.stderr.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") stderrOpen = false;
+    else throw e;
+  });
+  const io: CliIO = {
+    stdout: (l) => void (stdoutOpen && process.stdout.write(l + "\n")),
+    stderr: (l) => void (stderrOpen && process.stderr.write(l + "\n")),
+  };
+  const ctl = new AbortController();
+  let progress: Progress | undefined;
+  const restoreTerminal = () => {
+    progress?.stop();
+    progress = undefined;
+    // cli-progress hides the cursor and turns line wrap off while a bar is shown.
+    if (process.stderr.isTTY && stderrOpen) process.stderr.write("\x1b[?25h\x1b[?7h");
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    restoreTerminal();
+    if (ctl.signal.aborted) {
+      io.stderr(`${sig} again: stopping now; re-run the same command to resume`);
+      process.exit(sig === "SIGTERM" ? 143 : 130);
+    }
+    io.stderr(`${sig}: stopping — finishing the records in flight and keeping what is complete (${sig === "SIGTERM" ? "SIGTERM" : "Ctrl-C"} again to stop at once)`);
+    ctl.abort(sig);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const code = await main(argv, io, { signal: ctl.signal, onProgress: (p) => (progress = p) });
+  restoreTerminal();
+  if (ctl.signal.aborted) process.exit(code);
+  return code;
 }
 
 function parseShard(v: string | undefined): ShardSpec | null {
@@ -249,6 +429,9 @@ interface RunnerOpts {
   limit: number | null;
   shard: ShardSpec | null;
   flags: Record<string, any>;
+  /** The local input in effect (--input, or the one recorded in run.json), absolute. */
+  input?: string;
+  control?: RunControl;
 }
 
 class Runner {
@@ -258,6 +441,7 @@ class Runner {
   private llms = new Map<string, Promise<LlmClient>>();
   private results: Record<string, unknown> = {};
   private log: Logger;
+  private sourceDescribe?: string;
 
   constructor(
     readonly root: Record<string, any>,
@@ -293,7 +477,7 @@ class Runner {
         }
         return p;
       },
-      signal: new AbortController().signal,
+      signal: this.opts.control?.signal ?? new AbortController().signal,
     };
   }
 
@@ -315,7 +499,10 @@ class Runner {
       );
       const src = await mod.openSource(this.root.source, { cacheDir: undefined, log: (m: string) => this.log.info(m) });
       this.log.info(`source: ${src.describe}`);
-      return { input: () => src.rows, digest: hashValue(src.fingerprint).slice(0, 16), upstream: "source" };
+      const digest = hashValue(src.fingerprint).slice(0, 16);
+      await this.recordSource(digest, src.describe);
+      this.sourceDescribe = src.describe;
+      return { input: () => src.rows, digest, upstream: "source" };
     }
     const m = await readUsableManifest(this.runDir, stage.input, this.opts.shard);
     if (!m) throw new UserError(`stage ${stage.name} needs the output of ${stage.input}, which is missing in ${this.runDir}; run --to ${stage.input} first`);
@@ -329,6 +516,22 @@ class Runner {
       // the upstream slice of this --shard holds exactly this slice's records (it was partitioned at its source)
       sliced: m.shard !== null && m.shard !== undefined,
     };
+  }
+
+  /** What identifies the configured source without reading it (hub: repo, revision, files; local: path). */
+  private sourceIdentity(): Omit<SourceRecord, "digest" | "describe" | "recordedAt"> {
+    const src = this.root.source ?? {};
+    if (src.kind === "local" || this.opts.input)
+      return { kind: "local", input: this.opts.input ?? null, path: path.resolve(this.opts.input ?? src.path ?? "") };
+    return { kind: "hub", input: null, repo: src.repo, revision: src.revision, files: src.files };
+  }
+
+  /** run.json remembers the source this folder was built from (and the --input, which a re-run reuses). */
+  private async recordSource(digest: string, describe: string): Promise<void> {
+    const file = path.join(this.runDir, "run.json");
+    const old = (await readJson<any>(file)) ?? {};
+    const source: SourceRecord = { ...this.sourceIdentity(), digest, describe, recordedAt: new Date().toISOString() };
+    await writeJson(file, { ...old, source });
   }
 
   /** The fingerprint a stage would have under the current config, chaining upstream expectations. */
@@ -360,6 +563,9 @@ class Runner {
       total: limit === null ? total : total === undefined ? limit : Math.min(limit, total),
       write: (l) => this.io.stderr(l),
     });
+    this.opts.control?.onProgress?.(progress);
+    // The input records this run processes, when known exactly (for the interrupt line and --status).
+    const engineTotal = total === undefined ? undefined : limit === null ? total : Math.min(limit, total);
     const res = await runDataflowStage({
       runDir: this.runDir,
       stage,
@@ -378,7 +584,12 @@ class Runner {
       config: this.root[stage.name] ?? {},
       meta: packageMeta(),
       counters,
-    }).finally(() => progress.stop());
+      total: engineTotal,
+      interruptGraceMs: interruptGraceMs(),
+    }).finally(() => {
+      progress.stop();
+      this.opts.control?.onProgress?.(undefined);
+    });
     // LLM usage joins the stage's stats.
     const llm = this.llms.get(stage.name);
     if (llm) {
@@ -392,6 +603,34 @@ class Runner {
         `${stage.name}: done in ${((Date.now() - t0) / 1000).toFixed(1)}s — ${res.chunksComputed} shard(s) computed, ${res.chunksReused} reused, ${res.recordsProcessed} record(s) processed, ${res.recordsSalvaged} salvaged`,
       );
     for (const line of statsTable(stage.name, res.manifest, counters)) this.io.stderr(line);
+    if (stage.input === "source") await this.checkSourceRows(stage.name, res.manifest);
+  }
+
+  /**
+   * Malformed source rows are named (count and the first file:line); an input with no rows, or one whose every
+   * row was dropped, stops the run (exit 2) unless --allow-empty — in a --shard slice it is only a warning.
+   */
+  private async checkSourceRows(name: string, m: StageManifest): Promise<void> {
+    const bad = m.counts.reasons.bad_row ?? 0;
+    if (bad) {
+      let first: string | undefined;
+      for await (const d of readStageDrops(this.runDir, name, this.opts.shard)) {
+        if (d.reason === "bad_row") {
+          first = d.detail ?? d.id;
+          break;
+        }
+      }
+      this.log.warn(`${bad} malformed input row${bad === 1 ? "" : "s"} dropped as bad_row; the first: ${first ?? "?"}${this.sourceDescribe ? ` (source: ${this.sourceDescribe})` : ""}`);
+    }
+    let problem: string | undefined;
+    if (m.counts.in === 0) problem = `the input has no rows${this.sourceDescribe ? ` (${this.sourceDescribe})` : ""}${this.opts.limit === 0 ? " (--limit 0)" : ""}`;
+    else if (m.counts.out === 0) {
+      const reasons = Object.entries(m.counts.reasons).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`).join(", ");
+      problem = `${name} dropped every one of the ${m.counts.in} input rows (${reasons}); the drops and their reasons are in ${path.join(this.runDir, name, "shards")}/*.drop.jsonl`;
+    }
+    if (!problem || this.opts.flags["allow-empty"]) return;
+    if (this.opts.shard) return this.log.warn(`${problem} in slice ${this.opts.shard.index}/${this.opts.shard.count}`);
+    throw new UserError(`${problem}; nothing to build on — fix the input, or pass --allow-empty to accept it`);
   }
 
   async runCommand(stage: CommandStage): Promise<number> {
@@ -405,6 +644,9 @@ class Runner {
 
   async status(): Promise<number> {
     const rows: string[][] = [["stage", "state", "records in → out", "fingerprint", "why"]];
+    const recorded = (await readJson<{ source?: SourceRecord }>(path.join(this.runDir, "run.json")).catch(() => undefined))?.source;
+    /** The first stage above that will rebuild: a stage below it that is otherwise done waits for it. */
+    let rebuildsFirst: string | undefined;
     for (const name of DATA_STAGES) {
       const s = this.stage(name);
       if (!s || s.kind !== "dataflow") {
@@ -413,31 +655,75 @@ class Runner {
       }
       const m = await readUsableManifest(this.runDir, name, this.opts.shard);
       const expected = await this.expectedFingerprint(name);
-      if (!m) {
-        rows.push([name, "missing", "", expected ?? "", "never built"]);
-        continue;
-      }
-      let state = "done";
-      let why = "up to date";
-      if (expected !== m.fingerprint) {
-        state = "stale";
+      const prog = await readJson<StageProgress>(path.join(stageDir(this.runDir, name), progressName(this.opts.shard))).catch(() => undefined);
+      const reasons: string[] = [];
+      if (m && expected !== m.fingerprint) {
         const upstream = s.input === "source" ? "source" : await this.expectedFingerprint(s.input);
         const { material } = await stageMaterial(s, this.root[name] ?? {}, this.root, upstream ?? "", await this.llmPerfKeysFor());
-        why = explainChange(m.material, material, name)
-          .map((r) => (r === "upstream changed" ? `upstream ${s.input} changed` : r))
-          .join("; ");
-      } else if (s.input !== "source") {
-        const up = await readUsableManifest(this.runDir, s.input, this.opts.shard);
-        if (up && up.outputDigest !== m.inputDigest) {
-          state = "stale";
-          why = `${s.input}'s output changed since this was built`;
-        }
+        reasons.push(...explainChange(m.material, material, name).map((r) => (r === "upstream changed" ? `upstream ${s.input} changed` : r)));
       }
-      rows.push([name, state, `${m.counts.in} → ${m.counts.out}`, m.fingerprint, why]);
+      if (m && s.input === "source") {
+        const cur = await this.currentSource(recorded);
+        if (cur.problem) reasons.push(cur.problem);
+        else if (cur.digest !== undefined && cur.digest !== m.inputDigest) reasons.push(`the input changed since this was built (${cur.describe})`);
+      } else if (m) {
+        const up = await readUsableManifest(this.runDir, s.input, this.opts.shard);
+        if (up && up.outputDigest !== m.inputDigest) reasons.push(`${s.input}'s output changed since this was built`);
+      }
+      if (m && (m.limit ?? null) !== this.opts.limit)
+        reasons.push(`built with ${m.limit === null ? "no --limit" : `--limit ${m.limit}`}; ${this.opts.limit === null ? "a run without --limit" : `--limit ${this.opts.limit}`} rebuilds it`);
+      const partial = prog && prog.fingerprint === expected && (prog.limit ?? null) === this.opts.limit && (!m || reasons.length) ? prog : undefined;
+      let state: string;
+      let why: string;
+      if (partial) {
+        state = partial.interrupted ? "interrupted" : "in progress";
+        const n = partial.total !== null ? Math.ceil(partial.total / partial.shardSize) : undefined;
+        why =
+          `${partial.chunksDone}${n !== undefined ? ` of ${n}` : ""} shard(s) written (${partial.inputsDone}${partial.total !== null ? `/${partial.total}` : ""} input records)` +
+          `, ${partial.interrupted ? "interrupted" : "still running, or stopped by a kill"} (last write ${partial.updatedAt}); a re-run resumes from there`;
+      } else if (!m) {
+        state = "missing";
+        why = "never built";
+      } else if (reasons.length) {
+        state = "stale";
+        why = reasons.join("; ");
+      } else if (rebuildsFirst) {
+        state = "pending";
+        why = `${rebuildsFirst} rebuilds first; this is kept if ${s.input}'s output comes out the same`;
+      } else {
+        state = "done";
+        why = "up to date";
+      }
+      if (state !== "done") rebuildsFirst ??= name;
+      rows.push([name, state, m ? `${m.counts.in} → ${m.counts.out}` : "", m?.fingerprint ?? expected ?? "", why]);
     }
     for (const line of table(rows)) this.io.stdout(line);
+    if (recorded) this.io.stdout(`source: ${recorded.describe}${recorded.input ? ` (--input ${recorded.input})` : ""}`);
     for (const line of await this.commandStatus()) this.io.stdout(line);
     return 0;
+  }
+
+  /**
+   * The configured source's digest now, to compare with what the filter was built from: local files are
+   * fingerprinted (as a run does); a Hub source is not contacted — its repo, revision and files are compared
+   * with the ones run.json recorded (a pinned revision fixes the content).
+   */
+  private async currentSource(rec: SourceRecord | undefined): Promise<{ digest?: string; describe?: string; problem?: string }> {
+    const id = this.sourceIdentity();
+    if (id.kind === "local") {
+      try {
+        const mod = await coreImport<{ openSource: (cfg: unknown, o: unknown) => Promise<{ fingerprint: unknown; describe: string }> }>("../pipeline/sources/index.ts");
+        const src = await mod.openSource(this.root.source, {});
+        return { digest: hashValue(src.fingerprint).slice(0, 16), describe: src.describe };
+      } catch (e) {
+        return { problem: `the input cannot be read now: ${oneLine(e)}` };
+      }
+    }
+    if (!rec) return {};
+    const show = (r: { repo?: string; revision?: string; files?: string }) => `${r.repo}@${String(r.revision).slice(0, 12)} ${r.files}`;
+    if (rec.kind !== "hub") return { problem: `the source changed: built from ${rec.describe}, now ${show(id)}` };
+    if (rec.repo !== id.repo || rec.revision !== id.revision || rec.files !== id.files) return { problem: `the source changed: ${show(rec)} → ${show(id)}` };
+    return { digest: rec.digest, describe: rec.describe };
   }
 
   /** One line each for training runs (registered checkpoints), validation reports and the selection. */
@@ -465,10 +751,10 @@ class Runner {
     return lines;
   }
 
-  async writeRunManifest(selection: string[]): Promise<void> {
+  async writeRunManifest(selection: string[], exitCode = 0): Promise<void> {
     if (!(await exists(this.runDir))) return;
     const file = path.join(this.runDir, "run.json");
-    const old = (await readJson<any>(file)) ?? {};
+    const old = (await readJson<any>(file).catch(() => undefined)) ?? {};
     const stages: Record<string, unknown> = { ...(old.stages ?? {}) };
     for (const name of DATA_STAGES) {
       const m: StageManifest | undefined = await readUsableManifest(this.runDir, name, this.opts.shard);
@@ -476,7 +762,8 @@ class Runner {
     }
     await writeJson(file, {
       updatedAt: new Date().toISOString(),
-      lastCommand: { selection, shard: this.opts.shard, limit: this.opts.limit },
+      lastCommand: { selection, shard: this.opts.shard, limit: this.opts.limit, input: this.opts.input ?? null, exitCode },
+      ...(old.source ? { source: old.source } : {}),
       config: this.root,
       ...packageMeta(),
       stages,
@@ -484,9 +771,16 @@ class Runner {
     });
   }
 
-  async close(): Promise<void> {
-    for (const p of this.llms.values()) await (await p.catch(() => undefined))?.close();
-    if (this.executorP) await (await this.executorP.catch(() => undefined))?.close();
+  /** Closes the services; after an interrupt, waits at most the grace period (calls still in flight are left). */
+  async close(interrupted = false): Promise<void> {
+    const all = (async () => {
+      for (const p of this.llms.values()) await (await p.catch(() => undefined))?.close();
+      if (this.executorP) await (await this.executorP.catch(() => undefined))?.close();
+    })();
+    if (!interrupted) return all;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, interruptGraceMs())))]);
+    clearTimeout(timer);
   }
 }
 

@@ -11,6 +11,12 @@
  *    out / drop files, then the marker. `kill -9` at any moment loses at most the chunks in flight; the LLM
  *    response cache makes their recomputation free of model calls.
  *  - The stage is skipped entirely when its manifest has the same fingerprint and input digest.
+ *  - Interrupt (`ctx.signal` aborted, SIGINT/SIGTERM in the runner): no new record starts, records in flight
+ *    finish within a grace period (their model responses reach the cache), every chunk that is complete is
+ *    written in order, and the result says `interrupted` with what was kept. No manifest is written: the
+ *    stage is not done, and a re-run resumes from the markers.
+ *  - While it builds, `<stage>/progress[.shard-i-of-N].json` says what is being built and how far it got
+ *    (for `--status`); it is removed once the manifest is written.
  */
 import PQueue from "p-queue";
 import { promises as fsp } from "node:fs";
@@ -60,6 +66,10 @@ export interface EngineOptions {
   meta: { package: { name: string; version: string }; gitSha: string | null };
   /** Counters bumped by the stage through ctx.counters (recorded in the manifest). */
   counters?: Record<string, number>;
+  /** Input records expected (upstream count, or the limit), when known: for progress and the interrupt line. */
+  total?: number;
+  /** How long records in flight may take to finish after an interrupt (default 10 s). */
+  interruptGraceMs?: number;
 }
 
 export interface EngineResult {
@@ -70,6 +80,50 @@ export interface EngineResult {
   recordsProcessed: number;
   recordsSalvaged: number;
   reason: string;
+}
+
+/** Thrown by the engine when an interrupt stopped a stage: what was kept, for the runner's one line. */
+export class StageInterrupted extends Error {
+  constructor(
+    readonly stage: string,
+    readonly inputsKept: number,
+    readonly chunksKept: number,
+    readonly total: number | undefined,
+  ) {
+    super(`${stage} interrupted: ${inputsKept}${total !== undefined ? `/${total}` : ""} input records kept`);
+    this.name = "StageInterrupted";
+  }
+}
+
+/** What `<stage>/progress*.json` holds while a stage builds (and after an interrupt or a kill). */
+export interface StageProgress {
+  stage: string;
+  fingerprint: string;
+  inputDigest: string;
+  limit: number | null;
+  shard: ShardSpec | null;
+  /** Input records expected, when known before reading the input. */
+  total: number | null;
+  shardSize: number;
+  chunksDone: number;
+  inputsDone: number;
+  startedAt: string;
+  updatedAt: string;
+  interrupted?: boolean;
+}
+
+export function progressName(shard: ShardSpec | null): string {
+  return shard ? `progress.shard-${shard.index}-of-${shard.count}.json` : "progress.json";
+}
+
+/**
+ * Test hook: `UTGEN_TEST_HOLD=<stage>:<k>` makes the engine stop after it has written the k-th chunk it
+ * computed for <stage> and wait (printing `hold: <stage> <k>` on stderr) until the process is killed or
+ * interrupted, so a test can act at that exact point. Unset in normal use.
+ */
+function holdPoint(stage: string): number | undefined {
+  const m = /^([\w-]+):(\d+)$/.exec(process.env.UTGEN_TEST_HOLD ?? "");
+  return m && m[1] === stage ? Number(m[2]) : undefined;
 }
 
 /** Fingerprint material of a stage: what determines its results, minus performance knobs. */
@@ -154,12 +208,14 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   const startedAt = new Date().toISOString();
   const prev = await readManifest(runDir, stage.name, o.shard);
 
+  const progressFile = path.join(runDir, stage.name, progressName(o.shard));
   // 1. Nothing changed: skip without reading the input.
   if (!o.force && prev && prev.fingerprint === F && prev.inputDigest === o.inputDigest && prev.limit === o.limit) {
     let complete = true;
     for (const k of prev.shards) if (!(await readMarker(runDir, stage.name, k))) complete = false;
     if (complete) {
       await maybeFinalize(o, prev);
+      await fsp.rm(progressFile, { force: true });
       return { skipped: true, manifest: prev, chunksReused: prev.shards.length, chunksComputed: 0, recordsProcessed: 0, recordsSalvaged: 0, reason: "up to date" };
     }
   }
@@ -178,6 +234,37 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
 
   const sdir = shardsDir(runDir, stage.name);
   await fsp.mkdir(sdir, { recursive: true });
+  const progress: StageProgress = {
+    stage: stage.name,
+    fingerprint: F,
+    inputDigest: o.inputDigest,
+    limit: o.limit,
+    shard: o.shard,
+    total: o.total ?? null,
+    shardSize: o.shardSize,
+    chunksDone: 0,
+    inputsDone: 0,
+    startedAt,
+    updatedAt: startedAt,
+  };
+  await writeJson(progressFile, progress);
+  const hold = holdPoint(stage.name);
+  const signal = ctx.signal;
+  // Settles once an interrupt has let the records in flight finish (or the grace period ran out).
+  let settled: Promise<void> | undefined;
+  const settle = () =>
+    (settled ??= (async () => {
+      queue.clear();
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((r) => (timer = setTimeout(r, o.interruptGraceMs ?? 10_000)));
+      await Promise.race([queue.onIdle(), grace]);
+      clearTimeout(timer);
+    })());
+  const interruptedP = new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  }).then(settle);
+  let halted = false;
 
   // Lazily opened runtime: a fully reused stage never starts its services.
   let runtimeP: Promise<StageRuntime> | undefined;
@@ -276,7 +363,8 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
           o.progress?.tick(1);
         }),
       );
-      chunk.ready = Promise.all(tasks).then(() => undefined);
+      // On an interrupt, queued records never run: the chunk is ready (incomplete) once the interrupt settled.
+      chunk.ready = Promise.race([Promise.all(tasks).then(() => undefined), interruptedP]);
     }
     open++;
     finalChain = finalChain
@@ -291,7 +379,28 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   };
 
   const finalizeChunk = async (chunk: Chunk) => {
-    if (fatal) return;
+    if (fatal || halted) return;
+    if (!chunk.marker && signal.aborted && chunk.outcomes.filter(Boolean).length < chunk.keys.length) {
+      halted = true; // an interrupted chunk: it and every later one stay unwritten (order is kept)
+      return;
+    }
+    const inputs = chunk.marker ? chunk.marker.inputs.length : chunk.keys.length;
+    const computedBefore = computed;
+    await finalizeChunkNow(chunk);
+    progress.chunksDone++;
+    progress.inputsDone += inputs;
+    progress.updatedAt = new Date().toISOString();
+    await writeJson(progressFile, progress);
+    if (hold !== undefined && computed === hold && computed > computedBefore) {
+      // Held until the process is killed or interrupted (an interrupt then proceeds as anywhere else).
+      process.stderr.write(`hold: ${stage.name} ${hold}\n`);
+      const keepAlive = setInterval(() => {}, 1 << 30);
+      await interruptedP;
+      clearInterval(keepAlive);
+    }
+  };
+
+  const finalizeChunkNow = async (chunk: Chunk) => {
     let outcomes: Outcome[] | undefined;
     if (chunk.marker) {
       const m = chunk.marker;
@@ -385,8 +494,9 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   let buf: Rec[] = [];
   let bufKeys: string[] = [];
   let taken = 0;
+  let inputDone = false;
   for await (const rec of o.input()) {
-    if (fatal) break;
+    if (fatal || signal.aborted) break;
     if (o.shard && !o.inputSliced && shardOf(sliceKey(rec), o.shard.count) !== o.shard.index) continue;
     if (o.limit !== null && taken >= o.limit) break;
     taken++;
@@ -397,17 +507,26 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
       buf = [];
       bufKeys = [];
       // Backpressure: bounded work in flight and bounded open chunks.
-      while (!fatal && (queue.size > 2 * concurrency || open > 4)) {
+      while (!fatal && !signal.aborted && (queue.size > 2 * concurrency || open > 4)) {
         if (queue.size > 2 * concurrency) await queue.onSizeLessThan(concurrency + 1);
         else await Promise.race([finalChain, new Promise((r) => setTimeout(r, 20))]);
       }
     }
   }
-  if (buf.length && !fatal) await seal(buf, bufKeys);
+  if (!fatal && !signal.aborted) inputDone = true;
+  if (buf.length && !fatal && !signal.aborted) await seal(buf, bufKeys);
   await finalChain;
-  await queue.onIdle();
-  if (runtimeP) await (await runtimeP).close?.();
+  if (signal.aborted) await settle();
+  else await queue.onIdle();
   if (fatal) throw fatal;
+  if (signal.aborted && (halted || !inputDone)) {
+    // Interrupted: what is complete is written (markers); the stage is not done, so no manifest.
+    progress.interrupted = true;
+    progress.updatedAt = new Date().toISOString();
+    await writeJson(progressFile, progress);
+    throw new StageInterrupted(stage.name, progress.inputsDone, progress.chunksDone, o.total);
+  }
+  if (runtimeP) await (await runtimeP).close?.();
 
   // 3. Manifest, stats, garbage collection, finalize.
   const outputDigest = hashValue(outHashes).slice(0, 16);
@@ -432,6 +551,7 @@ export async function runDataflowStage(o: EngineOptions): Promise<EngineResult> 
   await writeJson(path.join(runDir, stage.name, "stats.json"), { stage: stage.name, ...stats, counters: o.counters ?? {} });
   if (!o.shard) await collectGarbage(runDir, stage.name, new Set(shardKeys));
   await writeManifest(runDir, manifest);
+  await fsp.rm(progressFile, { force: true });
   await maybeFinalize(o, manifest);
   return { skipped: false, manifest, chunksReused: reused, chunksComputed: computed, recordsProcessed, recordsSalvaged, reason };
 }

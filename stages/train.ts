@@ -2,7 +2,7 @@
  * `train` command stage: LoRA / QLoRA fine-tuning of the emit-sft output through the real Python stack
  * (TRL SFTTrainer + PEFT + bitsandbytes, launched with accelerate / torchrun / python).
  *
- *   zx pipeline/run.mjs --stage train [--dry-run] [--resume] [--render slurm|axolotl|llamafactory|all]
+ *   npx zx pipeline/run.mjs --stage train [--dry-run] [--resume] [--render slurm|axolotl|llamafactory|all]
  *
  * Writes `<runDir>/train/<name>/`: configs/ (sft_config.json, accelerate.yaml, deepspeed.json, sbatch.sh,
  * axolotl.yaml, llamafactory.yaml), launch.json + launch.sh (the exact launch), pip-freeze.txt, train.log,
@@ -42,6 +42,10 @@ import {
   type WrittenRenders,
 } from "../trainers/render.ts";
 import { supervise } from "../trainers/supervise.ts";
+import { writeHeuristicCheckpoints } from "./validation/heuristic.ts";
+
+/** Demo checkpoints the heuristic backend registers (levels 1…3). */
+const HEURISTIC_LEVELS = 3;
 
 /** Inherited variables worth recording with a launch (values of secret-looking names are redacted). */
 const RECORDED_ENV = /^(CUDA_VISIBLE_DEVICES|HF_HOME|HF_HUB_CACHE|HF_HUB_OFFLINE|TRANSFORMERS_CACHE|HF_TOKEN|OMP_NUM_THREADS|PYTORCH_CUDA_ALLOC_CONF|NCCL_.*|TORCH_.*|ACCELERATE_.*)$/;
@@ -105,9 +109,15 @@ async function checkData(ctx: CommandContext, p: TrainPlan, sftConfig: string) {
   return { rows: data.train.rows, evalRows: data.eval?.rows ?? null };
 }
 
+/** Prints each rendered file (`# ---- <path>`, then its text), then the line naming it and its command. */
 async function printRenders(ctx: CommandContext, p: TrainPlan, r: WrittenRenders, kind: string) {
   const kinds = kind === "all" ? RENDER_KINDS : [kind];
   for (const k of kinds) {
+    const files = k === "slurm" ? [r.slurm] : k === "axolotl" ? [r.axolotl] : [r.llamafactory, r.llamafactoryDatasetInfo];
+    for (const f of files) {
+      ctx.stdout(`# ---- ${f}`);
+      for (const line of (await fsp.readFile(f, "utf8")).trimEnd().split("\n")) ctx.stdout(line);
+    }
     if (k === "slurm") ctx.stdout(`slurm: ${r.slurm}  (submit: sbatch ${shQuote(r.slurm)})`);
     if (k === "axolotl") ctx.stdout(`axolotl: ${r.axolotl}  (run: ${otherTrainerCommand(p, "axolotl", r.axolotl)})`);
     if (k === "llamafactory")
@@ -120,6 +130,10 @@ async function printRenders(ctx: CommandContext, p: TrainPlan, r: WrittenRenders
 
 async function runTrain(ctx: CommandContext<TrainConfig>): Promise<number> {
   const p = resolvePlan(ctx.config, ctx.runDir);
+  if (ctx.config?.backend === "heuristic") {
+    await writeHeuristicCheckpoints({ trainDir: p.trainDir, outputDir: p.outputDir, name: p.name, levels: HEURISTIC_LEVELS, stdout: ctx.stdout });
+    return 0;
+  }
   const dryRun = ctx.flags["dry-run"] === true;
   const resume = ctx.flags["resume"] === true;
   const render = ctx.flags["render"];
@@ -284,7 +298,7 @@ export const trainStage: CommandStage<TrainConfig> = {
   flags: {
     "dry-run": { type: "boolean", help: "write every config and print the exact command and environment; launch nothing" },
     resume: { type: "boolean", help: "continue from the last complete checkpoint of this train.name" },
-    render: { type: "string", help: "write and print a render for another launcher/trainer: slurm|axolotl|llamafactory|all (no launch)" },
+    render: { type: "string", help: "write a render for another launcher/trainer and print it with its path and command: slurm|axolotl|llamafactory|all (no launch)" },
   },
   run: runTrain,
 };

@@ -8,6 +8,10 @@
  * under a content hash of everything that determines it, so a new checkpoint computes only its own results
  * and an unchanged re-run makes no model calls. Writes `<runDir>/validate/<model>.json`, `summary.md` and a
  * self-contained `report.html`.
+ *
+ * The heuristic demo checkpoints `train.backend: heuristic` registers, and baselines whose base model is
+ * `heuristic` (the default for that registry), are answered by the embedded heuristic generator
+ * (stages/validation/heuristic.ts) through the same parsing and scoring: no server, no model call.
  */
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
@@ -26,6 +30,7 @@ import { evaluateProblem, failureReasons, type Response, type TestRecord } from 
 import { summarize, tallyProblem, pct, type ProblemTally } from "./validation/metrics.ts";
 import { renderHtml, renderMarkdown, type ModelInfo, type ModelResult, type ProblemResult } from "./validation/report.ts";
 import { ensureAdapters, serverSchema, startServer, type Adapter, type RunningServer } from "./validation/server.ts";
+import { heuristicFingerprint, heuristicModelOf, heuristicResponses, isHeuristicCheckpoint, type HeuristicModel } from "./validation/heuristic.ts";
 
 /** Bump when scoring logic changes: invalidates every stored (model, set, run) result. */
 export const VALIDATE_VERSION = "2";
@@ -70,7 +75,7 @@ export type ValidateConfig = z.infer<typeof validateConfigSchema>;
 export interface Registry {
   train_name: string;
   base_model?: string;
-  checkpoints: { name: string; step: number; epoch: number | null; path: string; adapter?: boolean; registered_at?: string }[];
+  checkpoints: { name: string; step: number; epoch: number | null; path: string; adapter?: boolean; heuristic?: boolean; registered_at?: string }[];
 }
 
 export function registryPath(runDir: string, trainName: string): string {
@@ -127,7 +132,7 @@ export async function resolveModels(
     });
   }
   for (const c of reg?.checkpoints ?? []) {
-    if (c.adapter === false) {
+    if (c.adapter === false && !c.heuristic) {
       warn?.(`checkpoint ${c.name} has no adapter_config.json (not a LoRA adapter): left out; serve it as a model and list it under validate.models`);
       continue;
     }
@@ -290,7 +295,11 @@ export const validateStage: CommandStage<ValidateConfig> = {
       const jobs: Job[] = [];
       let reused = 0;
       for (const m of targets) {
-        const adapterFp = m.kind === "checkpoint" && m.path ? await adapterFingerprint(m.path) : undefined;
+        const adapterFp = (await servedByHeuristic(m))
+          ? heuristicFingerprint(await heuristicModelOf(m))
+          : m.kind === "checkpoint" && m.path
+            ? await adapterFingerprint(m.path)
+            : undefined;
         const perSet = new Map<string, RunSlot[]>();
         planned.set(m.name, perSet);
         for (const set of sets) {
@@ -323,7 +332,11 @@ export const validateStage: CommandStage<ValidateConfig> = {
       ctx.counters.add("results_computed", toCompute);
       if (jobs.length) {
         ctx.log.info(`validate: ${toCompute} (model, set, run) results to compute, ${reused} reused`);
-        await computeJobs(ctx, cfg, jobs, templates, sampling, execCfg);
+        const byHeuristic: Job[] = [];
+        const byServer: Job[] = [];
+        for (const j of jobs) ((await servedByHeuristic(j.model)) ? byHeuristic : byServer).push(j);
+        if (byHeuristic.length) await computeHeuristicJobs(ctx, cfg, byHeuristic, execCfg);
+        if (byServer.length) await computeJobs(ctx, cfg, byServer, templates, sampling, execCfg);
       } else ctx.log.info(`validate: all ${reused} (model, set, run) results reused; no model calls`);
 
       for (const m of targets) {
@@ -461,5 +474,56 @@ async function computeJobs(
     ctx.counters.add("llm_cached_samples", st.cacheHits);
     await llm.close();
     await server?.stop();
+  }
+}
+
+/** A baseline on the base model `heuristic`, or a heuristic demo checkpoint: no server needed. */
+async function servedByHeuristic(m: ModelInfo): Promise<boolean> {
+  if (m.kind === "baseline") return m.requestModel === "heuristic";
+  return m.kind === "checkpoint" && !!m.path && (await isHeuristicCheckpoint(m.path));
+}
+
+/** computeJobs for the heuristic models: no server, no model calls; the heuristic generator answers. */
+async function computeHeuristicJobs(
+  ctx: CommandContext<ValidateConfig>,
+  cfg: ValidateConfig,
+  jobs: Job[],
+  execCfg: ReturnType<typeof executorConfigSchema.parse>,
+): Promise<void> {
+  const executor = await ctx.getExecutor();
+  const deps = { executor, goldTimeoutS: execCfg.gold_timeout_s, buggyTimeout: (goldMs: number) => buggyTimeoutFor(goldMs, execCfg) };
+  const queue = new PQueue({ concurrency: cfg.concurrency });
+  for (const job of jobs) {
+    const model: HeuristicModel = await heuristicModelOf(job.model);
+    const maxRun = Math.max(...job.runs.map((r) => r.run));
+    const wanted = new Set(job.runs.map((r) => r.run));
+    const perProblem = await Promise.all(
+      job.set.problems.map((p) =>
+        queue.add(async () => {
+          if (ctx.signal.aborted) throw new UserError("validation interrupted");
+          const texts = await heuristicResponses({ executor, timeoutS: execCfg.buggy_timeout_s }, model, job.model.name, p, cfg.n * (maxRun + 1), cfg.n);
+          const responses: Response[] = [];
+          texts.forEach((text, i) => {
+            const run = Math.floor(i / cfg.n);
+            if (wanted.has(run)) responses.push({ run, sample: i % cfg.n, text, finishReason: "stop" });
+          });
+          const recs = await evaluateProblem(deps, p, responses);
+          ctx.counters.add("tests", recs.length);
+          return { p, recs };
+        }),
+      ),
+    );
+    for (const slot of job.runs) {
+      const rf: RunFile = {
+        v: VALIDATE_VERSION,
+        key: slot.key,
+        model: job.model.name,
+        set: job.set.name,
+        run: slot.run,
+        problems: perProblem.map(({ p, recs }) => ({ taskId: p.taskId, entryPoint: p.entryPoint, tests: recs.filter((r) => r.run === slot.run) })),
+      };
+      await writeJson(slot.file, rf);
+    }
+    ctx.log.info(`validate: ${job.model.name} on ${job.set.name}: ${job.runs.length} run(s) done (heuristic generator, no model)`);
   }
 }

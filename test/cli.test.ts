@@ -1,13 +1,16 @@
 /** Runner: flag / stage / config errors are one line with exit code 2; --help lists planned stages. */
-import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { pathToFileURL } from "node:url";
 import { main } from "../pipeline/cli.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { coreImport } from "../pipeline/registry.ts";
+import { scratchDirs } from "../stages/heuristic/context.ts";
+
+const scratch = scratchDirs("utgen-cli-");
+afterAll(() => scratch.removeAll());
 
 async function run(args: string[]) {
   const out: string[] = [];
@@ -17,7 +20,7 @@ async function run(args: string[]) {
 }
 
 function config(yaml: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), "utgen-cli-"));
+  const dir = scratch.make();
   const f = path.join(dir, "c.yaml");
   writeFileSync(f, yaml);
   return f;
@@ -68,7 +71,7 @@ describe("runner errors", () => {
   });
 
   it("a module that does not load is a one-line error; a missing npm package says to install", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "utgen-cli-"));
+    const dir = scratch.make();
     const pkg = path.join(dir, "needs-pkg.mjs");
     writeFileSync(pkg, 'import "utgen-no-such-package";\nexport const x = 1;\n');
     const broken = path.join(dir, "throws.mjs");

@@ -5,13 +5,14 @@
 // followed by a re-run gives the same examples, and --shard 0/2 + 1/2 + merge equals the whole run.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { main } from "../pipeline/cli.ts";
 import { readStageRecords } from "../pipeline/store.ts";
 import { createExecutor, formatPyValue, outputsMatch, parseCallLiteral, type Executor } from "../pipeline/executor/index.ts";
 import { parseUnitTest } from "../stages/parsers.ts";
+import { exited, untilHold } from "./helpers/hold.ts";
 
 const ROOT = path.resolve(__dirname, "..");
 const DEMO = path.join(ROOT, "configs/demo.yaml");
@@ -137,30 +138,22 @@ describe("demo config end to end (heuristic backend)", () => {
     const runDir = tmp();
     // start from the whole run's filter output (copied: it is content-addressed, so it is up to date here)
     cpSync(path.join(await wholeRun(), "filter"), path.join(runDir, "filter"), { recursive: true });
+    // The run holds after writing attack's 2nd shard (UTGEN_TEST_HOLD: a point the test controls) and is killed there.
     const child = spawn(process.execPath, [path.join(ROOT, "pipeline/run.mjs"), "--config", DEMO, "--run-dir", runDir, "--set", "run.shard_size=3"], {
       cwd: ROOT,
       detached: true,
-      stdio: "ignore",
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, UTGEN_TEST_HOLD: "attack:2" },
     });
-    const shards = path.join(runDir, "attack", "shards");
-    const deadline = Date.now() + 120_000;
-    let killed = false;
-    while (Date.now() < deadline) {
-      if (existsSync(shards) && readdirSync(shards).some((f) => f.endsWith(".done.json"))) {
-        process.kill(-child.pid!, "SIGKILL");
-        killed = true;
-        break;
-      }
-      if (child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(killed, "the run was still in the attack stage when killed").toBe(true);
-    await new Promise((r) => child.once("exit", r));
+    await untilHold(child, "attack 2");
+    process.kill(-child.pid!, "SIGKILL");
+    await exited(child);
     expect(existsSync(path.join(runDir, "emit-sft", "sft", "train.messages.jsonl"))).toBe(false);
     const resumed = await cli(["--run-dir", runDir, "--set", "run.shard_size=3"]);
     expect(resumed.code, resumed.err).toBe(0);
     expect(resumed.err).toContain("filter: up to date");
     expect(resumed.err).toContain("perturb: up to date");
+    expect(resumed.err).toMatch(/attack: done .* \d+ shard\(s\) computed, 2 reused/);
     expect(examples(runDir)).toEqual(examples(await wholeRun()));
   });
 

@@ -2,17 +2,20 @@
  * Engine: incremental rebuilds, record-level salvage, ordered de-duplication and kill -9 resume, on a toy
  * stage run through the real engine and run store.
  */
-import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, describe, expect, it } from "vitest";
+import { existsSync, readdirSync } from "node:fs";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
 import { runToy } from "./helpers/toy-run.ts";
 import { toyRows } from "./helpers/toy-stage.ts";
 import { readStageDrops, readStageRecords } from "../pipeline/store.ts";
 import { explainChange } from "../pipeline/engine.ts";
+import { scratchDirs } from "../stages/heuristic/context.ts";
+import { exited, untilHold } from "./helpers/hold.ts";
 
-const tmp = () => mkdtempSync(path.join(tmpdir(), "utgen-engine-"));
+const scratch = scratchDirs("utgen-engine-");
+const tmp = () => scratch.make();
+afterAll(() => scratch.removeAll());
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
@@ -129,34 +132,36 @@ describe("engine", () => {
     expect(await outputs(a)).toEqual(await outputs(b));
   });
 
-  it("after kill -9 at several moments, a re-run produces exactly the uninterrupted result", async () => {
+  it("after kill -9 at several moments, a re-run produces exactly the uninterrupted result and redoes only the unwritten shards", async () => {
     const reference = tmp();
     await runToy(reference, toyRows(0, 120), {}, { dedupe: true, shardSize: 7 });
     const want = { out: await outputs(reference), drop: await drops(reference) };
-    let interrupted = 0;
-    // Kill at several points of progress (k shard markers written, out of 18), polling every 5 ms.
-    for (const k of [0, 4, 9, 15]) {
+    // 120 rows in shards of 7: 18 shards. The child holds after writing its k-th shard (UTGEN_TEST_HOLD, a
+    // point the test controls) and is killed there, with records of later shards in flight.
+    for (const k of [1, 4, 9, 17]) {
       const dir = tmp();
       // node --import tsx: the script runs in this very process (the tsx CLI would run it in a grandchild
       // that a SIGKILL of the CLI leaves running, writing beside the re-run).
-      const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/toy-run.ts", dir, "120", "30"], { stdio: "ignore" });
-      const exited = new Promise((r) => child.once("exit", r));
-      const shards = path.join(dir, "toy", "shards");
-      const markers = () => (existsSync(shards) ? readdirSync(shards).filter((f) => f.endsWith(".done.json")).length : -1);
-      while (child.exitCode === null && markers() < k) await new Promise((r) => setTimeout(r, 5));
+      const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/toy-run.ts", dir, "120", "5"], {
+        stdio: ["ignore", "ignore", "pipe"],
+        env: { ...process.env, UTGEN_TEST_HOLD: `toy:${k}` },
+      });
+      await untilHold(child, `toy ${k}`);
       child.kill("SIGKILL");
-      await exited;
-      const partial = existsSync(path.join(dir, "toy", "shards")) && !existsSync(path.join(dir, "toy", "manifest.json"));
-      if (partial) interrupted++;
+      await exited(child);
+      const shards = path.join(dir, "toy", "shards");
+      const markers = readdirSync(shards).filter((f) => f.endsWith(".done.json"));
+      expect(markers).toHaveLength(k);
+      expect(existsSync(path.join(dir, "toy", "manifest.json"))).toBe(false);
       const calls = { n: 0 };
-      await runToy(dir, toyRows(0, 120), {}, { dedupe: true, shardSize: 7, calls });
-      expect(calls.n).toBeLessThanOrEqual(120);
+      const r = await runToy(dir, toyRows(0, 120), {}, { dedupe: true, shardSize: 7, calls });
+      // exactly the records of the k written shards are not processed again
+      expect(calls.n).toBe(120 - 7 * k);
+      expect(r.chunksReused).toBe(k);
       expect(await outputs(dir)).toEqual(want.out);
       expect(await drops(dir)).toEqual(want.drop);
-      const leftovers = readdirSync(path.join(dir, "toy", "shards")).filter((f) => f.includes(".tmp-"));
+      const leftovers = readdirSync(shards).filter((f) => f.includes(".tmp-"));
       expect(leftovers).toEqual([]);
     }
-    // The kills must have landed mid-stage (otherwise the test proved nothing).
-    expect(interrupted).toBeGreaterThanOrEqual(3);
   });
 });

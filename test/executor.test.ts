@@ -124,12 +124,13 @@ describe("value encoding", () => {
 
 describe("call statuses", () => {
   it("ok, error with type and message, timeout, invalid_input, kwargs", async () => {
-    const src = "import time\ndef f(a, b=0):\n    if a == 'sleep': time.sleep(5)\n    if a == 'boom': raise KeyError('missing key')\n    return a + b";
+    // the limit is far above the other calls' run time under any load; the sleeping call never ends by itself
+    const src = "import time\ndef f(a, b=0):\n    if a == 'sleep': time.sleep(600)\n    if a == 'boom': raise KeyError('missing key')\n    return a + b";
     const rs = await ex.runCalls({
       program: src,
       entryPoint: "f",
       inputs: [{ args: [1] }, { args: ["boom"] }, { args: ["sleep"] }, { args: [{ $int: "nope" }] }, { args: [2], kwargs: { b: 3 } }, { args: [1, 2, 3] }],
-      timeoutS: 0.3,
+      timeoutS: 1.5,
     });
     expect(rs.map((r) => r.status)).toEqual(["ok", "error", "timeout", "invalid_input", "ok", "error"]);
     expect(rs[1].errorType).toBe("KeyError");

@@ -3,13 +3,15 @@
  * under its named reason, re-runs are incremental (no-change, config change with the reason, appended
  * rows), and a real `kill -9` mid-stage followed by a re-run gives exactly the uninterrupted result.
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
+import { exited, untilHold } from "./helpers/hold.ts";
 import { main } from "../pipeline/cli.ts";
 import { readStageDrops, readStageRecords } from "../pipeline/store.ts";
+import { scratchDirs } from "../stages/heuristic/context.ts";
 
 const ROOT = path.resolve(__dirname, "..");
 const DEMO = path.join(ROOT, "data/demo/tulu-demo.jsonl");
@@ -25,7 +27,9 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   for await (const x of it) a.push(x);
   return a;
 }
-const tmp = () => mkdtempSync(path.join(tmpdir(), "utgen-filter-"));
+const scratch = scratchDirs("utgen-filter-");
+const tmp = () => scratch.make();
+afterAll(() => scratch.removeAll());
 
 const EXPECTED_DROPS: Record<string, string> = {
   "demo-wildchat-0104": "no_code_block",
@@ -110,28 +114,21 @@ describe("filter stage through the runner", () => {
     const ref = tmp();
     const args = ["--stage", "filter", "--input", input, "--set", "run.shard_size=6"];
     expect((await run([...args, "--run-dir", ref])).code).toBe(0);
-    const child = spawn(path.join(ROOT, "node_modules/.bin/zx"), ["pipeline/run.mjs", "--config", "configs/demo.yaml", ...args, "--run-dir", dir], {
+    // The child holds after writing its 3rd shard (UTGEN_TEST_HOLD: a point the test controls); kill it there.
+    const child = spawn(process.execPath, ["pipeline/run.mjs", "--config", "configs/demo.yaml", ...args, "--run-dir", dir], {
       cwd: ROOT,
       detached: true,
       stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, UTGEN_TEST_HOLD: "filter:3" },
     });
-    // Kill (the whole process group) once some shards are complete but not all.
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        const shards = path.join(dir, "filter", "shards");
-        const done = existsSync(shards) ? readdirSync(shards).filter((f: string) => f.endsWith(".done.json")).length : 0;
-        if (done >= 3) {
-          clearInterval(timer);
-          resolve();
-        }
-      }, 25);
-    });
+    await untilHold(child, "filter 3");
     process.kill(-child.pid!, "SIGKILL");
-    await new Promise((r) => child.once("exit", r));
+    await exited(child);
     expect(existsSync(path.join(dir, "filter", "manifest.json"))).toBe(false);
+    expect(readdirSync(path.join(dir, "filter", "shards")).filter((f) => f.endsWith(".done.json"))).toHaveLength(3);
     const resumed = await run([...args, "--run-dir", dir]);
     expect(resumed.code).toBe(0);
-    expect(resumed.err).toMatch(/reused/);
+    expect(resumed.err).toMatch(/filter: done .* \d+ shard\(s\) computed, 3 reused/);
     expect(await collect(readStageRecords(dir, "filter"))).toEqual(await collect(readStageRecords(ref, "filter")));
     expect(await collect(readStageDrops(dir, "filter"))).toEqual(await collect(readStageDrops(ref, "filter")));
   });

@@ -3,17 +3,19 @@
  * output equals the local-file run, the token and HF_ENDPOINT are used, files land in the HF cache layout and
  * are reused (no second download); an unreachable Hub is one line that shows --input.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { copyFileSync, mkdirSync } from "node:fs";
 import * as path from "node:path";
 import { main } from "../pipeline/cli.ts";
 import { readStageRecords } from "../pipeline/store.ts";
 import { startHubServer } from "./servers/hub.ts";
+import { scratchDirs } from "../stages/heuristic/context.ts";
 
 const ROOT = path.resolve(__dirname, "..");
 const REV = "0123456789abcdef0123456789abcdef01234567";
-const tmp = () => mkdtempSync(path.join(tmpdir(), "utgen-hubcli-"));
+const scratch = scratchDirs("utgen-hubcli-");
+const tmp = () => scratch.make();
+afterAll(() => scratch.removeAll());
 async function run(args: string[]) {
   const err: string[] = [];
   const code = await main(["--config", path.join(ROOT, "configs/demo.yaml"), ...args], { stdout: () => {}, stderr: (l) => err.push(l) });

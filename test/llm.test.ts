@@ -191,8 +191,9 @@ describe("llm client", () => {
   });
 
   it("retries a reply slower than timeout_s, then fails naming the timeout", async () => {
-    const s = await server((r) => (r.index === 0 ? { delayMs: 1500 } : echo(r)));
-    const c = createLlmClient(cfg([s.url], { timeout_s: 0.2 }), { cacheDir: await tmp(), stage: "t", ...fast });
+    // the retry is answered at once: 1 s is far beyond its round trip under any load
+    const s = await server((r) => (r.index === 0 ? { delayMs: 3000 } : echo(r)));
+    const c = createLlmClient(cfg([s.url], { timeout_s: 1 }), { cacheDir: await tmp(), stage: "t", ...fast });
     expect((await c.chat({ messages: msgs("x") })).texts).toEqual(["req1-c0"]);
     const s2 = await server(() => ({ delayMs: 1500 }));
     const c2 = createLlmClient(cfg([s2.url], { timeout_s: 0.2, max_retries: 1 }), { cacheDir: await tmp(), stage: "t", ...fast });

@@ -213,6 +213,14 @@ describe("train stage: dry run, renders and preflight refusals", () => {
     const { ctx, lines } = makeCtx(base({ base_model: "llama-3.1-8b-instruct" }), { render: "all" });
     expect(await trainStage.run(ctx)).toBe(0);
     expect(lines.find((l) => l.startsWith("slurm:"))).toMatch(/sbatch .*sbatch\.sh/);
+    // each file itself is printed, under a header naming it (not only its path)
+    const at = lines.findIndex((l) => /^# ---- .*sbatch\.sh$/.test(l));
+    expect(at).toBeGreaterThanOrEqual(0);
+    const file = lines[at].slice("# ---- ".length);
+    const text = (await fsp.readFile(file, "utf8")).trimEnd().split("\n");
+    expect(lines.slice(at + 1, at + 1 + text.length)).toEqual(text);
+    expect(text[0]).toMatch(/^#!/);
+    expect(lines.some((l) => /^# ---- .*axolotl\.yaml$/.test(l))).toBe(true);
     expect(lines.find((l) => l.startsWith("axolotl:"))).toMatch(/\.venv-axolotl\/bin\/axolotl train .*axolotl\.yaml/);
     expect(lines.find((l) => l.startsWith("llamafactory:"))).toMatch(/llamafactory-cli train/);
     expect(lines.some((l) => l.includes("Cutting Knowledge Date"))).toBe(true);

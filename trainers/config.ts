@@ -16,6 +16,12 @@ import { PRESETS, PRESET_KEYS, PROFILES, PROFILE_NAMES, type ModelPreset, type P
 const posInt = z.number().int().positive();
 
 export const trainConfigSchema = z.strictObject({
+  /**
+   * `trl` (default): fine-tune with TRL + PEFT. `heuristic`: train nothing; register three demo checkpoints of
+   * the embedded heuristic unit-test generator (stages/validation/heuristic.ts), so validate and select run
+   * with no model or GPU (configs/demo.yaml).
+   */
+  backend: z.enum(["trl", "heuristic"]).optional(),
   /** Names the output folder `<runDir>/train/<name>/` and the checkpoints (`<name>-step<N>`). */
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, . _ -").optional(),
   profile: z.enum(PROFILE_NAMES).optional(),

@@ -172,12 +172,24 @@ export async function startServer(
   // If this process dies without stopping it, do not leave a GPU server behind.
   const onExit = () => kill("SIGKILL");
   process.once("exit", onExit);
+  /** Whether any process of the server's group is still alive (the shell exits before the server it ran). */
+  const groupAlive = () => {
+    try {
+      if (child.pid) process.kill(-child.pid, 0);
+      return !!child.pid;
+    } catch {
+      return false;
+    }
+  };
   const stop = async () => {
     process.removeListener("exit", onExit);
-    if (exited === undefined) {
+    if (exited === undefined || groupAlive()) {
       kill("SIGTERM");
       const t = setTimeout(() => kill("SIGKILL"), cfg.stop_timeout_s * 1000);
       await exitP;
+      // `sh -c` dies at once on SIGTERM; the server it started may still be shutting down (GPU memory, port)
+      const until = Date.now() + (cfg.stop_timeout_s + 5) * 1000; // past the SIGKILL: only an unreaped zombie is left
+      while (groupAlive() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       clearTimeout(t);
     }
     logStream.end();
