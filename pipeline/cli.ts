@@ -225,6 +225,12 @@ async function runCli(argv: string[], io: CliIO, control?: RunControl): Promise<
             if (signal?.aborted) return (code = interrupted(`${name} stopped`));
             throw e;
           }
+          // a service stopped by a signal ended normally; the stages after it are not started
+          if (signal?.aborted && s.service) {
+            done++;
+            if (name !== selection[selection.length - 1]) return (code = interrupted(`${name} stopped (a service)`));
+            return code;
+          }
           if (signal?.aborted) return (code = interrupted(`${name} stopped`));
           if (code !== 0) break;
         }

@@ -121,6 +121,11 @@ export interface CommandStage<C = any> {
   flags?: Record<string, FlagSpec>;
   /** Stage names whose output this command reads (for --status and ordering). */
   after?: string[];
+  /**
+   * A service (rl-serve): runs until SIGINT / SIGTERM, which is its normal end — the runner then exits with
+   * the stage's own code (0 after a clean stop) instead of the 130 / 143 of an interrupted run.
+   */
+  service?: boolean;
   /** Returns the process exit code (0 on success). */
   run(ctx: CommandContext<C>): Promise<number>;
 }

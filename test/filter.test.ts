@@ -158,7 +158,7 @@ describe("App. B keyword readings as config keys (filter.keyword_scope, filter.k
     try {
       const input = path.join(dir, "rows.jsonl");
       writeFileSync(input, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
-      const r = await run(["--stage", "filter", "--run-dir", path.join(dir, "run"), "--input", input, ...sets.flatMap((s) => ["--set", s])]);
+      const r = await run(["--stage", "filter", "--run-dir", path.join(dir, "run"), "--input", input, "--allow-empty", ...sets.flatMap((s) => ["--set", s])]);
       expect(r.code, r.err).toBe(0);
       const out: Record<string, string> = {};
       for (const k of await collect(readStageRecords(path.join(dir, "run"), "filter"))) out[k.id] = "kept";

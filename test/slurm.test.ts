@@ -9,6 +9,7 @@
 // Opt-in: UTGEN_TEST_SLURM=1 (`.ci/run` sets it; `UTGEN_TEST_SLURM=1 npm run setup` installs slurm-wlm
 // and munge). It needs root: slurmd runs jobs as their users.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -137,7 +138,9 @@ if (ON) describe("SLURM: one-node cluster", () => {
       );
       chmodSync(py, 0o755);
       const cfg = path.join(dir, "train.yaml");
-      writeFileSync(cfg, `${readFileSync(DEMO, "utf8")}\ntrain:\n  name: slurmtest\n  python: {trl: ${JSON.stringify(py)}}\n  slurm: {time: "00:10:00"}\n`);
+      // the demo config with its (heuristic) train block replaced by a TRL one
+      const demo = parseYaml(readFileSync(DEMO, "utf8")) as Record<string, unknown>;
+      writeFileSync(cfg, stringifyYaml({ ...demo, train: { name: "slurmtest", python: { trl: py }, slurm: { time: "00:10:00" } } }));
       const runDir = path.join(dir, "demo-sliced", "run"); // the merged SFT set of the test above
       const r = await cli(["--config", cfg, "--run-dir", runDir, "--stage", "train", "--render", "slurm"]);
       expect(r.code, r.err).toBe(0);

@@ -35,6 +35,7 @@ export type RlServeConfig = z.infer<typeof rlServeConfigSchema>;
 export const rlServeStage: CommandStage<RlServeConfig> = {
   kind: "command",
   name: "rl-serve",
+  service: true,
   description: "UTRL reward service over HTTP (for TRL GRPOTrainer / verl reward functions), sandboxed",
   configSchema: rlServeConfigSchema,
   flags: {
