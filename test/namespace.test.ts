@@ -8,7 +8,8 @@
  *    reference (NameError), while the reference's modules and wildcard names work;
  *  - every canonical solution of every benchmark set the project can read passes 100 % of its gold tests with
  *    the shipped defaults: the MBPP+Fix (Hard) dev split in ../shared (fails with one line when absent) and
- *    data/mbppplus-mini.jsonl through gold-check, and test/fixtures/validate/mini.jsonl (whose tests are bare
+ *    data/mbppplus-mini.jsonl through gold-check, data/utdebug-demo.jsonl and test/fixtures/utdebug/mini.jsonl
+ *    (MBPP+ and HumanEval+ rows) through UTDebug's pass@1 evaluator, and test/fixtures/validate/mini.jsonl (whose tests are bare
  *    `inputs` / `results` lists, not the MBPP+ loop gold-check reads) through runPrograms + judgeCall.
  */
 import { readFileSync } from "node:fs";
@@ -17,6 +18,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExecutor, judgeCall, parseLiteral, type Executor, type PyValue } from "../pipeline/executor/index.ts";
 import { goldCheck, loadGoldProblems } from "../stages/gold-check.ts";
 import { sharedFile } from "./helpers/shared.ts";
+import { GoldEvaluator, ProgramBatcher } from "../stages/debug/exec.ts";
+import { goldTestsOf, readDebugProblems } from "../stages/debug/problems.ts";
+import { utdebugConfigSchema } from "../stages/debug/config.ts";
 
 /** The reference's IMPORT_HELPER["python"], in its order. */
 const REFERENCE_IMPORTS = [
@@ -124,9 +128,31 @@ describe("every canonical solution passes 100 % of its gold tests with the shipp
   it("data/mbppplus-mini.jsonl, through gold-check", async () => {
     const problems = await loadGoldProblems(path.resolve(__dirname, "../data/mbppplus-mini.jsonl"));
     const s = await goldCheck(ex, problems, {});
+    const failing = s.per_problem.filter((p) => p.canonical_pass_rate !== 1).map((p) => `${p.task_id}: ${p.canonical_pass_rate} ${p.load_error ?? ""}`);
+    expect(failing).toEqual([]);
     expect(s.canonical_pass_rate).toBe(1);
     expect(s.problems).toBe(problems.length);
   });
+
+  // The UTDebug sets (MBPP+ and HumanEval+ rows) through the evaluator UTDebug and best-of-N score pass@1 with.
+  for (const rel of ["data/utdebug-demo.jsonl", "test/fixtures/utdebug/mini.jsonl"]) {
+    it(`${rel}, through UTDebug's pass@1 evaluator (shipped defaults)`, async () => {
+      const problems = await readDebugProblems(path.resolve(__dirname, "..", rel));
+      expect(problems.length).toBeGreaterThan(0);
+      const gold = new GoldEvaluator(new ProgramBatcher(ex), { limits: utdebugConfigSchema.parse({}).pass_limits, executor: {} });
+      const failing: string[] = [];
+      for (const p of problems) {
+        const t = await goldTestsOf(ex, p);
+        if ("error" in t) {
+          failing.push(`${p.taskId}: ${t.error}`);
+          continue;
+        }
+        const r = await gold.evaluate(p, t.tests, p.gold);
+        if (!r.pass) failing.push(`${p.taskId}: ${r.passed}/${r.total} ${JSON.stringify(r.firstFail)}`);
+      }
+      expect(failing).toEqual([]);
+    });
+  }
 
   it("test/fixtures/validate/mini.jsonl: gold on its inputs / results, judged in Node", async () => {
     const rows = readFileSync(path.resolve(__dirname, "fixtures/validate/mini.jsonl"), "utf8")
