@@ -149,7 +149,7 @@ export async function countedChat(
   const n = req.n ?? 1;
   try {
     const result = await llm.chat(req);
-    ctx.counters.add("requests", n - result.cached);
+    ctx.counters.add("requests", n - (req.first ?? 0) - result.cached);
     ctx.counters.add("cache_hits", result.cached);
     ctx.counters.add("prompt_tokens", result.usage.prompt_tokens);
     ctx.counters.add("completion_tokens", result.usage.completion_tokens);

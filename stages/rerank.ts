@@ -29,7 +29,7 @@ import { MUTATION_OPERATORS, orderMutants, type Mutant } from "./heuristic/mutat
 import { buildUt, HeuristicUts, type BuildUtDeps, type GeneratorSpec, type UnitTest } from "./debug/buildut.ts";
 import { bootstrapSchema, buildUtShape, samplingSchema } from "./debug/config.ts";
 import { evalCode, GoldEvaluator, ProgramBatcher } from "./debug/exec.ts";
-import { ask, newTally, type Asker, type CallTally } from "./debug/llm.ts";
+import { ask, newTally, SampleIndex, type Asker, type CallTally } from "./debug/llm.ts";
 import { codeGenerationTurn, loadDebugTemplates, type DebugProblem } from "./debug/problems.ts";
 import { mdToHtml } from "./debug/report.ts";
 import { prepareSet, resolveSets, resultFile, stageClient, storedResult, type Prepared } from "./debug/run.ts";
@@ -271,7 +271,10 @@ export const rerankStage: CommandStage<RerankConfig> = {
         );
         codesP.catch(() => {});
         // BuildUT for every code (in parallel), pooled and de-duplicated in code order.
-        const suites = await Promise.all(sampled.codes.map((code, i) => buildUt(p, code, t.method.generator, buildDeps, tally, i)));
+        // One sample index per (problem, method): a prompt that does not depend on the code (Random, Prompted)
+        // gets fresh samples for each code, as the reference samples anew; offsets follow code order (deterministic).
+        const idx = new SampleIndex();
+        const suites = await Promise.all(sampled.codes.map((code, i) => buildUt(p, code, t.method.generator, buildDeps, tally, i, idx)));
         await Promise.all(suites.map((s) => s.pending));
         const pool: (UnitTest & { from: number })[] = [];
         const seen = new Set<string>();

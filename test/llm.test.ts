@@ -114,6 +114,23 @@ describe("llm client", () => {
     expect(s.requests).toHaveLength(5);
   });
 
+  it("first: samples before it are neither requested nor read; a later range costs only its own samples", async () => {
+    const s = await server(echo);
+    const c = createLlmClient(cfg([s.url], { seed: 1 }), { cacheDir: await tmp(), stage: "t" });
+    const a = await c.chat({ messages: msgs("p"), n: 5, first: 3 });
+    expect(a.texts).toEqual(["", "", "", "req0-c0", "req0-c1"]);
+    expect(a.finishReasons.slice(0, 3)).toEqual(["skipped", "skipped", "skipped"]);
+    expect(a.cached).toBe(0);
+    expect(s.requests[0]).toMatchObject({ n: 2, seed: 4 }); // seed shifted by the first index asked for
+    const b = await c.chat({ messages: msgs("p"), n: 6, first: 4 });
+    expect(b.texts.slice(4)).toEqual(["req0-c1", "req1-c0"]);
+    expect(b.cached).toBe(1);
+    expect(s.requests[1]).toMatchObject({ n: 1, seed: 6 });
+    await expect(c.chat({ messages: msgs("p"), n: 2, first: 2 })).rejects.toThrow(/first must be an integer in \[0, n\)/);
+    expect(s.requests).toHaveLength(2);
+    await c.close();
+  });
+
   it("ignores a torn last line and garbage lines in a cache segment: those samples are asked again", async () => {
     const s = await server(echo);
     const dir = await tmp();

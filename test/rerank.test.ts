@@ -106,6 +106,35 @@ describe("rerank with a scripted model", () => {
   });
 });
 
+describe("rerank: a UT prompt without the code (Random baseline) is sampled anew for every code", () => {
+  it("each code's suite asks for its own range of sample indices; a re-run asks for none", async () => {
+    const rdr = path.join(dir, "random");
+    const r = {
+      run: { dir: rdr },
+      executor: {},
+      llm: { backend: "openai", base_urls: [server.url], model: "code-model", seed: 0, max_retries: 0, timeout_s: 30 },
+      rerank: { sets: [{ name: "mini", path: MINI }], generators: [], baselines: ["random"], base_model: "base-model", n_codes: 3, bootstrap: { samples: 50, seed: 1 } },
+    };
+    const before = server.requests.length;
+    await run(rdr, r);
+    const utReqs = server.requests.slice(before).filter((b) => b.model === "base-model" && b.messages.length === 1 && b.messages[0].content.includes("add_one") && !b.messages[0].content.includes("Write Python code"));
+    // One prompt for all three codes (it does not carry the code): three requests, seeds 0, budget, 2·budget
+    // (the client seeds a request by the first sample index it asks for). Before, one cached answer served all.
+    expect(new Set(utReqs.map((b) => b.messages[0].content)).size).toBe(1);
+    const seeds = utReqs.map((b) => b.seed as number).sort((a, b) => a - b);
+    expect(seeds.length).toBeGreaterThanOrEqual(3);
+    const starts = [...new Set(seeds)];
+    expect(starts.length).toBe(seeds.length);
+    // budget = ut_attempts_factor (3) × n (3): code i's first request starts at 9·i (later waves of a code that
+    // is still short of n UTs start where its previous wave ended, inside its own range).
+    expect(seeds).toEqual(expect.arrayContaining([0, 9, 18]));
+    expect(seeds.every((x) => x < 27)).toBe(true);
+    const after = server.requests.length;
+    await run(rdr, r);
+    expect(server.requests.length).toBe(after);
+  });
+});
+
 describe("rerank on the heuristic backend", () => {
   it("runs the demo set end to end", async () => {
     const rdh = path.join(dir, "heuristic");

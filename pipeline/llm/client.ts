@@ -156,6 +156,8 @@ class OpenAIClient implements LlmClient {
     if (this.closed) throw new LlmError(`llm client for stage ${this.opts.stage} is closed`, "closed");
     const n = req.n ?? 1;
     if (!Number.isInteger(n) || n < 1) throw new LlmError(`llm request n must be a positive integer, got ${n}`, "request", undefined, undefined, 2);
+    const first = req.first ?? 0;
+    if (!Number.isInteger(first) || first < 0 || first >= n) throw new LlmError(`llm request first must be an integer in [0, n), got ${first} (n = ${n})`, "request", undefined, undefined, 2);
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw new LlmError("llm request has no messages", "request", undefined, undefined, 2);
     const s = req.sampling ?? {};
     const extra = { ...(this.cfg.extra_body ?? {}), ...(s.extra ?? {}) };
@@ -173,7 +175,7 @@ class OpenAIClient implements LlmClient {
     const rk = requestKey(id);
     // The same request already in flight (duplicate prompts): wait for it, then read its answers from the cache.
     while (this.inflight.has(rk)) await this.inflight.get(rk)!.catch(() => {});
-    const p = this.fill(rk, id, n);
+    const p = this.fill(rk, id, n, first);
     this.inflight.set(rk, p);
     try {
       return await p;
@@ -182,14 +184,14 @@ class OpenAIClient implements LlmClient {
     }
   }
 
-  private async fill(rk: string, id: RequestIdentity, n: number): Promise<ChatResult> {
-    const entries: (CacheEntry | undefined)[] = await Promise.all(Array.from({ length: n }, (_, i) => this.cache.get(sampleKey(rk, i))));
+  private async fill(rk: string, id: RequestIdentity, n: number, first: number): Promise<ChatResult> {
+    const entries: (CacheEntry | undefined)[] = await Promise.all(Array.from({ length: n }, (_, i) => (i < first ? undefined : this.cache.get(sampleKey(rk, i)))));
     const cached = entries.filter(Boolean).length;
     this.counters.cacheHits += cached;
     const usage = { prompt_tokens: 0, completion_tokens: 0 };
-    let missing = entries.flatMap((e, i) => (e ? [] : [i]));
+    let missing = entries.flatMap((e, i) => (e || i < first ? [] : [i]));
     while (missing.length) {
-      const first = missing[0];
+      const lo = missing[0];
       const body: Record<string, unknown> = {
         ...(id.extra ?? {}),
         model: id.model,
@@ -199,7 +201,7 @@ class OpenAIClient implements LlmClient {
         top_p: id.top_p,
         max_tokens: id.max_tokens,
         // A seeded top-up must not replay the samples already cached: shift the seed by the first new index.
-        ...(id.seed !== undefined ? { seed: id.seed + first } : {}),
+        ...(id.seed !== undefined ? { seed: id.seed + lo } : {}),
         ...(id.stop ? { stop: id.stop } : {}),
         stream: false,
       };
@@ -239,8 +241,8 @@ class OpenAIClient implements LlmClient {
       missing = missing.slice(got.length);
     }
     return {
-      texts: entries.map((e) => e!.text),
-      finishReasons: entries.map((e) => e!.finish_reason),
+      texts: entries.map((e) => e?.text ?? ""),
+      finishReasons: entries.map((e) => e?.finish_reason ?? "skipped"),
       cached,
       usage,
     };

@@ -21,6 +21,12 @@ export interface ChatRequest {
   messages: ChatMessage[];
   /** Number of samples (choices). Cached per sample index, so raising n only asks for the new ones. */
   n?: number;
+  /**
+   * Index of the first sample wanted (default 0): samples before it are neither read nor requested, and their
+   * texts come back as "" (finish reason "skipped"). Lets a caller that asks the same prompt again reserve a
+   * fresh range of sample indices without paying for the ones in between.
+   */
+  first?: number;
   sampling?: Partial<Sampling>;
   /** Content hash of the prompt template used: part of the cache key. */
   templateHash?: string;
@@ -32,7 +38,7 @@ export interface ChatResult {
   /** One text per sample, ordered by choice index; length n. */
   texts: string[];
   finishReasons: string[];
-  /** How many of the n samples came from the cache. */
+  /** How many of the samples wanted (n − first) came from the cache. */
   cached: number;
   usage: { prompt_tokens: number; completion_tokens: number };
 }

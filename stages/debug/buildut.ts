@@ -25,7 +25,7 @@ import { parseUnitTest } from "../parsers.ts";
 import type { PromptTemplate } from "../prompts/index.ts";
 import { voteThreshold, type BuildUtSettings } from "./config.ts";
 import { goldOutputs, type ProgramBatcher } from "./exec.ts";
-import { ask, type Asker, type CallTally } from "./llm.ts";
+import { ask, type Asker, type CallTally, type SampleIndex } from "./llm.ts";
 import { renderDebug, type DebugProblem } from "./problems.ts";
 import { innerArgs, pyStr, upToOutput, voteValue } from "./text.ts";
 
@@ -84,8 +84,8 @@ export interface BuildUtDeps {
 }
 
 /** Alg. 1 for one code. `buildIndex` numbers the suites a job builds (the heuristic random generator rotates by it). */
-export async function buildUt(p: DebugProblem, code: string, gen: GeneratorSpec, deps: BuildUtDeps, tally: CallTally, buildIndex = 0): Promise<Suite> {
-  const suite = gen.kind === "llm" ? await buildUtLlm(p, code, gen, deps, tally) : await deps.heuristic.suite(p, code, gen.targeted, deps, buildIndex);
+export async function buildUt(p: DebugProblem, code: string, gen: GeneratorSpec, deps: BuildUtDeps, tally: CallTally, buildIndex = 0, idx?: SampleIndex): Promise<Suite> {
+  const suite = gen.kind === "llm" ? await buildUtLlm(p, code, gen, deps, tally, idx) : await deps.heuristic.suite(p, code, gen.targeted, deps, buildIndex);
   if (deps.diagnose && suite.uts.length && !suite.uts[0].oracle) {
     // Gold's outputs only annotate the trace: the suite is returned at once, the caller awaits `pending` at the end.
     suite.pending = goldOutputs(deps.batcher, p, suite.uts.map((u) => u.args), deps.executor).then((gold) =>
@@ -114,22 +114,26 @@ interface Parsed {
   failure?: { status: AttemptStatus; detail?: string };
 }
 
-async function buildUtLlm(p: DebugProblem, code: string, gen: Extract<GeneratorSpec, { kind: "llm" }>, deps: BuildUtDeps, tally: CallTally): Promise<Suite> {
+async function buildUtLlm(p: DebugProblem, code: string, gen: Extract<GeneratorSpec, { kind: "llm" }>, deps: BuildUtDeps, tally: CallTally, idx?: SampleIndex): Promise<Suite> {
   const s = deps.settings;
   const a = deps.asker;
   if (!a) throw new Error("BuildUT: a model generator needs the LLM client");
   const user: ChatMessage = { role: "user", content: gen.template.render({ signature: p.signature, description: p.prompt, code, entry_point: p.entryPoint }) };
   const utSampling = { ...s.sampling.ut, extra: s.extra_body };
   const budget = s.ut_attempts_factor * s.n;
+  // The same prompt asked again in one job (a prompt without the code — the Random and Prompted baselines —
+  // for every rebuild and every code of a best-of-N pool, or the same code rebuilt) gets fresh samples, as the
+  // reference's sampling does: each asking reserves its own range of `budget` sample indices.
+  const offset = idx ? idx.next(gen.model ?? "", [user], utSampling) * budget : 0;
   const uts: UnitTest[] = [];
   const attempts: UtAttempt[] = [];
   const tried = new Set<string>();
   let used = 0;
   while (uts.length < s.n && used < budget) {
     const want = Math.min(budget - used, s.n - uts.length);
-    const res = await ask(a, { messages: [user], n: used + want, sampling: utSampling, templateHash: gen.template.hash, model: gen.model }, tally);
+    const res = await ask(a, { messages: [user], n: offset + used + want, first: offset + used, sampling: utSampling, templateHash: gen.template.hash, model: gen.model }, tally);
     const wave: Parsed[] = [];
-    for (let i = used; i < used + want; i++) {
+    for (let i = offset + used; i < offset + used + want; i++) {
       const text = res.texts[i] ?? "";
       if (res.error) {
         wave.push({ sample: i, text, failure: { status: "llm_error", detail: res.error } });

@@ -195,7 +195,7 @@ function endRound(j: Job, r: Omit<RoundTrace, "pass" | "goldPassed" | "goldTotal
 }
 
 async function suiteFor(j: Job, code: string): Promise<Suite> {
-  const s = await buildUt(j.p, code, j.method.generator!, j.deps.buildUt, j.tally, j.suites);
+  const s = await buildUt(j.p, code, j.method.generator!, j.deps.buildUt, j.tally, j.suites, j.idx);
   j.suites++;
   j.built += s.uts.length;
   return s;
