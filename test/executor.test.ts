@@ -321,6 +321,20 @@ describe("checkProgram and runScript", () => {
   });
 });
 
+describe("per-request accounting (runPrograms usage)", () => {
+  it("is complete when the call resolves: one child per program run, CPU counted, nothing left behind", async () => {
+    const usage = { cpu_s: 0, max_rss_mb: 0, children: 0, stray: 0 };
+    const burn = "def f(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s\n";
+    const [r] = await ex.runPrograms([{ program: burn, entryPoint: "f", inputs: [{ args: [200_000] }], timeoutS: 5 }], { usage });
+    expect(r.results[0]).toMatchObject({ status: "ok", value: 19999900000 });
+    // Read at once, before any later tick: the totals arrived with the request's end, not after it.
+    expect(usage.children).toBe(1);
+    expect(usage.stray).toBe(0);
+    expect(usage.cpu_s).toBeGreaterThan(0);
+    expect(usage.max_rss_mb).toBeGreaterThan(0);
+  });
+});
+
 describe("configuration and policy", () => {
   it("schema defaults follow the reference harness and reject unknown keys", () => {
     const c = executorConfigSchema.parse({});

@@ -389,7 +389,7 @@ class PoolExecutor implements SandboxExecutor {
   }
 
   /** What the sandbox reported for one program: its results into its target, then its caller is told. */
-  private deliver(s: Spec, msg: any): void {
+  private deliver(s: Spec, msg: any, defer?: Spec[]): void {
     const o = s.target;
     const rs: unknown[] = Array.isArray(msg.r) ? msg.r : [];
     s.index.forEach((i, k) => {
@@ -410,7 +410,9 @@ class PoolExecutor implements SandboxExecutor {
         ms: typeof c.ms === "number" ? c.ms : 0,
       };
     }
-    s.settle();
+    // A caller that asked for the request's usage is told once the request's accounting has arrived (`done`).
+    if (defer && s.opts.usage) defer.push(s);
+    else s.settle();
   }
 
   /**
@@ -435,6 +437,7 @@ class PoolExecutor implements SandboxExecutor {
       const limit = Math.max(...chunk.map((s) => Math.max(s.loadTimeout, ...s.timeouts)));
       const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout }));
       const timing = chunk.some((s) => s.opts.timing);
+      const deferred: Spec[] = [];
       try {
         await this.pool.use((w) =>
           w.request(
@@ -442,7 +445,7 @@ class PoolExecutor implements SandboxExecutor {
             (msg) => {
               if (typeof msg.p === "number" && chunk[msg.p] && !got.has(msg.p)) {
                 got.add(msg.p);
-                this.deliver(chunk[msg.p], msg);
+                this.deliver(chunk[msg.p], msg, deferred);
               }
               if (msg.fatal) throw new Error(`sandbox refused the request: ${msg.fatal}`);
               if (msg.done) {
@@ -480,6 +483,8 @@ class PoolExecutor implements SandboxExecutor {
         }
         flow.unshift(...left);
         if (!this.flows.includes(flow)) this.flows.push(flow);
+      } finally {
+        for (const s of deferred) s.settle();
       }
     }
   }

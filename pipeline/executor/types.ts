@@ -140,6 +140,9 @@ export interface RunProgramsOptions {
   /**
    * Filled in (added to) as the request's parts finish: CPU seconds and peak memory of its children as the
    * kernel accounted them (wait4 in the zygotes), children run, and stray processes found and killed after it.
+   * Complete when the call resolves (results are still streamed through onResult as they come). The sandbox
+   * accounts per request it is sent: when programs of several callers travel in one request (same-tick calls),
+   * each of those callers' usage gets that request's whole totals.
    */
   usage?: RequestUsage;
 }
