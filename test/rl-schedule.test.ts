@@ -17,6 +17,8 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../pipeline/cli.ts";
 import { renderGrpoConfig, resolveUtrlPlan } from "../trainers/utrl.ts";
+import { checkGrpoEnvironment } from "../stages/rl/utrl.ts";
+import type { EnvReport } from "../trainers/preflight.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { startOpenAIServer, type OpenAIServer } from "./servers/openai.ts";
 
@@ -116,6 +118,44 @@ describe("the schedule as data", () => {
     expect(err({ schedule: [] })).toMatch(/^utrl\.schedule: /);
     const server = resolveUtrlPlan({ profile: "grpo-full-8gpu-server", per_device_batch_size: 8, prompts_per_step: 56 }, "/r");
     expect([server.world, server.vllmGpus, server.gradAccum]).toEqual([7, 1, 8]);
+  });
+});
+
+describe("GRPO launch preflight (checkGrpoEnvironment on environment reports)", () => {
+  const good = (over: Partial<EnvReport> = {}): EnvReport => ({
+    python: "3.11.9",
+    executable: "/venv/bin/python",
+    packages: { torch: "2.5.1", transformers: "4.57.0", trl: "0.24.0", accelerate: "1.2.0", datasets: "3.0.0", vllm: "0.11.0", peft: "0.14.0", deepspeed: "0.16.0" },
+    cuda: { available: true, version: "12.4", device_count: 8, bf16: true },
+    gpus: Array.from({ length: 8 }, (_, i) => ({ index: i, name: "NVIDIA H100", total_bytes: 80e9, capability: "9.0" })),
+    torch_error: null,
+    ...over,
+  });
+  const full = resolveUtrlPlan({ name: "u" }, "/r"); // grpo-full-8gpu: ZeRO-3, 8 GPUs
+  const lora = resolveUtrlPlan({ name: "u", profile: "grpo-lora-1gpu" }, "/r");
+
+  it("a complete environment passes; each missing or old package is one line naming it and the fix", () => {
+    expect(checkGrpoEnvironment(full, good())).toEqual([]);
+    expect(checkGrpoEnvironment(lora, good())).toEqual([]);
+    const old = checkGrpoEnvironment(full, good({ packages: { ...good().packages, trl: "0.20.0" } }));
+    expect(old).toHaveLength(1);
+    expect(old[0]).toMatch(/^trl 0\.20\.0 is older than the 0\.23\.0 /);
+    expect(checkGrpoEnvironment(full, good({ packages: { ...good().packages, vllm: null } }))[0]).toMatch(/^vllm is not installed in \/venv\/bin\/python; create it:/);
+    expect(checkGrpoEnvironment(lora, good({ packages: { ...good().packages, peft: null } }))[0]).toMatch(/^peft is not installed/);
+    expect(checkGrpoEnvironment(full, good({ packages: { ...good().packages, peft: null } }))).toEqual([]); // full fine-tuning needs no peft
+    expect(checkGrpoEnvironment(full, good({ packages: { ...good().packages, deepspeed: null } }))[0]).toMatch(/^deepspeed is not installed/); // ZeRO-3
+    expect(checkGrpoEnvironment(lora, good({ packages: { ...good().packages, deepspeed: null } }))).toEqual([]);
+    expect(checkGrpoEnvironment(full, good({ python: "3.9.18" }))[0]).toMatch(/^Python 3\.9\.18 .* too old/);
+  });
+
+  it("GPUs: none visible, fewer than the profile needs, no bf16", () => {
+    expect(checkGrpoEnvironment(full, good({ cuda: { available: false, version: null, device_count: 0, bf16: false }, gpus: [] }))[0]).toMatch(/^no CUDA GPU is visible/);
+    expect(checkGrpoEnvironment(full, good({ torch_error: "driver too old" }))[0]).toMatch(/^torch cannot initialise CUDA \(driver too old\)/);
+    const two = checkGrpoEnvironment(full, good({ gpus: good().gpus.slice(0, 2) }));
+    expect(two).toHaveLength(1);
+    expect(two[0]).toMatch(/^utrl\.gpus_per_node is 8 but only 2 GPU\(s\) are visible/);
+    const v100 = good({ cuda: { available: true, version: "12.4", device_count: 8, bf16: false }, gpus: good().gpus.map((g) => ({ ...g, name: "Tesla V100" })) });
+    expect(checkGrpoEnvironment(full, v100)).toEqual(["GPU Tesla V100 has no bf16 support; set utrl.bf16: false or use an Ampere-or-newer GPU"]);
   });
 });
 
