@@ -241,6 +241,30 @@ def f():
     }
   });
 
+  it("the output budget is per caller: across every request sent for one call, and untouched by a neighbour's", async () => {
+    const small = await createExecutor({ workers: 2, request_out_mb: 4 });
+    const big = (n: number) => `def f(i):\n    return 'x' * (${n} * 1000)`;
+    try {
+      // One call of 6 programs (sent as several requests, two at a time): at most 4 MB of values in all.
+      const rs = await small.runPrograms(Array.from({ length: 6 }, () => ({ program: big(1500), entryPoint: "f", inputs: [{ args: [0] }], timeoutS: 2 })));
+      const ok = rs.filter((r) => r.results[0].status === "ok").length;
+      expect(ok).toBeGreaterThanOrEqual(1);
+      expect(ok).toBeLessThanOrEqual(2); // 4 MB / 1.5 MB
+      expect(rs.filter((r) => r.results[0].errorType === "OutputTooLarge").length).toBe(6 - ok);
+      // Two calls made in the same tick travel in one request: the first spends 3 MB of its own budget; the
+      // second's 1.2 MB value must not count against it.
+      const [hostile, benign] = await Promise.all([
+        small.runPrograms([{ program: big(1500), entryPoint: "f", inputs: [0, 1, 2].map((i) => ({ args: [i] })), timeoutS: 2 }]),
+        small.runCalls({ program: big(1200), entryPoint: "f", inputs: [{ args: [0] }], timeoutS: 2 }),
+      ]);
+      expect(hostile[0].results.map((x) => x.status)).toEqual(["ok", "ok", "error"]);
+      expect(benign[0]).toMatchObject({ status: "ok" });
+      expect((benign[0].value as string).length).toBe(1_200_000);
+    } finally {
+      await small.close();
+    }
+  });
+
   it("a server stopped from outside (SIGSTOP) is detected by the watchdog and replaced; the program in flight is retried", async () => {
     const one = await createExecutor({ workers: 1, watchdog_slack_s: 0.5 });
     try {

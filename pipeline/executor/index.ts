@@ -210,6 +210,8 @@ interface Spec {
   opts: RunProgramsOptions;
   /** Called once this program's results are delivered (or with an error that ends its request). */
   settle: (e?: Error) => void;
+  /** Bytes of values the caller's request may still receive (shared by every program of one call). */
+  budget: { left: number };
   kind: "function" | "stdio" | "check";
   program: string;
   entry?: string;
@@ -282,6 +284,7 @@ class PoolExecutor implements SandboxExecutor {
 
   async runPrograms(jobs: ProgramJob[], opts: RunProgramsOptions = {}): Promise<ProgramResult[]> {
     const out: Internal[] = [];
+    const budget = { left: this.config.request_out_mb << 20 };
     const specs: Omit<Spec, "settle">[] = [];
     jobs.forEach((job, j) => {
       const kind = job.kind ?? "function";
@@ -297,7 +300,7 @@ class PoolExecutor implements SandboxExecutor {
       limits.forEach((t, i) => limitOf(`job ${j} input ${i}: timeoutS`, t));
       const loadTimeout = limitOf(`job ${j}: loadTimeoutS`, job.loadTimeoutS ?? Math.max(0.001, ...limits, Array.isArray(job.timeoutS) ? 0 : job.timeoutS));
       const target: Internal = { results: new Array(n) };
-      const spec = { job: j, target, opts, kind, program: job.program, entry: kind === "function" ? (job as { entryPoint: string }).entryPoint : undefined, inputs: [] as unknown[], index: [] as number[], timeouts: [] as number[], loadTimeout, attempts: 0 };
+      const spec = { job: j, target, opts, budget, kind, program: job.program, entry: kind === "function" ? (job as { entryPoint: string }).entryPoint : undefined, inputs: [] as unknown[], index: [] as number[], timeouts: [] as number[], loadTimeout, attempts: 0 };
       job.inputs.forEach((x, i) => {
         const why = kind === "stdio" ? (typeof x === "string" ? undefined : "stdin must be a string") : invalidCall(x);
         if (why) target.results[i] = { status: "invalid_input", message: why, ms: 0 };
@@ -319,7 +322,7 @@ class PoolExecutor implements SandboxExecutor {
     const out: Internal[] = programs.map(() => ({ results: [] }));
     const specs = programs.map((program, job) => {
       if (typeof program !== "string") throw new ExecutorRequestError(`program ${job} must be a string`);
-      return { job, target: out[job], opts: {}, kind: "check" as const, program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
+      return { job, target: out[job], opts: {}, budget: { left: this.config.request_out_mb << 20 }, kind: "check" as const, program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
     });
     await this.submit(specs);
     return out.map((o) => o.check ?? { status: "crash", message: "no result from the sandbox", functions: [], classes: [], ms: 0 });
@@ -392,8 +395,15 @@ class PoolExecutor implements SandboxExecutor {
   private deliver(s: Spec, msg: any, defer?: Spec[]): void {
     const o = s.target;
     const rs: unknown[] = Array.isArray(msg.r) ? msg.r : [];
+    // Bytes of values this program used of its caller's budget: past what the caller had left (another of its
+    // requests in flight used it meanwhile), its values are voided as the server would have.
+    const used = typeof msg.b === "number" && msg.b > 0 ? msg.b : 0;
+    const over = used > s.budget.left;
+    s.budget.left = Math.max(0, s.budget.left - used);
+    const cap = this.config.request_out_mb << 20;
     s.index.forEach((i, k) => {
-      const r = rs[k] as CallResult | undefined;
+      let r = rs[k] as CallResult | undefined;
+      if (over && r && typeof r === "object" && r.status === "ok") r = { status: "error", errorType: "OutputTooLarge", message: `the request's results passed ${cap} bytes`, ms: r.ms };
       o.results[i] = r && typeof r === "object" && typeof r.status === "string" ? { ...r, ms: typeof r.ms === "number" ? r.ms : 0 } : { status: "crash", message: "no result from the sandbox", ms: 0 };
       s.opts.onResult?.(s.job, i, o.results[i]);
     });
@@ -435,13 +445,17 @@ class PoolExecutor implements SandboxExecutor {
       const chunk = flow.splice(0, size);
       const got = new Set<number>();
       const limit = Math.max(...chunk.map((s) => Math.max(s.loadTimeout, ...s.timeouts)));
-      const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout }));
+      // Each caller's programs form a group with what that caller may still receive; the server keeps one budget
+      // per group. (Two requests of one caller in flight at once each start from the same remainder; what Node
+      // then receives past it is voided in deliver, so a caller never gets more than its budget.)
+      const groups = [...new Set(chunk.map((s) => s.budget))];
+      const wire = chunk.map((s) => ({ kind: s.kind, program: s.program, entry: s.entry, inputs: s.inputs, timeouts: s.timeouts, load_timeout: s.loadTimeout, g: groups.indexOf(s.budget) }));
       const timing = chunk.some((s) => s.opts.timing);
       const deferred: Spec[] = [];
       try {
         await this.pool.use((w) =>
           w.request(
-            { op: "programs", programs: wire, ...(timing ? { timing: true } : {}) },
+            { op: "programs", programs: wire, budgets: groups.map((b) => Math.max(0, b.left)), ...(timing ? { timing: true } : {}) },
             (msg) => {
               if (typeof msg.p === "number" && chunk[msg.p] && !got.has(msg.p)) {
                 got.add(msg.p);

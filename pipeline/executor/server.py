@@ -1470,10 +1470,11 @@ def _clean_result(r, limit_ms):
 
 
 class Budget:
-    """What one request may still send back (REQ_OUT_CAP bytes of values)."""
+    """What one caller's request may still send back (REQ_OUT_CAP bytes of values in all, across every request
+    Node sends for it: Node passes what the caller has left, `budgets`, one per group `g` of programs)."""
 
-    def __init__(self):
-        self.left = REQ_OUT_CAP
+    def __init__(self, left=REQ_OUT_CAP):
+        self.left = left
 
     def take(self, r, size):
         if r.get("status") != "ok":
@@ -1639,14 +1640,30 @@ def serve_programs(req):
     rid = req["id"]
     progs = req.get("programs") or []
     timing = bool(req.get("timing"))
-    budget = Budget()
+    # One budget per caller whose programs travel in this request (same-tick calls share a request): what one
+    # caller's programs send back never counts against another's.
+    given = req.get("budgets")
+    budgets = {}
+
+    def budget_of(prog):
+        g = prog.get("g", 0)
+        if not isinstance(g, int) or isinstance(g, bool):
+            g = 0
+        if g not in budgets:
+            left = REQ_OUT_CAP
+            if isinstance(given, list) and 0 <= g < len(given) and isinstance(given[g], int) and not isinstance(given[g], bool):
+                left = max(0, min(REQ_OUT_CAP, given[g]))
+            budgets[g] = Budget(left)
+        return budgets[g]
     # This request's number: the zygotes account its children under it; asking them for the request's usage
     # at the end also tells them to give the next request's children a fresh IPC namespace.
     _IPC_GEN[0] += 1
     _USED.clear()
     for j, prog in enumerate(progs):
+        budget = budget_of(prog)
+        before = budget.left
         results, ast_info, check, tm = run_program(rid, j, prog, budget, timing)
-        msg = {"id": rid, "p": j, "r": results}
+        msg = {"id": rid, "p": j, "r": results, "b": before - budget.left}
         if check is not None:
             msg["check"] = check
             msg["ast"] = ast_info or {"functions": [], "classes": []}
