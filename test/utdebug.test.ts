@@ -204,6 +204,30 @@ describe("utdebug with a scripted model", () => {
     expect(v.uts.map((u) => u.call)).toEqual(["double(3)", "double(-2)"]);
   });
 
+  it("Table 4 ablations: -no-sc takes each sample's own output (no votes), -no-backtrack keeps every edit unvalidated", async () => {
+    const rd = path.join(dir, "ablations");
+    const before = server.requests.length;
+    const { summary } = await run(rd, root(rd, { baselines: [], ablations: ["no-sc", "no-backtrack"] }));
+    expect(Object.keys(summary.sets.mini)).toEqual(["utgen-model", "utgen-model-no-sc", "utgen-model-no-backtrack"]);
+    // Without self-consistency: UTs carry the generator's own output, and no vote request is made for them.
+    const nosc = trace(rd, "utgen-model-no-sc", "u1");
+    const uts = nosc.rounds.flatMap((r) => r.suite?.uts ?? []);
+    expect(uts.length).toBeGreaterThan(0);
+    expect(uts.every((u) => u.votes === undefined)).toBe(true);
+    // Without backtracking: an edit is never judged on the old suite; the main method discards u2's bad edit.
+    const nb = trace(rd, "utgen-model-no-backtrack", "u2");
+    const kept = nb.rounds.map((r) => r.decision).filter(Boolean);
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept.every((d) => d === "kept_unvalidated")).toBe(true);
+    expect(trace(rd, "utgen-model", "u2").rounds.some((r) => r.decision === "backtracked")).toBe(true);
+    const votes = server.requests.slice(before).filter((b) => b.continue_final_message === true).length;
+    expect(votes).toBeGreaterThan(0); // the full method (and -no-backtrack) still vote
+    const md = readFileSync(path.join(rd, "utdebug", "summary.md"), "utf8");
+    expect(md).toContain("### Ablations (Table 4 layout)");
+    expect(md).toMatch(/\| − Output test-time scaling .*\|/);
+    expect(md).toMatch(/\| − Backtracking .*\|/);
+  });
+
   it("flow reference: the starting turn is repeated, a discarded reply stays without feedback, the suite is built for the new code", async () => {
     const rd = path.join(dir, "reference");
     const before = server.requests.length;
