@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buggyTimeoutFor,
   createExecutor,
+  ExecutorRequestError,
   executorConfigSchema,
   formatPyValue,
   parseLiteral,
@@ -308,6 +309,12 @@ describe("checkProgram and runScript", () => {
     expect((await ex.runScript("while True: pass", null, { timeoutS: 0.3 })).status).toBe("timeout");
     const codec = await ex.runScript("v = decode_value(INPUT)\nOUTPUT = [type(v).__name__, encode_value(v)]", { $tuple: [1, { $float: "nan" }] }, { timeoutS: 2 });
     expect(codec.output).toEqual(["tuple", { $tuple: [1, { $float: "nan" }] }]);
+    // An input with no JSON form is the caller's error, one line, and the pool is unharmed.
+    const cyc: Record<string, unknown> = {};
+    cyc.self = cyc;
+    await expect(ex.runScript("OUTPUT = 1", { n: 10n }, { timeoutS: 1 })).rejects.toThrow(/^runScript: input cannot be sent as JSON \(.*BigInt/);
+    await expect(ex.runScript("OUTPUT = 1", cyc, { timeoutS: 1 })).rejects.toThrow(new ExecutorRequestError("runScript: input cannot be sent as JSON (Converting circular structure to JSON)"));
+    expect(await ex.runScript("OUTPUT = 2", null, { timeoutS: 1 })).toMatchObject({ status: "ok", output: 2 });
   });
   it("runScript with projectCode: compiled once per worker, a fresh namespace per run, errors still reported", async () => {
     // The code object's file name says where it was compiled: "<script>" in the zygote (cached), "<program>" in the child.

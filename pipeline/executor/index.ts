@@ -509,6 +509,11 @@ class PoolExecutor implements SandboxExecutor {
 
   async runScript(script: string, input: unknown, opts: { timeoutS: number; projectCode?: boolean }): Promise<ScriptResult> {
     const timeoutS = limitOf("runScript: timeoutS", opts.timeoutS);
+    try {
+      JSON.stringify(input); // a BigInt or a cycle: the caller's error, before any worker is involved
+    } catch (e) {
+      throw new ExecutorRequestError(`runScript: input cannot be sent as JSON (${(e as Error).message.split("\n")[0]})`);
+    }
     let res: any;
     try {
       await this.pool.use((w) =>
