@@ -119,6 +119,16 @@ def f():
     }
   });
 
+  it("a program's process is not dumpable (inherited from the server through the zygote, not set per child)", async () => {
+    // prctl 157, PR_GET_DUMPABLE 3: 0 means no /proc/<pid>/mem, environ or fd of it for another process of the
+    // uid, no core, no ptrace attach. Children no longer set it themselves, so this fails if the inheritance breaks.
+    const r = await call(`${SYSCALL}
+def f():
+    return sc(157, 3, 0, 0, 0, 0)`);
+    expect(r.status).toBe("ok");
+    expect((r.value as number[])[0]).toBe(0);
+  });
+
   it("control: an allowed syscall through the same path works (getpid 39)", async () => {
     const r = await call(`${SYSCALL}
 def f():

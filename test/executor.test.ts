@@ -315,6 +315,15 @@ describe("checkProgram and runScript", () => {
     await expect(ex.runScript("OUTPUT = 1", { n: 10n }, { timeoutS: 1 })).rejects.toThrow(/^runScript: input cannot be sent as JSON \(.*BigInt/);
     await expect(ex.runScript("OUTPUT = 1", cyc, { timeoutS: 1 })).rejects.toThrow(new ExecutorRequestError("runScript: input cannot be sent as JSON (Converting circular structure to JSON)"));
     expect(await ex.runScript("OUTPUT = 2", null, { timeoutS: 1 })).toMatchObject({ status: "ok", output: 2 });
+    // Nested deeper than a child's request can carry (marshal stops at 2000): an error naming it, no child.
+    let deep: unknown = 1;
+    for (let i = 0; i < 2100; i++) deep = [deep];
+    expect(await ex.runScript("OUTPUT = 1", deep, { timeoutS: 1 })).toMatchObject({
+      status: "error",
+      errorType: "ValueError",
+      message: expect.stringMatching(/^script input: .*too deeply nested/),
+    });
+    expect(await ex.runScript("OUTPUT = 3", null, { timeoutS: 1 })).toMatchObject({ status: "ok", output: 3 });
   });
   it("runScript with projectCode: compiled once per worker, a fresh namespace per run, errors still reported", async () => {
     // The code object's file name says where it was compiled: "<script>" in the zygote (cached), "<program>" in the child.
@@ -325,6 +334,21 @@ describe("checkProgram and runScript", () => {
     expect((await ex.runScript(script, 9, { timeoutS: 2 })).output).toEqual(["<program>", 1, 9]);
     expect(await ex.runScript("def f(:\n", null, { timeoutS: 2, projectCode: true })).toMatchObject({ status: "error", errorType: "SyntaxError" });
     expect((await ex.runScript("while True: pass", null, { timeoutS: 0.3, projectCode: true })).status).toBe("timeout");
+  });
+});
+
+describe("bench loops (benchFork)", () => {
+  it("bare and floor loops run in every worker, in both zygotes, and give a rate", async () => {
+    // The floor loop checks that each of its children wrote its three results; a broken loop is an error here.
+    for (const zygote of ["lean", "full"] as const) {
+      for (const loop of ["bare", "floor"] as const) {
+        const b = await ex.benchFork(4, zygote, loop);
+        expect(b.perWorkerPerS.length).toBe(2);
+        for (const r of b.perWorkerPerS) expect(r).toBeGreaterThan(0);
+      }
+    }
+    // The zygotes are unharmed by it.
+    expect(await ex.runCalls({ program: identity, entryPoint: "ident", inputs: [{ args: [5] }], timeoutS: 1 })).toMatchObject([{ status: "ok", value: 5 }]);
   });
 });
 

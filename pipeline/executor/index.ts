@@ -83,7 +83,12 @@ export interface SandboxExecutor extends Executor {
   /** What each worker's server reported at start (its isolation features). */
   workerInfo(): Record<string, unknown>[];
   /** The fork ceiling: `n` bare fork + exit + wait cycles of a zygote of every worker, in parallel. */
-  benchFork(n: number, zygote?: "full" | "lean"): Promise<{ perWorkerPerS: number[]; totalPerS: number }>;
+  /**
+   * Fork loops for bench/executor.ts, in every worker at once: "bare" forks children that exit at once (the fork
+   * ceiling); "floor" forks, per program, a child that reads, compiles, executes and calls a small program and
+   * writes its results, with none of the harness around it (what any fork-per-program design must pay).
+   */
+  benchFork(n: number, zygote?: "full" | "lean", loop?: "bare" | "floor"): Promise<{ perWorkerPerS: number[]; totalPerS: number }>;
 }
 
 /** A request the executor refuses before it reaches any worker (one line: what is wrong). */
@@ -261,16 +266,17 @@ class PoolExecutor implements SandboxExecutor {
     return Math.ceil((limitS + this.config.grace_s + this.config.watchdog_slack_s) * 1000);
   }
 
-  async benchFork(n: number, zygote: "full" | "lean" = "full"): Promise<{ perWorkerPerS: number[]; totalPerS: number }> {
+  async benchFork(n: number, zygote: "full" | "lean" = "full", loop: "bare" | "floor" = "bare"): Promise<{ perWorkerPerS: number[]; totalPerS: number }> {
     const per = await Promise.all(
       this.pool.workers.map(async () => {
         let res: any;
         await this.pool.use((w) =>
-          w.request({ op: "bench_fork", n, zygote }, (msg) => {
+          w.request({ op: "bench_fork", n, zygote, loop }, (msg) => {
             if (msg.done) res = msg.bench;
             return !!msg.done;
           }, 600_000),
         );
+        if (!res || typeof res.s !== "number") throw new Error(`benchFork (${loop}, ${zygote}): ${res?.error ?? "no result"}`);
         return res.n / res.s;
       }),
     );
