@@ -60,9 +60,11 @@ for (const rows of sizes) {
   const dir = path.join(root, ".cache/bench");
   const jsonl = await writeSyntheticTulu(dir, rows, "jsonl");
   const parquet = await writeSyntheticTulu(dir, rows, "parquet");
-  const script = path.join(mkdtempSync(path.join(tmpdir(), "utgen-bench-py-")), "baseline.py");
+  const scratch = mkdtempSync(path.join(tmpdir(), "utgen-bench-py-"));
+  const script = path.join(scratch, "baseline.py");
   writeFileSync(script, PY_BASELINE);
   const b = spawnSync("python3", [script, jsonl], { encoding: "utf8", maxBuffer: 1 << 24 });
+  rmSync(scratch, { recursive: true, force: true }); // the bench leaves nothing in the temp folder
   const base = JSON.parse(b.stdout.trim());
   const baseRate = base.rows / base.s;
   for (const [fmt, file] of [["jsonl", jsonl], ["parquet", parquet]] as const) {

@@ -1,0 +1,69 @@
+/**
+ * Diagnostic (not part of `npm run bench`: it has no baseline): where the CPU of the many-programs shape goes,
+ * per program, by process — the children (wait4, as the zygotes account them), each worker's zygote and
+ * server, and this Node process — for the same 1,500 distinct programs × 3 tests as bench/executor.ts.
+ * Linux only: reads /proc/<pid>/stat of every process before and after each run.
+ * `npx tsx bench/_executor-cpu.ts [--quick]`.
+ */
+import { readFileSync, readdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { createExecutor } from "../pipeline/executor/index.ts";
+
+const n = process.argv.includes("--quick") ? 300 : 1500;
+const job = (i: number) => ({
+  program: `# program ${i}\ndef add(a, b):\n    return a + b + ${i % 7}\n`,
+  entryPoint: "add",
+  inputs: [{ args: [i, 1] }, { args: [i, 2] }, { args: [i, 3] }],
+  timeoutS: 1,
+});
+const TICK = 100; // USER_HZ
+
+type Proc = { cmd: string; cpu: number; minflt: number };
+function snapshot(): Map<number, Proc> {
+  const m = new Map<number, Proc>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" "); // f[0] is field 3 (state)
+      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0")[0];
+      m.set(+d, { cmd, cpu: (+f[11] + +f[12]) / TICK, minflt: +f[7] });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return m;
+}
+
+const ex = await createExecutor({});
+try {
+  await ex.runPrograms([job(0)]);
+  for (let rep = 0; rep < 2; rep++) {
+    const usage = { cpu_s: 0, max_rss_mb: 0, children: 0, stray: 0, user_s: 0, minflt: 0 };
+    const before = snapshot();
+    const node0 = process.cpuUsage();
+    const t0 = performance.now();
+    await ex.runPrograms(Array.from({ length: n }, (_, i) => job(i)), { usage });
+    const s = (performance.now() - t0) / 1000;
+    const node = process.cpuUsage(node0);
+    const after = snapshot();
+    const rows: [string, number, number][] = [];
+    for (const [pid, p] of after) {
+      const q = before.get(pid);
+      if (!q || pid === process.pid || p.cpu - q.cpu <= 0 || !p.cmd.includes("python")) continue;
+      // A zygote forks, so it takes copy-on-write faults after every fork; a server takes almost none.
+      const role = (p.minflt - q.minflt) / n > 5 ? "a zygote (forks the children)" : "a server (talks to Node, the zygote and the children)";
+      rows.push([`python pid ${pid}: ${role}`, p.cpu - q.cpu, p.minflt - q.minflt]);
+    }
+    rows.sort((a, b) => b[1] - a[1]);
+    const ms = (x: number) => ((1000 * x) / n).toFixed(3);
+    const total = usage.cpu_s + rows.reduce((a, r) => a + r[1], 0) + (node.user + node.system) / 1e6;
+    console.log(`\nrun ${rep + 1}: ${n} programs in ${s.toFixed(2)} s = ${(n / s).toFixed(0)}/s; CPU per program, ms (faults):`);
+    console.log(`  ${ms(usage.cpu_s)} (${(usage.minflt / n).toFixed(0)})  the children (wait4)`);
+    for (const [name, cpu, flt] of rows) console.log(`  ${ms(cpu)} (${(flt / n).toFixed(0)})  ${name}`);
+    console.log(`  ${ms((node.user + node.system) / 1e6)}  Node (this process)`);
+    console.log(`  ${ms(total)}  in all: the CPU is ${((100 * total) / s / availableParallelism()).toFixed(0)} % busy on ${availableParallelism()} cores`);
+  }
+} finally {
+  await ex.close();
+}
