@@ -1100,9 +1100,7 @@ def _zygote_main(sock):
                     code = 3
                 finally:
                     _exit(code)
-            books.owner[pid] = gen
-            for fd in fds:
-                close(fd)
+            # The reply first (the server is waiting for it), the bookkeeping after.
             try:
                 pfd = pidfd_open(pid)
             except OSError:
@@ -1113,6 +1111,9 @@ def _zygote_main(sock):
                 pass
             if pfd >= 0:
                 close(pfd)
+            books.owner[pid] = gen
+            for fd in fds:
+                close(fd)
             continue
         try:
             h = _loads(msg)
@@ -1424,8 +1425,20 @@ class Child:
         res_r, res_w = os.pipe()
         self.zyg = zyg
         self.t_req = time.monotonic()
+        if payload is None:
+            payload = _request_bytes(header)
+        request = struct.pack(">I", len(payload)) + payload
+        # A request that fits in PIPE_BUF goes into the pipe before the fork: such a write to an empty pipe is
+        # whole and never blocks, and the child then reads it without waiting for this process's turn.
+        early = len(request) <= select.PIPE_BUF
         try:
+            if early:
+                _write_all(req_w, request)
             self.pid, got = _zfork(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w))
+        except BaseException:
+            os.close(req_w)
+            os.close(res_r)
+            raise
         finally:
             os.close(req_r)
             os.close(res_w)
@@ -1440,9 +1453,8 @@ class Child:
         self.exit_desc = None
         self.exit_sig = 0
         self.dead = False
-        if payload is None:
-            payload = _request_bytes(header)
-        self.send(struct.pack(">I", len(payload)) + payload)
+        if not early:
+            self.send(request)
 
     def send(self, data):
         try:
