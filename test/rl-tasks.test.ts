@@ -4,12 +4,13 @@
  * reason — a deterministic held-out validation split, optional ground-truth verification in the sandbox, and
  * no rebuild when nothing changed; local task files and their one-line errors.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parquetWriteFile } from "hyparquet-writer";
 import { main } from "../pipeline/cli.ts";
+import { readStageRecords, readUsableManifest } from "../pipeline/store.ts";
 import { holdOut, loadTasks, tacoRowToTask, TACO_REVISION } from "../stages/rl/tasks.ts";
 import { startHubServer } from "./servers/hub.ts";
 
@@ -142,6 +143,34 @@ describe("TACO rows → stdio tasks (App. A.3 filter)", () => {
     expect(code).toBe(0);
     const scored = readFileSync(path.join(runDir, "rl-rewards", "mbpp-rows", "rewards.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     for (const [i, s] of scored.entries()) expect(s.valid_cases, s.id).toBe(tasks[i].gt_cases.length);
+  });
+
+  it("source kind filter: this run's filter records become function tasks (joined by id); none yet is one line", async () => {
+    const runDir = path.join(tmp, "run-filter");
+    const demo = path.resolve(__dirname, "../data/demo/tulu-demo.jsonl");
+    const conf = `run: {dir: ${runDir}, shard_size: 20}\nsource: {kind: local, path: ${demo}}\nexecutor: {workers: 2}\nllm: {backend: heuristic}\nfilter: {tokenizer: qwen, max_prompt_tokens: 2048}\nrl-tasks: {valid_tasks: 2, seed: 3, source: {kind: filter}}\n`;
+    const early = await run(conf);
+    expect(early.code).toBe(2);
+    expect(early.err).toEqual([expect.stringMatching(/filter output, which is missing in .*; run --stage filter first$/)]);
+    const cfg = path.join(tmp, "filter-src.yaml");
+    writeFileSync(cfg, conf);
+    expect(await main(["--config", cfg, "--stage", "filter"], { stdout: () => {}, stderr: () => {} })).toBe(0);
+    const filtered = new Map<string, any>();
+    const manifest = await readUsableManifest(runDir, "filter", null);
+    for await (const rec of readStageRecords(runDir, "filter", { manifest: manifest! })) filtered.set(String(rec.id), rec);
+    expect(filtered.size).toBeGreaterThan(2);
+    const r = await run(conf);
+    expect(r.code).toBe(0);
+    const train = readTasks(runDir, "train");
+    const valid = readTasks(runDir, "valid");
+    expect(valid).toHaveLength(2);
+    expect(existsSync(path.join(runDir, "rl-tasks", "test.jsonl")) ? readTasks(runDir, "test") : []).toEqual([]);
+    const all = [...train, ...valid];
+    expect(all.map((t) => t.id).sort()).toEqual([...filtered.keys()].sort());
+    for (const t of all) {
+      const f = filtered.get(t.id);
+      expect(t).toMatchObject({ kind: "function", question: f.prompt, gt_code: f.code, entry_point: f.entry_point });
+    }
   });
 
   it("local task files: read as they are; a bad row is one line naming file:line", async () => {
