@@ -3,8 +3,7 @@
  * per problem of the mini set, UTs per code pooled and de-duplicated, the code passing most pooled UTs
  * chosen, ties broken by the stated rule; and the heuristic backend on the demo set.
  */
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +13,7 @@ import { createExecutor } from "../pipeline/executor/index.ts";
 import type { Executor } from "../pipeline/executor/types.ts";
 import type { CommandContext } from "../pipeline/stage.ts";
 import { rerankStage, type RerankTrace } from "../stages/rerank.ts";
+import { perPrompt, repeatedCalls, runAndKill } from "./helpers/kill-resume.ts";
 import { debugModel, miniWorld } from "./servers/debug-model.ts";
 import { startOpenAIServer, type OpenAIServer } from "./servers/openai.ts";
 
@@ -140,14 +140,6 @@ describe("rerank: a UT prompt without the code (Random baseline) is sampled anew
 
 describe("rerank: kill -9 mid-run, then a re-run", () => {
   it("repeats no finished (set, method, problem) and no completed model call, and ends with the clean run's scores", async () => {
-    const perPrompt = (bodies: any[]) => {
-      const m = new Map<string, number>();
-      for (const b of bodies) {
-        const k = JSON.stringify([b.model, b.messages, b.n, b.seed]);
-        m.set(k, (m.get(k) ?? 0) + 1);
-      }
-      return m;
-    };
     const slow = debugModel(miniWorld(), { delayMs: 40 });
     const srv = await startOpenAIServer({ script: (r) => slow.script(r) });
     try {
@@ -170,19 +162,8 @@ describe("rerank: kill -9 mid-run, then a re-run", () => {
 
       const killedDir = path.join(dir, "kill-killed");
       const k0 = srv.requests.length;
-      const child = spawn(process.execPath, [path.join(ROOT, "pipeline/run.mjs"), "--config", conf(killedDir), "--stage", "rerank"], { cwd: ROOT, detached: true, stdio: "ignore" });
       const results = path.join(killedDir, "rerank", "results", "mini", "utgen-model");
-      let killed = false;
-      for (const deadline = Date.now() + 120_000; Date.now() < deadline && child.exitCode === null; ) {
-        if (existsSync(results) && readdirSync(results).filter((f) => f.endsWith(".json")).length >= 2) {
-          process.kill(-child.pid!, "SIGKILL");
-          killed = true;
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      expect(killed, "the run finished before it could be killed").toBe(true);
-      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+      expect(await runAndKill(conf(killedDir), "rerank", results, 2), "the run finished before it could be killed").toBe(true);
       const finished = readdirSync(results).filter((f) => f.endsWith(".json"));
       expect(finished.length).toBeLessThan(4);
       const mtimes = new Map(finished.map((f) => [f, statSync(path.join(results, f)).mtimeMs]));
@@ -192,9 +173,7 @@ describe("rerank: kill -9 mid-run, then a re-run", () => {
       expect(await main(["--config", conf(killedDir), "--stage", "rerank", "--json"], { stdout: (l) => out.push(l), stderr: () => {} })).toBe(0);
       for (const f of finished) expect(statSync(path.join(results, f)).mtimeMs).toBe(mtimes.get(f)); // reused, not redone
       // Every request beyond the clean run's was one in flight at the kill (concurrency 1).
-      let repeated = 0;
-      for (const [k, n] of perPrompt(srv.requests.slice(k0))) repeated += Math.max(0, n - (reference.get(k) ?? 0));
-      expect(repeated).toBeLessThanOrEqual(1);
+      expect(repeatedCalls(perPrompt(srv.requests.slice(k0)), reference)).toBeLessThanOrEqual(1);
       expect(srv.requests.length - k1).toBeLessThan(srv.requests.length - k0);
       const cleanSummary = JSON.parse(readFileSync(path.join(clean, "rerank", "summary.json"), "utf8"));
       expect(JSON.parse(out[out.length - 1]).sets).toEqual(cleanSummary.sets);

@@ -7,8 +7,7 @@
  * a first edit that ties the pass rate — discarded, then a fix accepted), square (already correct: stop at
  * once) and neg (unanimously wrong expected outputs: nothing to fix from, every edit discarded).
  */
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +18,7 @@ import type { Executor } from "../pipeline/executor/types.ts";
 import type { CommandContext } from "../pipeline/stage.ts";
 import { utdebugStage } from "../stages/utdebug.ts";
 import type { ProblemTrace } from "../stages/debug/loop.ts";
+import { perPrompt, repeatedCalls, runAndKill } from "./helpers/kill-resume.ts";
 import { debugModel, miniWorld, type DebugModel } from "./servers/debug-model.ts";
 import { startOpenAIServer, type OpenAIServer } from "./servers/openai.ts";
 
@@ -282,14 +282,6 @@ describe("utdebug with a scripted model", () => {
   });
 
   it("kill -9 mid-run, then a re-run, repeats no finished problem and no completed model call", async () => {
-    const perPrompt = (bodies: any[]) => {
-      const m = new Map<string, number>();
-      for (const b of bodies) {
-        const k = JSON.stringify([b.model, b.messages, b.n, b.seed]);
-        m.set(k, (m.get(k) ?? 0) + 1);
-      }
-      return m;
-    };
     const slow = debugModel(miniWorld(), { delayMs: 40 });
     const srv = await startOpenAIServer({ script: (r) => slow.script(r) });
     try {
@@ -306,19 +298,8 @@ describe("utdebug with a scripted model", () => {
 
       const killedDir = path.join(dir, "killed");
       const k0 = srv.requests.length;
-      const child = spawn(process.execPath, [path.join(ROOT, "pipeline/run.mjs"), "--config", conf(killedDir), "--stage", "utdebug"], { cwd: ROOT, detached: true, stdio: "ignore" });
       const results = path.join(killedDir, "utdebug", "results", "mini", "utgen-model");
-      let killed = false;
-      for (const deadline = Date.now() + 120_000; Date.now() < deadline && child.exitCode === null; ) {
-        if (existsSync(results) && readdirSync(results).filter((f) => f.endsWith(".json")).length >= 2) {
-          process.kill(-child.pid!, "SIGKILL");
-          killed = true;
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      expect(killed, "the run finished before it could be killed").toBe(true);
-      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+      expect(await runAndKill(conf(killedDir), "utdebug", results, 2), "the run finished before it could be killed").toBe(true);
       const finished = readdirSync(results).filter((f) => f.endsWith(".json"));
       const mtimes = new Map(finished.map((f) => [f, statSync(path.join(results, f)).mtimeMs]));
 
@@ -327,9 +308,7 @@ describe("utdebug with a scripted model", () => {
       expect(await main(["--config", conf(killedDir), "--stage", "utdebug", "--json"], { stdout: (l) => out.push(l), stderr: () => {} })).toBe(0);
       for (const f of finished) expect(statSync(path.join(results, f)).mtimeMs).toBe(mtimes.get(f)); // finished problems reused
       // Every request beyond the clean run's was one in flight at the kill (llm.concurrency 1).
-      let repeated = 0;
-      for (const [k, n] of perPrompt(srv.requests.slice(k0))) repeated += Math.max(0, n - (reference.get(k) ?? 0));
-      expect(repeated).toBeLessThanOrEqual(1);
+      expect(repeatedCalls(perPrompt(srv.requests.slice(k0)), reference)).toBeLessThanOrEqual(1);
       expect(srv.requests.length - k1).toBeLessThan(srv.requests.length - k0);
       const scores = (sets: any) => Object.fromEntries(Object.entries(sets.mini).map(([m, x]: [string, any]) => [m, [x.problems, x.pass_at_1, x.per_round]]));
       const clean1 = JSON.parse(readFileSync(path.join(clean, "utdebug", "summary.json"), "utf8"));
