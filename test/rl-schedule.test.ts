@@ -253,10 +253,18 @@ describe("a small schedule end to end (scripted policy, loopback model server, r
   let llm: OpenAIServer;
   beforeAll(async () => {
     llm = await startOpenAIServer({
-      models: [{ id: "Qwen/Qwen3-4B" }, { id: "u-p1-tester-step1", parent: "Qwen/Qwen3-4B" }, { id: "u-p1-tester-step2", parent: "Qwen/Qwen3-4B" }, { id: "u-p1-tester-tester", parent: "Qwen/Qwen3-4B" }],
+      models: [
+        { id: "Qwen/Qwen3-4B" },
+        ...["u-p1-tester-step1", "u-p1-tester-step2", "u-p1-tester-tester", "u-p2-coder-step1", "u-p2-coder-coder"].map((id) => ({ id, parent: "Qwen/Qwen3-4B" })),
+      ],
       script: ({ model, messages, n }) => {
         const prompt = messages.at(-1)?.content ?? "";
-        if (prompt.startsWith("Solve the following programming problem")) return { choices: Array.from({ length: n }, (_, i) => (i % 2 ? WRONG : RIGHT)) };
+        if (prompt.startsWith("Solve the following programming problem")) {
+          // The base coder: a right and a wrong sample when asked for several (rollouts), the wrong one alone
+          // (validation's one program per task); the phase-2 checkpoint (and its selected adapter) is right.
+          if (model.startsWith("u-p2-coder")) return { choices: Array.from({ length: n }, () => RIGHT) };
+          return { choices: Array.from({ length: n }, (_, i) => (n === 1 || i % 2 ? WRONG : RIGHT)) };
+        }
         // Unit tests: the second checkpoint (and the selected adapter) writes the discriminating test.
         const strong = model === "u-p1-tester-step2" || model === "u-p1-tester-tester";
         return { choices: Array.from({ length: n }, () => (strong ? STRONG_UT : WEAK_UT)) };
@@ -267,7 +275,7 @@ describe("a small schedule end to end (scripted policy, loopback model server, r
     await llm?.close();
   });
 
-  it("rollouts → phase 1 (GRPO stand-in, rewards from the service) → rl-validate → select → phase 2 samples the selected tester", async () => {
+  it("rollouts → phase 1 (GRPO stand-in, rewards from the service) → rl-validate → select → phase 2 samples the selected tester → coder validation and selection → phase 3 samples the selected coder", async () => {
     const runDir = path.join(tmp, "e2e");
     const tasks = path.join(tmp, "tasks");
     mkdirSync(tasks, { recursive: true });
@@ -286,7 +294,7 @@ llm: {backend: openai, base_urls: ["${llm.url}"], model: unused, max_retries: 0}
 utrl:
   name: u
   profile: grpo-lora-1gpu
-  schedule: [{role: tester, steps: 2}, {role: coder, steps: 1}]
+  schedule: [{role: tester, steps: 2}, {role: coder, steps: 1}, {role: tester, steps: 1}]
   prompts_per_step: 2
   num_generations: 2
   per_device_batch_size: 2
@@ -364,5 +372,29 @@ rl-validate: {bootstrap: {samples: 200, seed: 0}}
     expect(tr2.code).toBe(0);
     const coder = readFileSync(record, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((c) => c.call === "reward").at(-1);
     expect(coder.rewards).toEqual([1, 0.5, 1, 0.5]); // WRONG passes 1 of the 2 valid cases
+
+    // Validation of the coder phase: one program per held-out task from each checkpoint, scored by the share of
+    // the selected tester's valid cases it passes — the base coder's wrong program 1 of 2, the checkpoint's 2 of 2.
+    const va2 = await run(yaml, ["--stage", "rl-validate", "--phase", "2"]);
+    expect(va2.err.filter((l) => l.startsWith("error"))).toEqual([]);
+    expect(va2.code).toBe(0);
+    expect(va2.out.slice(0, 2)).toEqual([
+      "u-p2-coder-start\tstep 0\tcode reward 0.5000 [0.5000, 0.5000]",
+      "u-p2-coder-step1\tstep 1\tcode reward 1.0000 [1.0000, 1.0000]",
+    ]);
+    const sel2 = await run(yaml, ["--stage", "select", "--set", "select.source=rl-validate", "--set", "select.train=u-p2-coder"]);
+    expect(sel2.code).toBe(0);
+    expect(sel2.out[0]).toMatch(/^u-p2-coder-step1 \(step 1\) chosen by /);
+    // Phase 3 (tester again) samples its training codes from the coder phase 2 selected.
+    const before3 = llm.requests.length;
+    const ro3 = await run(yaml, ["--stage", "rl-rollouts", "--phase", "3"]);
+    expect(ro3.err.filter((l) => l.startsWith("error"))).toEqual([]);
+    expect(ro3.code).toBe(0);
+    const asked3 = llm.requests.slice(before3);
+    expect(asked3.length).toBeGreaterThan(0);
+    expect(asked3.every((q) => q.model === "u-p2-coder-coder")).toBe(true);
+    const data3 = readFileSync(path.join(runDir, "utrl", "u", "p3-tester", "data", "train.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(data3).toHaveLength(2); // 1 step × 2 prompts
+    expect(data3[0]).toMatchObject({ kind: "stdio", gt_code: GT, codes: ["import sys\nprint(int(sys.stdin.read()) * 2)", "import sys\nprint(int(sys.stdin.read()) * 2)"] });
   });
 });
