@@ -208,6 +208,10 @@ export const emitSftStage: DataflowStage<EmitSftConfig, RationaleRec, SftRec> = 
     });
     await atomicWrite(path.join(dir, "data_card.md"), card);
     ctx.log.info(`emit-sft: ${rows.train.length} train / ${rows.valid.length} valid examples (${valid.size} of ${ids.size} problems held out) → ${dir}`);
+    // A distilled set is a legitimate choice, but also what `--set llm.model=…` alone makes of a self-generation
+    // config (configs/tulu.yaml links llm.model and train.model_path with a YAML anchor, which --set does not follow).
+    const setting = generationSetting(ctx.root, ctx.runDir);
+    if (setting.startsWith("distilled")) ctx.log.warn(`emit-sft: the set is ${setting} For the paper's recipe set llm.model and train.model_path to the same model.`);
   },
 };
 

@@ -143,4 +143,28 @@ describe("emit-sft", () => {
     expect(card).toContain("mutation operators: constant_off_by_one 26");
     expect(card).toContain("Generation setting: heuristic backend (no model wrote the data).");
   });
+
+  it("warns when the set is distilled (what --set llm.model alone makes of a self-generation config), not when self-generated", async () => {
+    const recs: RationaleRec[] = [];
+    for (let p = 0; p < 4; p++) recs.push(rec(p, 1, 1));
+    const emit = async (generator: string) => {
+      const runDir = tmp();
+      const root = { llm: { backend: "openai", model: generator }, train: { name: "t", model_path: "Qwen/Qwen2.5-Coder-7B-Instruct" }, "emit-sft": { valid_fraction: 0.25 } };
+      const logs: string[] = [];
+      const s = standaloneContext(emitSftStage, { root, runDir, log: (l: string) => logs.push(l) });
+      const r = await runStage(emitSftStage, s.ctx, recs);
+      await emitSftStage.finalize!(s.ctx, async function* () {
+        yield* r.out as SftRec[];
+      });
+      return { logs, card: readFileSync(path.join(runDir, "emit-sft", "sft", "data_card.md"), "utf8") };
+    };
+    const distilled = await emit("Qwen/Qwen2.5-Coder-32B-Instruct");
+    expect(distilled.card).toContain("Generation setting: distilled: Qwen/Qwen2.5-Coder-32B-Instruct wrote the data");
+    expect(distilled.logs.filter((l) => l.includes("distilled"))).toEqual([
+      "emit-sft: the set is distilled: Qwen/Qwen2.5-Coder-32B-Instruct wrote the data; train fine-tunes Qwen/Qwen2.5-Coder-7B-Instruct (App. B has the trained model write its own). For the paper's recipe set llm.model and train.model_path to the same model.",
+    ]);
+    const own = await emit("Qwen/Qwen2.5-Coder-7B-Instruct");
+    expect(own.card).toContain("Generation setting: self-generated (App. B)");
+    expect(own.logs.filter((l) => l.includes("distilled"))).toEqual([]);
+  });
 });
