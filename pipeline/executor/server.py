@@ -318,6 +318,20 @@ def _on_alarm(signum, frame):
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
+_scan_once = json.JSONDecoder().scan_once  # the C scanner (json.loads's own, without its Python wrappers)
+
+
+def _loads_line(b):
+    """One line from a child: exactly one UTF-8 JSON value and nothing else (no BOM, no whitespace around it,
+    which the harness never writes). ValueError otherwise (UnicodeDecodeError is one)."""
+    s = b.decode("utf-8")
+    try:
+        obj, end = _scan_once(s, 0)
+    except StopIteration:
+        raise ValueError("not a JSON value") from None
+    if end != len(s):
+        raise ValueError("extra data after the JSON value")
+    return obj
 _type = type
 _float_repr = float.__repr__
 _int_repr = int.__repr__
@@ -946,8 +960,7 @@ def child_script(w, r, req, code=None):
 
 # ------------------------------------------------------------------------------ server side ----
 def out(obj):
-    sys.stdout.write(_dumps(obj) + "\n")
-    sys.stdout.flush()
+    _write_all(1, (_dumps(obj) + "\n").encode("ascii"))  # stdout unbuffered: the one writer is this function
 
 
 _moved = [0]
@@ -1478,7 +1491,7 @@ class Child:
                 line, self.buf = self.buf[:nl], self.buf[nl + 1:]
                 self.last_len = len(line)
                 try:
-                    msg = _loads(line)
+                    msg = _loads_line(line)
                 except (ValueError, RecursionError):
                     return GARBAGE
                 return msg if isinstance(msg, dict) else GARBAGE
