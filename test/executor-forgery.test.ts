@@ -107,27 +107,6 @@ def add(a, b):
 `,
   },
   {
-    name: "answers every remaining call before the server issues it (right values, from the harness's frame), then the finish command, and exits",
-    code: `${FORGE_HELPERS}
-def add(a, b):
-    f = _harness_frame()
-    w, r, inputs, start, j = (f.f_locals[x] for x in ("w", "r", "inputs", "start", "j"))
-    for k in range(j, len(inputs)):
-        x, y = inputs[k]["args"]
-        line = {"i": start + k, "r": {"status": "ok", "value": x + y, "ms": 0.1}}
-        if "nonce" in f.f_locals:  # a protocol with call nonces: the current call's is known, the later ones not yet
-            line["n"] = f.f_locals["nonce"] if k == j else "0" * 32
-        os.write(w, (json.dumps(line) + "\\n").encode())
-    while True:
-        cmd = os.read(r, 21)
-        if not cmd or cmd[:1] == b"e":
-            break
-    if cmd:
-        os.write(w, (json.dumps({"end": cmd[5:].hex()}) + "\\n").encode())
-    os._exit(0)
-`,
-  },
-  {
     name: "writes result lines at module level, before any call is issued",
     code: `${FORGE_HELPERS}
 for fd in _pipes():
@@ -218,6 +197,29 @@ describe("verdicts a program cannot forge", () => {
   it("a program that writes to the result channel voids every result it gave (status crash, 'tampered')", async () => {
     const [r] = await ex.runPrograms([{ program: PROBES[3].code, entryPoint: "add", inputs: INPUTS.map((args) => ({ args })), timeoutS: 1 }]);
     expect(r.results.every((x) => x.status === "crash" && /tampered/.test(x.message ?? ""))).toBe(true);
+  });
+
+  it("the limit: a program answering its calls itself (later ones and the finish too) only chooses values, judged outside", async () => {
+    // It shares the harness's process, so nothing in it can be told from the harness (docs/executor.md, "The
+    // limit of an in-process harness"). What it reports are its own values: right ones pass, as if returned;
+    // wrong ones fail; it never sees an expected value.
+    const forger = (offset: number) => `${FORGE_HELPERS}
+def add(a, b):
+    f = _harness_frame()
+    w, r, inputs, start, j = (f.f_locals[x] for x in ("w", "r", "inputs", "start", "j"))
+    for k in range(j, len(inputs)):
+        x, y = inputs[k]["args"]
+        os.write(w, (json.dumps({"i": start + k, "r": {"status": "ok", "value": x + y + ${offset}, "ms": 0.1}}) + "\\n").encode())
+    cmd = os.read(r, 21)
+    os.write(w, (json.dumps({"end": cmd[5:].hex()}) + "\\n").encode())
+    os._exit(0)
+`;
+    const run = async (code: string) => {
+      const [r] = await ex.runPrograms([{ program: code, entryPoint: "add", inputs: INPUTS.map((args) => ({ args })), timeoutS: 1 }]);
+      return r.results.map((x, i) => judgeCall(x, RESULTS[i] as PyValue));
+    };
+    expect(await run(forger(0))).toEqual(RESULTS.map(() => "pass")); // the values a correct add returns
+    expect((await run(forger(1))).filter((v) => v === "pass")).toEqual([]); // wrong values stay wrong
   });
 
   it("checkProgram: a module that claims its own load succeeded, then dies, is not reported ok", async () => {

@@ -816,20 +816,17 @@ def function_info(fn):
 # ------------------------------------------------------------------------------- child bodies ----
 # The conversation of a program child, on two pipes it holds (the request pipe `r`, read; the result pipe
 # `w`, written):
-#   server → child   a frame (4-byte big-endian length + marshal header {kind, program, entry?, inputs,
-#                    timeouts, load_timeout, start}); then 21-byte commands, one at a time: b"c" + index (4 bytes,
-#                    big-endian) + a fresh 16-byte nonce = run call `index` (the first is sent with the frame,
-#                    each next one once the previous answer is in); b"e" + 4 bytes + nonce = finish.
+#   server → child   a frame (4-byte big-endian length + JSON header {kind, program, entry?, inputs, timeouts,
+#                    load_timeout, start}); later, once every answer is in, the finish command: b"e" + 4 bytes
+#                    + a fresh 16-byte nonce.
 #   child → server   JSON lines: {"ast": …} (check only, before the program runs), then {"loaded": …} or
-#                    {"load": failure}, then {"i": index, "n": nonce hex, "r": result} for each call command,
-#                    and {"end": nonce hex} for the finish command, after which the child closes `w` and exits.
-# The server accepts exactly these lines in exactly this order and nothing after the end. The program runs in
-# the harness's process and can do what the harness does — write to `w`, read `r` — but a nonce exists only
-# once the server has issued its call: no line can answer a call before it is issued, so every result the
-# server accepts answers a call it issued, computed after that (test/executor-forgery.test.ts). Extra,
-# duplicated or reordered lines, or a missing end, void every result of the child. What a program can do is
-# produce the values for the calls it is given — which is what returning them does. The expected values never
-# enter its process; verdicts are decided outside.
+#                    {"load": failure}, then {"i": index, "r": result} for each input in order, and
+#                    {"end": nonce hex} for the finish command, after which the child closes `w` and exits.
+# The server accepts exactly these lines in exactly this order and nothing after the end: a program that
+# writes to `w` itself either duplicates or reorders an answer, or (if it stops the harness from answering)
+# cannot answer the finish command, whose nonce is only sent once every answer is in; either way every
+# result of that child is void. What a program can do is produce the values for its own inputs — which is
+# what returning them does. The expected values never enter its process; verdicts are decided outside.
 CMD_SIZE = 21
 
 
@@ -841,12 +838,8 @@ def _read_cmd(r):
 
 
 def _finish(w, r):
-    """Wait for the server's finish command (passing over a call command sent before a load failed), answer it
-    with its nonce, close the channel."""
-    while True:
-        op, _, nonce = _read_cmd(r)
-        if op != b"c":
-            break
+    """Wait for the server's finish command, answer it with its nonce, close the channel."""
+    op, _, nonce = _read_cmd(r)
     if op == b"e":
         _emit(w, {"end": nonce})
     os.close(w)
@@ -894,12 +887,6 @@ def child_program(w, r, hdr, t_fork, t_start, stdio=None):
     if kind == "function":
         fn = ns.get(hdr.get("entry"))
     for j in range(len(inputs)):
-        op, k, nonce = _read_cmd(r)
-        if op != b"c" or k != start + j:
-            if op == b"e":
-                _emit(w, {"end": nonce})
-            os.close(w)
-            return None
         limit = float(timeouts[j])
         _raise_cpu(limit)
         if kind == "stdio":
@@ -910,10 +897,10 @@ def child_program(w, r, hdr, t_fork, t_start, stdio=None):
         else:
             res = _call_one(fn, inputs[j], limit)
         try:
-            _emit(w, {"i": k, "n": nonce, "r": res})
+            _emit(w, {"i": start + j, "r": res})
         except (TypeError, ValueError):
-            _emit(w, {"i": k, "n": nonce, "r": {"status": "error", "errorType": "OutputEncodingError",
-                                                "message": "value could not be serialised", "ms": res.get("ms", 0)}})
+            _emit(w, {"i": start + j, "r": {"status": "error", "errorType": "OutputEncodingError",
+                                            "message": "value could not be serialised", "ms": res.get("ms", 0)}})
     return _finish(w, r)
 
 
@@ -1447,7 +1434,7 @@ GARBAGE = "garbage"
 class Child:
     """A child forked by the zygote: its command pipe (ours to write), its result pipe (ours to read), a pidfd."""
 
-    def __init__(self, body, header, cpu_s, cpu_hard_s=0, key=None, timing=False, zyg="full", payload=None, call=None):
+    def __init__(self, body, header, cpu_s, cpu_hard_s=0, key=None, timing=False, zyg="full", payload=None):
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         self.zyg = zyg
@@ -1455,11 +1442,6 @@ class Child:
         if payload is None:
             payload = _request_bytes(header)
         request = struct.pack(">I", len(payload)) + payload
-        self.nonce = None  # the nonce of the call command in flight (the first one travels with the request)
-        if call is not None:
-            nonce = os.urandom(16)
-            request += b"c" + struct.pack(">I", call) + nonce
-            self.nonce = nonce.hex()
         # A request that fits in PIPE_BUF goes into the pipe before the fork: such a write to an empty pipe is
         # whole and never blocks, and the child then reads it without waiting for this process's turn.
         early = len(request) <= select.PIPE_BUF
@@ -1697,7 +1679,7 @@ def run_program(rid, j, prog, budget, timing):
                 results[i] = dict(fill)
             break
         zyg = _zygote_for(header["program"], payload)
-        child = Child("program", header, cpu, cpu_hard, timing=timing, zyg=zyg, payload=payload, call=k if k < n and kind != "check" else None)
+        child = Child("program", header, cpu, cpu_hard, timing=timing, zyg=zyg, payload=payload)
         _USED.add(zyg)
         tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
         tm["children"] += 1
@@ -1744,11 +1726,9 @@ def run_program(rid, j, prog, budget, timing):
         t_prev = time.monotonic()
         while loaded and not tampered and k < n:
             limit = timeouts[k] if k < len(timeouts) else 1.0
-            if child.nonce is None:
-                child.nonce = child.command(b"c", k)  # the next call, issued only now that the previous answer is in
             msg = child.read_msg(t_prev + limit + GRACE)
             t_got = time.monotonic()
-            if isinstance(msg, dict) and msg.get("i") == k and msg.get("n") == child.nonce and len(msg) == 3:
+            if isinstance(msg, dict) and msg.get("i") == k and len(msg) == 2:
                 raw = msg.get("r")
                 r = _clean_result(raw, limit * 1000)
                 if r is None or (r["status"] == "ok" and not _valid_value(r["value"])):
@@ -1763,7 +1743,6 @@ def run_program(rid, j, prog, budget, timing):
                 results[k] = budget.take(r, child.last_len)
                 k += 1
                 t_prev = t_got
-                child.nonce = None
                 _beat(rid)
                 continue
             if msg == "timeout":
