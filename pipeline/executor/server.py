@@ -5,9 +5,10 @@
 # once, then serves JSON-lines requests on stdin/stdout. Every program runs in a freshly forked child of a
 # zygote; the child only ever reports raw results (values, exception types, stdout) — it never holds an
 # expected value, and pass/fail is decided outside it (judge.ts). The conversation with a child is strict:
-# the server issues one call at a time with a fresh nonce and accepts exactly one answer to it; anything
-# else on the channel (unsolicited, duplicated, out-of-order lines, bytes left after the child's final
-# answer) marks the child as tampered and every result it gave is replaced by a crash. This file is
+# one answer per input in order, then the answer to a finish command with a fresh nonce; anything else on the
+# channel (unsolicited, duplicated, out-of-order lines, bytes left after the child's final answer) marks the
+# child as tampered and every result it gave is replaced by a crash (what that cannot rule out: "child
+# bodies" below). This file is
 # trusted code: it never `eval`s the data it receives, only `exec`s the program text it was asked to run,
 # inside the child.
 import ast
@@ -816,17 +817,18 @@ def function_info(fn):
 # ------------------------------------------------------------------------------- child bodies ----
 # The conversation of a program child, on two pipes it holds (the request pipe `r`, read; the result pipe
 # `w`, written):
-#   server → child   a frame (4-byte big-endian length + JSON header {kind, program, entry?, inputs, timeouts,
+#   server → child   a frame (4-byte big-endian length + marshal header {kind, program, entry?, inputs, timeouts,
 #                    load_timeout, start}); later, once every answer is in, the finish command: b"e" + 4 bytes
 #                    + a fresh 16-byte nonce.
 #   child → server   JSON lines: {"ast": …} (check only, before the program runs), then {"loaded": …} or
 #                    {"load": failure}, then {"i": index, "r": result} for each input in order, and
 #                    {"end": nonce hex} for the finish command, after which the child closes `w` and exits.
 # The server accepts exactly these lines in exactly this order and nothing after the end: a program that
-# writes to `w` itself either duplicates or reorders an answer, or (if it stops the harness from answering)
-# cannot answer the finish command, whose nonce is only sent once every answer is in; either way every
-# result of that child is void. What a program can do is produce the values for its own inputs — which is
-# what returning them does. The expected values never enter its process; verdicts are decided outside.
+# writes to `w` beside the harness duplicates or reorders an answer, or leaves bytes after the end, and every
+# result of that child is void. The program shares this process, though: it can also write every answer itself
+# (later calls included), read the finish command from `r`, answer it and exit — nothing in the process can
+# tell it from the harness (docs/executor.md, "The limit of an in-process harness"). All it chooses that way
+# are values, as by returning them: the expected values never enter its process; verdicts are decided outside.
 CMD_SIZE = 21
 
 
@@ -1391,31 +1393,13 @@ def _cmsg_fds(anc):
     return fds
 
 
-def _zfork(zyg, body, cpu_s, cpu_hard_s, key, fds):
-    """Ask a zygote for a child (its pipe ends in `fds`): (pid, [pidfd]); ZygoteGone when it does not answer."""
-    sock = _ZYG[zyg][0]
-    data = b"F" + _FORK.pack(float(cpu_s), float(cpu_hard_s), _IPC_GEN[0], body == "script") + (key or "").encode("ascii")
-    msg = b""
-    got = []
-    try:
-        socket.send_fds(sock, [data], list(fds))
-        msg, got, _, _ = socket.recv_fds(sock, 64, 1)
-    except OSError:
-        pass
-    if len(msg) != _PID.size:
-        for fd in got:
-            os.close(fd)
-        raise ZygoteGone()
-    return _PID.unpack(msg)[0], got
-
-
-def _zcall(h, fds=(), zyg="full"):
-    """One request to a zygote: (reply, fds it sent); ZygoteGone when it does not answer."""
+def _zexchange(zyg, data, fds=()):
+    """Send one message (with `fds`) to a zygote and return its reply: (bytes, fds it sent); ZygoteGone when it
+    does not answer."""
     msg = b""
     got = []
     sock = _ZYG[zyg][0]
     try:
-        data = _dumps(h).encode("ascii")
         if fds:
             socket.send_fds(sock, [data], list(fds))
         else:
@@ -1425,6 +1409,23 @@ def _zcall(h, fds=(), zyg="full"):
         pass
     if not msg:
         raise ZygoteGone()
+    return msg, got
+
+
+def _zfork(zyg, body, cpu_s, cpu_hard_s, key, fds):
+    """Ask a zygote for a child (its pipe ends in `fds`): (pid, [pidfd]); ZygoteGone when it does not answer."""
+    data = b"F" + _FORK.pack(float(cpu_s), float(cpu_hard_s), _IPC_GEN[0], body == "script") + (key or "").encode("ascii")
+    msg, got = _zexchange(zyg, data, fds)
+    if len(msg) != _PID.size:
+        for fd in got:
+            os.close(fd)
+        raise ZygoteGone()
+    return _PID.unpack(msg)[0], got
+
+
+def _zcall(h, fds=(), zyg="full"):
+    """One JSON request to a zygote: (reply, fds it sent); ZygoteGone when it does not answer."""
+    msg, got = _zexchange(zyg, _dumps(h).encode("ascii"), fds)
     return _loads(msg), got
 
 
@@ -1434,13 +1435,12 @@ GARBAGE = "garbage"
 class Child:
     """A child forked by the zygote: its command pipe (ours to write), its result pipe (ours to read), a pidfd."""
 
-    def __init__(self, body, header, cpu_s, cpu_hard_s=0, key=None, timing=False, zyg="full", payload=None):
+    def __init__(self, body, payload, cpu_s, cpu_hard_s=0, key=None, zyg="full"):
+        """`payload`: the child's request as _request_bytes made it."""
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         self.zyg = zyg
         self.t_req = time.monotonic()
-        if payload is None:
-            payload = _request_bytes(header)
         request = struct.pack(">I", len(payload)) + payload
         # A request that fits in PIPE_BUF goes into the pipe before the fork: such a write to an empty pipe is
         # whole and never blocks, and the child then reads it without waiting for this process's turn.
@@ -1679,7 +1679,7 @@ def run_program(rid, j, prog, budget, timing):
                 results[i] = dict(fill)
             break
         zyg = _zygote_for(header["program"], payload)
-        child = Child("program", header, cpu, cpu_hard, timing=timing, zyg=zyg, payload=payload)
+        child = Child("program", payload, cpu, cpu_hard, zyg=zyg)
         _USED.add(zyg)
         tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
         tm["children"] += 1
@@ -1884,7 +1884,7 @@ def serve_script(req):
         out({"id": rid, "done": True, "ms": 0, "script": {"load": {"status": "error", "errorType": "ValueError",
                                                                     "message": _one_line("script input: %s" % e)}}})
         return
-    child = Child("script", req, timeout, key=key, payload=payload)
+    child = Child("script", payload, timeout, key=key)
     deadline = time.monotonic() + timeout + GRACE
     res = None
     tampered = False
