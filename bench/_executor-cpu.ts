@@ -8,14 +8,9 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { createExecutor } from "../pipeline/executor/index.ts";
+import { manyJob, manyOk } from "./_many-programs.ts";
 
 const n = process.argv.includes("--quick") ? 300 : 1500;
-const job = (i: number) => ({
-  program: `# program ${i}\ndef add(a, b):\n    return a + b + ${i % 7}\n`,
-  entryPoint: "add",
-  inputs: [{ args: [i, 1] }, { args: [i, 2] }, { args: [i, 3] }],
-  timeoutS: 1,
-});
 const TICK = 100; // USER_HZ
 
 type Proc = { cmd: string; cpu: number; minflt: number };
@@ -37,13 +32,16 @@ function snapshot(): Map<number, Proc> {
 
 const ex = await createExecutor({});
 try {
-  await ex.runPrograms([job(0)]);
+  await ex.runPrograms([manyJob(0)]);
   for (let rep = 0; rep < 2; rep++) {
     const usage = { cpu_s: 0, max_rss_mb: 0, children: 0, stray: 0, user_s: 0, minflt: 0 };
     const before = snapshot();
     const node0 = process.cpuUsage();
     const t0 = performance.now();
-    await ex.runPrograms(Array.from({ length: n }, (_, i) => job(i)), { usage });
+    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => manyJob(i)), { usage });
+    rs.forEach((r, i) => {
+      if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
+    });
     const s = (performance.now() - t0) / 1000;
     const node = process.cpuUsage(node0);
     const after = snapshot();

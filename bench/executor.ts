@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { createExecutor } from "../pipeline/executor/index.ts";
 import { preludeSource } from "../pipeline/executor/sandbox.ts";
+import { manyJob, manyOk } from "./_many-programs.ts";
 
 const quick = process.argv.includes("--quick");
 const cores = availableParallelism();
@@ -48,14 +49,6 @@ const batches = quick ? 20 : 100;
 const batchSize = 200;
 
 const manyN = quick ? 300 : 1500;
-/** The i-th of many distinct programs (same function, different text), with its 3 tests. */
-const manyJob = (i: number) => ({
-  program: `# program ${i}\ndef add(a, b):\n    return a + b + ${i % 7}\n`,
-  entryPoint: "add",
-  inputs: [{ args: [i, 1] }, { args: [i, 2] }, { args: [i, 3] }],
-  timeoutS: 1,
-});
-const manyOk = (i: number, rs: { value?: unknown }[]) => rs.every((r, k) => r.value === i + k + 1 + (i % 7));
 
 const baseline = await timed(baselineN, () => parallel(baselineN, cores, (i) => pythonOnce(i)));
 const prelude = preludeSource();
