@@ -146,10 +146,9 @@ export async function countedChat(
   llm: LlmClient,
   req: ChatRequest,
 ): Promise<{ result?: ChatResult; error?: string }> {
-  const n = req.n ?? 1;
   try {
     const result = await llm.chat(req);
-    ctx.counters.add("requests", n - (req.first ?? 0) - result.cached);
+    ctx.counters.add("requests", result.requested);
     ctx.counters.add("cache_hits", result.cached);
     ctx.counters.add("prompt_tokens", result.usage.prompt_tokens);
     ctx.counters.add("completion_tokens", result.usage.completion_tokens);

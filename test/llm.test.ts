@@ -121,10 +121,12 @@ describe("llm client", () => {
     expect(a.texts).toEqual(["", "", "", "req0-c0", "req0-c1"]);
     expect(a.finishReasons.slice(0, 3)).toEqual(["skipped", "skipped", "skipped"]);
     expect(a.cached).toBe(0);
+    expect(a.requested).toBe(2);
     expect(s.requests[0]).toMatchObject({ n: 2, seed: 4 }); // seed shifted by the first index asked for
     const b = await c.chat({ messages: msgs("p"), n: 6, first: 4 });
     expect(b.texts.slice(4)).toEqual(["req0-c1", "req1-c0"]);
     expect(b.cached).toBe(1);
+    expect(b.requested).toBe(1);
     expect(s.requests[1]).toMatchObject({ n: 1, seed: 6 });
     await expect(c.chat({ messages: msgs("p"), n: 2, first: 2 })).rejects.toThrow(/first must be an integer in \[0, n\)/);
     expect(s.requests).toHaveLength(2);

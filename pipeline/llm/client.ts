@@ -190,6 +190,7 @@ class OpenAIClient implements LlmClient {
     this.counters.cacheHits += cached;
     const usage = { prompt_tokens: 0, completion_tokens: 0 };
     let missing = entries.flatMap((e, i) => (e || i < first ? [] : [i]));
+    const requested = missing.length;
     while (missing.length) {
       const lo = missing[0];
       const body: Record<string, unknown> = {
@@ -244,6 +245,7 @@ class OpenAIClient implements LlmClient {
       texts: entries.map((e) => e?.text ?? ""),
       finishReasons: entries.map((e) => e?.finish_reason ?? "skipped"),
       cached,
+      requested,
       usage,
     };
   }

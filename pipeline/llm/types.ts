@@ -40,6 +40,8 @@ export interface ChatResult {
   finishReasons: string[];
   /** How many of the samples wanted (n − first) came from the cache. */
   cached: number;
+  /** How many were asked of the server (the others wanted: n − first − cached). */
+  requested: number;
   usage: { prompt_tokens: number; completion_tokens: number };
 }
 

@@ -45,7 +45,7 @@ export async function ask(a: Asker, req: ChatRequest, tally: CallTally): Promise
     return { texts: Array(n).fill(""), finishReasons: Array(n).fill("error"), error: r.error };
   }
   tally.cached += r.result.cached;
-  tally.requests += n - (req.first ?? 0) - r.result.cached;
+  tally.requests += r.result.requested;
   return { texts: r.result.texts, finishReasons: r.result.finishReasons };
 }
 
