@@ -199,19 +199,18 @@ describe("verdicts a program cannot forge", () => {
     expect(r.results.every((x) => x.status === "crash" && /tampered/.test(x.message ?? ""))).toBe(true);
   });
 
-  it("the limit: a program answering its calls itself (later ones and the finish too) only chooses values, judged outside", async () => {
+  it("the limit: a program answering its calls itself (later ones and the end too) only chooses values, judged outside", async () => {
     // It shares the harness's process, so nothing in it can be told from the harness (docs/executor.md, "The
     // limit of an in-process harness"). What it reports are its own values: right ones pass, as if returned;
     // wrong ones fail; it never sees an expected value.
     const forger = (offset: number) => `${FORGE_HELPERS}
 def add(a, b):
     f = _harness_frame()
-    w, r, inputs, start, j = (f.f_locals[x] for x in ("w", "r", "inputs", "start", "j"))
+    w, hdr, inputs, start, j = (f.f_locals[x] for x in ("w", "hdr", "inputs", "start", "j"))
     for k in range(j, len(inputs)):
         x, y = inputs[k]["args"]
         os.write(w, (json.dumps({"i": start + k, "r": {"status": "ok", "value": x + y + ${offset}, "ms": 0.1}}) + "\\n").encode())
-    cmd = os.read(r, 21)
-    os.write(w, (json.dumps({"end": cmd[5:].hex()}) + "\\n").encode())
+    os.write(w, (json.dumps({"end": hdr["end"]}) + "\\n").encode())
     os._exit(0)
 `;
     const run = async (code: string) => {

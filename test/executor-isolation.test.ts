@@ -100,6 +100,28 @@ def f():
     expect(a[0]).not.toEqual(b[0]);
     expect(a[1]).not.toEqual(b[1]);
   });
+
+  it("the zygote's warm-up of the harness leaves nothing a program can see (its function, its namespace)", async () => {
+    // Each zygote runs the harness on a synthetic function of its own before it serves (server.py,
+    // _warm_harness). The program's namespace is the prelude's, as the reference has it; the lean zygote
+    // serves the first probe, the full one (it names numpy) the second.
+    const probe = (tag: string) => `${tag}
+def f():
+    try:
+        _utgen_warm
+        seen = "function"
+    except NameError:
+        seen = None
+    return [seen, __name__]`;
+    for (const tag of ["", "# numpy"]) {
+      const r = await call(probe(tag));
+      expect(r.status, JSON.stringify(r)).toBe("ok");
+      expect(r.value).toEqual([null, "solution"]);
+    }
+    // control: a name the program itself defines is seen the same way
+    const own = await call("_mine = 1\ndef f():\n    return _mine");
+    expect(own.value).toBe(1);
+  });
 });
 
 describe("the kernel surface a program does not need", () => {

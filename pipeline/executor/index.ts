@@ -239,9 +239,9 @@ export type ProgramTiming = {
   load: number;
   run: number;
   encode: number;
-  /** Command → answer time not spent running or encoding (pipes, scheduling, JSON). */
+  /** Previous line → answer time not spent running or encoding (pipes, scheduling, JSON). */
   transport: number;
-  /** Finish handshake, drain and kill. */
+  /** The end line (after the last answer), drain and kill. */
   exit: number;
   children: number;
 };
