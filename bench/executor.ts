@@ -28,6 +28,19 @@ function pythonOnce(i: number, prelude = ""): Promise<void> {
   });
 }
 
+/** The ceiling's loop in a plain interpreter (no server, no sandbox): `/usr/bin/python3 -I` with the same
+ * prelude, forking n bare children (fork + _exit + waitpid) after 50 unmeasured ones; its forks per second. */
+function plainForkLoop(prelude: string, n: number): Promise<number> {
+  const loop = `${prelude}\nimport os, time\nfor k in range(${n} + 50):\n    if k == 50:\n        t0 = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\nprint(${n} / (time.perf_counter() - t0))\n`;
+  return new Promise((resolve, reject) => {
+    const p = spawn("/usr/bin/python3", ["-I", "-c", loop], { stdio: ["ignore", "pipe", "inherit"], env: {} });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.on("error", reject);
+    p.on("close", (code) => (code === 0 && Number(out) > 0 ? resolve(Number(out)) : reject(new Error(`fork loop failed: ${code} ${out}`))));
+  });
+}
+
 async function timed(n: number, run: () => Promise<void>): Promise<{ n: number; s: number }> {
   const t0 = performance.now();
   await run();
@@ -118,6 +131,9 @@ try {
     for (const r of rs) for (const [k, v] of Object.entries(r.timing ?? {})) timing[k] = (timing[k] ?? 0) + v;
   });
   const ceilingAfter = await ex.benchFork(quick ? 200 : 600);
+  // Cross-check: the same loop in plain interpreters (one per worker, at once), outside the sandbox and without
+  // the server's state — the ceiling as the issue describes it, independent of how the zygotes are built.
+  const plainCeiling = (await Promise.all(Array.from({ length: ex.config.workers }, () => plainForkLoop(prelude, quick ? 200 : 600)))).reduce((a, b) => a + b, 0);
   const ceilingPerS = (ceilingBefore.totalPerS + ceilingAfter.totalPerS) / 2;
   // The same programs, each naming numpy in a comment: the full zygote runs them (see lean_zygote).
   const forcedFull = await timed(manyN, async () => {
@@ -141,6 +157,7 @@ try {
   console.log("| mode | programs | wall (s) | programs/s | share of the fork ceiling |");
   console.log("|---|---:|---:|---:|---:|");
   console.log(`| fork ceiling: each worker's zygote (the reference prelude, numpy loaded) forking bare children (fork + exit + wait), all workers at once; mean of a run before (${ceilingBefore.totalPerS.toFixed(0)}/s) and after (${ceilingAfter.totalPerS.toFixed(0)}/s) the rows below (the many-programs rounds: their own) | ${quick ? 200 : 600}×${ex.config.workers} ×2 | | ${ceilingPerS.toFixed(0)} | 100 % |`);
+  console.log(`| cross-check: the same loop in ${ex.config.workers} plain \`python3 -I\` processes with the same prelude, at once (no sandbox, no server state) | ${quick ? 200 : 600}×${ex.config.workers} | | ${plainCeiling.toFixed(0)} | ${((100 * plainCeiling) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| the same loop in the lean zygote (the prelude without numpy) | ${quick ? 200 : 600}×${ex.config.workers} | | ${leanCeiling.totalPerS.toFixed(0)} | ${((100 * leanCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| floor: per program, a child of the lean zygote that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${quick ? 200 : 600}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| one program per request (runPrograms with one job, ${manyN} requests in flight) | ${onePerRequest.n} | ${onePerRequest.s.toFixed(2)} | ${rate(onePerRequest).toFixed(0)} | ${((100 * rate(onePerRequest)) / ceilingPerS).toFixed(0)} % |`);
