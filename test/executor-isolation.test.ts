@@ -121,6 +121,20 @@ def f():
     // control: a name the program itself defines is seen the same way
     const own = await call("_mine = 1\ndef f():\n    return _mine");
     expect(own.value).toBe(1);
+    // Nor in the heap: the warm-up's functions and namespaces were freed before the zygote froze its heap
+    // (gc.unfreeze hands the frozen objects back to the collector's lists, where get_objects sees them).
+    const heap = await call(`import gc
+def f():
+    gc.unfreeze()
+    objs = gc.get_objects()
+    fns = [o for o in objs if type(o).__name__ == "function" and o.__name__ in ("_utgen_warm", "_mine2")]
+    spaces = [o for o in objs if type(o) is dict and o.get("__name__") == "solution" and "heapq" in o]
+    return [sorted(fn.__name__ for fn in fns), len(spaces)]
+def _mine2():
+    pass`);
+    expect(heap.status, JSON.stringify(heap)).toBe("ok");
+    // the program's own function and its own namespace (the prelude's) are found: the probe works
+    expect(heap.value).toEqual([["_mine2"], 1]);
   });
 });
 
@@ -228,6 +242,24 @@ describe("no request can break the pool", () => {
     expect(rs[0].message).toMatch(/BigInt/);
     expect(rs[1].value).toBe(1);
     for (let i = 0; i < 5; i++) await good();
+  });
+
+  it("a module level that exits, segfaults or loops in C fails its own program only, with the right status", async () => {
+    // None of these lets the harness answer the load: the server must not wait for an end line from them.
+    const mods = [
+      "import os\nos._exit(3)\ndef f(x):\n    return x\n",
+      "import ctypes\nctypes.string_at(0)\ndef f(x):\n    return x\n",
+      "x = sum(range(10 ** 11))\ndef f(x):\n    return x\n", // the C loop of sum() never runs the timer's handler
+      "def f(x):\n    return x + 1\n",
+    ];
+    const rs = await ex.runPrograms(mods.map((program) => ({ program, entryPoint: "f", inputs: [{ args: [1] }, { args: [2] }], timeoutS: 0.5 })));
+    expect(rs[0].results.map((r) => r.status)).toEqual(["crash", "crash"]);
+    expect(rs[0].results[0].message).toMatch(/exited with code 3/);
+    expect(rs[1].results.map((r) => r.status)).toEqual(["crash", "crash"]);
+    expect(rs[1].results[0].message).toMatch(/SIGSEGV/);
+    expect(rs[2].results.map((r) => r.status)).toEqual(["timeout", "timeout"]);
+    expect(rs[3].results.map((r) => r.value)).toEqual([2, 3]);
+    await good();
   });
 
   it("non-finite, huge or missing limits are refused with one line before reaching a worker", async () => {

@@ -5,7 +5,7 @@
 # once, then serves JSON-lines requests on stdin/stdout. Every program runs in a freshly forked child of a
 # zygote; the child only ever reports raw results (values, exception types, stdout) — it never holds an
 # expected value, and pass/fail is decided outside it (judge.ts). The conversation with a child is strict:
-# one answer per input in order, then the answer to a finish command with a fresh nonce; anything else on the
+# one answer per input in order, then an end line with the fresh nonce its request carried; anything else on the
 # channel (unsolicited, duplicated, out-of-order lines, bytes left after the child's final answer) marks the
 # child as tampered and every result it gave is replaced by a crash (what that cannot rule out: "child
 # bodies" below). This file is
@@ -277,11 +277,17 @@ AS_LIMIT = 0  # set with the prelude: what the zygote maps once loaded + MEMORY_
 
 def _load_prelude(full):
     """Import the prelude in this zygote (full: the reference's list; lean: the same without numpy)."""
-    global _prelude_ns, _np, AS_LIMIT
+    global _prelude_ns, _np
     ns = {"__name__": "__utgen__", "__builtins__": __builtins__}
     exec(compile(PRELUDE if full else LEAN_PRELUDE, "<prelude>", "exec"), ns)
     _prelude_ns = ns
     _np = ns["numpy"] if full else None
+    _set_as_limit()
+
+
+def _set_as_limit():
+    """A child's address-space limit: what its zygote maps (prelude loaded) plus memory_mb."""
+    global AS_LIMIT
     AS_LIMIT = _baseline_vm_bytes() + MEMORY_MB * (1 << 20)
 
 
@@ -815,7 +821,7 @@ def function_info(fn):
 
 
 # ------------------------------------------------------------------------------- child bodies ----
-# The conversation of a program child, on two pipes it holds (the request pipe `r`, read; the result pipe
+# The conversation of a program child, on two pipes (the request pipe, read once and closed; the result pipe
 # `w`, written):
 #   server → child   one frame (4-byte big-endian length + marshal header {kind, program, entry?, inputs,
 #                    timeouts, load_timeout, start, end}), `end` a fresh 16-byte nonce (hex) of this child's.
@@ -829,7 +835,7 @@ def function_info(fn):
 # can also write every answer itself (later calls included), take the nonce from the harness's frame, write the
 # end and exit — nothing in the process can tell it from the harness (docs/executor.md, "The limit of an
 # in-process harness"). All it chooses that way are values, as by returning them: the expected values never
-# enter its process; verdicts are decided outside. (Until 2026-12-04 the nonce came down `r` as a finish
+# enter its process; verdicts are decided outside. (Until 2026-12-04 the nonce came down the request pipe as a finish
 # command once every answer was in: a forger read it there just the same, and the round trip cost every child
 # a wait for the server's turn.)
 
@@ -1301,6 +1307,7 @@ def _child_main(h, fds, compiled, t_fork):
     _child_setup((req_r, w), h["cpu"], h["cpu_hard"])
     n = struct.unpack(">I", _read_exact(req_r, 4))[0]
     req = marshal.loads(_read_exact(req_r, n))
+    os.close(req_r)  # the request is all this pipe carries
     stdio = None
     if h["body"] == "program" and req.get("kind") == "stdio":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized stdout fails the write (EFBIG), not the child
@@ -1317,31 +1324,36 @@ _WARM_SOURCE = "def _utgen_warm(a, b):\n    return [a, b, {'k': (a, b)}, a * 0.5
 
 
 def _warm_harness():
-    """Run the child's harness (load, calls, value encoding, result lines, finish) in the zygote a few dozen
+    """Run the child's harness (load, calls, value encoding, result lines, end line) in the zygote a few dozen
     times on a synthetic function of our own, so that every child inherits that code already warmed up.
     CPython 3.11 writes to a code object on its first calls (the warm-up counter, then the quickening of its
     bytecode and the adaptive counters of its instructions): done in each child, every page those code objects
-    span is a copy-on-write fault, in every child. Nothing else stays: the namespace is a throw-away dict, the
-    timer is disarmed, the CPU limit restored, the pipes closed. Best effort: a failure here only costs speed."""
+    span is a copy-on-write fault, in every child. Nothing else stays: each round's namespace is a throw-away
+    dict (emptied after it, and a collection frees what is left before the zygote freezes its heap), the timer
+    is disarmed, the CPU limit restored, the pipes closed. Best effort: a failure here only costs speed."""
     global _prelude_ns
+    import gc
+
     saved, cpu = _prelude_ns, resource.getrlimit(resource.RLIMIT_CPU)
     try:
         for i in range(40):
-            _prelude_ns = dict(saved)
-            r2, w2 = os.pipe()
+            ns = _prelude_ns = dict(saved)
+            r2 = w2 = -1
             try:
+                r2, w2 = os.pipe()
                 hdr = {"kind": "function", "program": _WARM_SOURCE, "entry": "_utgen_warm", "start": 0,
                        "inputs": [{"args": [i, k]} for k in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
                        "end": "0" * 32}
-                child_program(w2, hdr, time.monotonic(), time.monotonic())  # closes w2
+                child_program(w2, hdr, time.monotonic(), time.monotonic())  # closes w2 as its last step
                 w2 = -1
                 while os.read(r2, 1 << 16):
                     pass
             finally:
+                ns.clear()  # the function and its namespace refer to each other: break the cycle
                 for fd in (r2, w2):
                     if fd >= 0:
                         os.close(fd)
-    except Exception:
+    except BaseException:  # _Timeout included: a timer that fired late must not end the zygote
         pass
     finally:
         _set_timer(0)
@@ -1350,9 +1362,39 @@ def _warm_harness():
             resource.setrlimit(resource.RLIMIT_CPU, cpu)
         except (ValueError, OSError):
             pass
+        gc.collect()
 
 
 _FILLER = []  # the zygote's: see _fill_free_blocks
+
+
+def _malloc_stats():
+    """sys._debugmallocstats's text (it writes to fd 2), read back through a non-blocking pipe; b"" on failure."""
+    r = w = saved = -1
+    text = b""
+    try:
+        r, w = os.pipe()
+        os.set_blocking(w, False)  # output past the pipe's 64 KB (never seen: ~5 KB) is dropped, never waited on
+        saved = os.dup(2)
+        os.dup2(w, 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+        os.close(w)
+        w = -1
+        while select.select([r], [], [], 0)[0]:
+            b = os.read(r, 1 << 16)
+            if not b:
+                break
+            text += b
+    except Exception:
+        return b""
+    finally:
+        for fd in (r, w, saved):
+            if fd >= 0:
+                os.close(fd)
+    return text
 
 
 def _fill_free_blocks():
@@ -1360,32 +1402,8 @@ def _fill_free_blocks():
     by the imports), with objects that stay alive: a child's allocations then go to fresh pools, a few pages,
     instead of into the holes of dozens of pools shared with the zygote, each a copy-on-write fault. About 300 KB
     in the zygote; measured in a replica of the child: ~10 % fewer faults. Best effort: the counts come from
-    sys._debugmallocstats (written to fd 2, read back through a pipe); nothing is filled if they cannot be read."""
-    r, w = os.pipe()
-    os.set_blocking(w, False)  # output past the pipe's 64 KB (never seen: ~3 KB) is dropped, never waited on
-    saved = os.dup(2)
-    try:
-        os.dup2(w, 2)
-        os.close(w)
-        w = -1
-        sys._debugmallocstats()
-    except Exception:
-        return
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        if w >= 0:
-            os.close(w)
-    text = b""
-    try:
-        while select.select([r], [], [], 0)[0]:
-            b = os.read(r, 1 << 16)
-            if not b:
-                break
-            text += b
-    finally:
-        os.close(r)
-    for line in text.decode("ascii", "replace").splitlines():
+    sys._debugmallocstats; nothing is filled if they cannot be read."""
+    for line in _malloc_stats().decode("ascii", "replace").splitlines():
         f = line.split()
         if len(f) != 5 or not all(x.isdigit() for x in f):
             continue
@@ -1420,10 +1438,11 @@ def _spawn_zygote(full):
                         _load_prelude(full)
                         if _prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
                             raise OSError("the zygote is dumpable: its children would be")  # main() cleared it
-                        _zygote_limits()
-                        _load_seccomp()  # inherited by every child
                         _warm_harness()
                         _fill_free_blocks()
+                        _set_as_limit()  # the zygote as it serves, warm-up and filler included, + memory_mb
+                        _zygote_limits()
+                        _load_seccomp()  # inherited by every child
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
@@ -1519,7 +1538,7 @@ GARBAGE = "garbage"
 
 
 class Child:
-    """A child forked by the zygote: its command pipe (ours to write), its result pipe (ours to read), a pidfd."""
+    """A child forked by the zygote: its request pipe (ours to write, once), its result pipe (ours to read), a pidfd."""
 
     def __init__(self, body, payload, cpu_s, cpu_hard_s=0, key=None, zyg="full"):
         """`payload`: the child's request as _request_bytes made it."""
@@ -1547,21 +1566,18 @@ class Child:
         for extra in got[1:]:
             os.close(extra)
         self.fd = res_r
-        self.cmd = req_w
         self.buf = b""
         self.last_len = 0
         self.exit_desc = None
         self.exit_sig = 0
         self.dead = False
-        if not early:
-            self.send(request)
-
-    def send(self, data):
         try:
-            _write_all(self.cmd, data)
-            return True
+            if not early:
+                _write_all(req_w, request)
         except OSError:
-            return False  # the child is gone: its (missing) answers say so
+            pass  # the child is gone: its (missing) answers say so
+        finally:
+            os.close(req_w)  # the request is all this pipe carries
 
     def read_msg(self, deadline):
         """Next line from the child as a dict, None at EOF, "timeout" when the deadline passes, GARBAGE when
@@ -1622,12 +1638,11 @@ class Child:
             pass
 
     def close_pipes(self):
-        for fd in (self.fd, self.cmd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.fd = self.cmd = -1
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.fd = -1
 
     def reap(self, status_wanted=False):
         """Kill the child, wait until it is gone (its pidfd turns readable), close its descriptors, empty
@@ -1730,7 +1745,7 @@ def _beat(rid):
 
 
 def run_program(rid, j, prog, budget, timing):
-    """All inputs of one program: a child runs them one command at a time; after a hard kill (timeout, crash)
+    """All inputs of one program: a child runs them in order, one answer each; after a hard kill (timeout, crash)
     the rest continue in a fresh child. Returns (results, ast, timing)."""
     kind = prog.get("kind", "function")
     inputs = prog.get("inputs") or []
@@ -1776,8 +1791,9 @@ def run_program(rid, j, prog, budget, timing):
             if "load" not in msg:
                 msg = child.read_msg(t_load + load_timeout + GRACE)
         loaded = False
+        said = False  # the child's harness answered the load (then it ends the conversation with its nonce)
         if isinstance(msg, dict) and (msg.get("loaded") is True or (kind == "check" and msg.get("load") == {"status": "ok"})) and len(msg) <= 6:
-            loaded = True
+            loaded = said = True
             t = [msg.get(x) for x in ("t0", "t1", "ts", "lm")]
             if timing and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t):
                 tm["fork"] += max(0.0, t[1] - t[0])
@@ -1786,6 +1802,7 @@ def run_program(rid, j, prog, budget, timing):
         elif isinstance(msg, dict) and isinstance(msg.get("load"), dict):
             st = msg["load"].get("status")
             if st == "syntax_error" or (st in STATUSES and st != "ok"):
+                said = True
                 fill = {"status": st, "ms": (time.monotonic() - t_load) * 1000}
                 for x in ("errorType", "message"):
                     if isinstance(msg["load"].get(x), str):
@@ -1836,7 +1853,9 @@ def run_program(rid, j, prog, budget, timing):
                 tampered = True
             break
         t_end = time.monotonic()
-        if not tampered and stop is None and (loaded or fill is not None):
+        # Only a child whose harness answered the load still owes the end line: one the server gave up on (no
+        # answer within the limit) or that died has none to give — it is killed and its results filled.
+        if not tampered and stop is None and said:
             # The harness ends the conversation with this child's nonce, then closes the channel.
             msg = child.read_msg(t_end + GRACE + 1.0)
             if msg != {"end": nonce}:
