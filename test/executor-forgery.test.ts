@@ -160,12 +160,12 @@ def add(a, b):
     name: "patches the harness's result writer to claim success",
     code: `import sys
 m = sys.modules["__main__"]
-real = m._emit
-def fake(w, obj):
+real = m._line
+def fake(obj):
     if "r" in obj:
         obj["r"] = {"status": "ok", "value": True, "ms": 0}
-    real(w, obj)
-m._emit = fake
+    return real(obj)
+m._line = fake
 def add(a, b):
     return None
 `,
@@ -193,6 +193,13 @@ describe("verdicts a program cannot forge", () => {
       expect(verdicts.filter((v) => v === "pass"), JSON.stringify(r.results).slice(0, 400)).toEqual([]);
     });
   }
+
+  it("the writer-patching probe does reach the harness: its calls come back as the value it forged (True), judged as that value", async () => {
+    const probe = PROBES.find((p) => p.name.startsWith("patches the harness's result writer"))!;
+    const [r] = await ex.runPrograms([{ program: probe.code, entryPoint: "add", inputs: INPUTS.map((args) => ({ args })), timeoutS: 1 }]);
+    expect(r.results.map((x) => [x.status, x.value])).toEqual(INPUTS.map(() => ["ok", true]));
+    expect(r.results.map((x, i) => judgeCall(x, RESULTS[i] as PyValue)).filter((v) => v === "pass")).toEqual([]);
+  });
 
   it("a program that writes to the result channel voids every result it gave (status crash, 'tampered')", async () => {
     const [r] = await ex.runPrograms([{ program: PROBES[3].code, entryPoint: "add", inputs: INPUTS.map((args) => ({ args })), timeoutS: 1 }]);

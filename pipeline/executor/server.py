@@ -555,10 +555,6 @@ def _write_all(fd, data):
         view = view[n:]
 
 
-def _emit(w, obj):
-    _write_all(w, (_dumps(obj) + "\n").encode("ascii"))
-
-
 def _read_exact(fd, n):
     """n bytes from fd, or fewer at EOF."""
     chunks = []
@@ -863,7 +859,7 @@ def child_program(w, hdr, t_fork, t_start, stdio=None):
             tree = ast.parse(hdr["program"])
             funcs = [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
             classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
-            _emit(w, {"ast": {"functions": funcs, "classes": classes}})
+            _write_all(w, _line({"ast": {"functions": funcs, "classes": classes}}))
         except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
             name, msg = _exc_info(e)
             return _finish(w, hdr, _line({"ast": {"functions": [], "classes": []}, "load": {"status": "syntax_error", "errorType": name, "message": msg}}))
