@@ -17,28 +17,30 @@ const quick = process.argv.includes("--quick");
 const cores = availableParallelism();
 const PROGRAM = "def add(a, b):\n    return a + b\n";
 
-function pythonOnce(i: number, prelude = ""): Promise<void> {
+/** `/usr/bin/python3 …args` with an empty environment: its stdout, once it exited 0. */
+function python(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn("/usr/bin/python3", ["-c", `${prelude}\n${PROGRAM}print(repr(add(${i}, 1)))`], { stdio: ["ignore", "pipe", "inherit"], env: {} });
+    const p = spawn("/usr/bin/python3", args, { stdio: ["ignore", "pipe", "inherit"], env: {} });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     p.on("error", reject);
     // "close", not "exit": exit can come before the last stdout data has been read.
-    p.on("close", (code) => (code === 0 && out.trim() === String(i + 1) ? resolve() : reject(new Error(`python -c failed: ${code} ${out}`))));
+    p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`python3 ${args[0]} failed: ${code} ${out}`))));
   });
+}
+
+async function pythonOnce(i: number, prelude = ""): Promise<void> {
+  const out = await python(["-c", `${prelude}\n${PROGRAM}print(repr(add(${i}, 1)))`]);
+  if (out.trim() !== String(i + 1)) throw new Error(`python -c printed ${out}`);
 }
 
 /** The ceiling's loop in a plain interpreter (no server, no sandbox): `/usr/bin/python3 -I` with the same
  * prelude, forking n bare children (fork + _exit + waitpid) after 50 unmeasured ones; its forks per second. */
-function plainForkLoop(prelude: string, n: number): Promise<number> {
+async function plainForkLoop(prelude: string, n: number): Promise<number> {
   const loop = `${prelude}\nimport os, time\nfor k in range(${n} + 50):\n    if k == 50:\n        t0 = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\nprint(${n} / (time.perf_counter() - t0))\n`;
-  return new Promise((resolve, reject) => {
-    const p = spawn("/usr/bin/python3", ["-I", "-c", loop], { stdio: ["ignore", "pipe", "inherit"], env: {} });
-    let out = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.on("error", reject);
-    p.on("close", (code) => (code === 0 && Number(out) > 0 ? resolve(Number(out)) : reject(new Error(`fork loop failed: ${code} ${out}`))));
-  });
+  const rate = Number(await python(["-I", "-c", loop]));
+  if (!(rate > 0)) throw new Error(`fork loop printed ${rate}`);
+  return rate;
 }
 
 async function timed(n: number, run: () => Promise<void>): Promise<{ n: number; s: number }> {
@@ -97,7 +99,7 @@ try {
   // round; every round is printed.
   const forks = quick ? 200 : 400;
   const roundN = quick ? 300 : 1000;
-  const rounds: { before: number; after: number; rate: number; ratio: number }[] = [];
+  const rounds: { before: number; after: number; s: number; rate: number; ratio: number }[] = [];
   for (let k = 0; k < 3; k++) {
     const before = (await ex.benchFork(forks)).totalPerS;
     const run = await timed(roundN, async () => {
@@ -107,10 +109,11 @@ try {
       });
     });
     const after = (await ex.benchFork(forks)).totalPerS;
-    rounds.push({ before, after, rate: run.n / run.s, ratio: run.n / run.s / ((before + after) / 2) });
+    rounds.push({ before, after, s: run.s, rate: run.n / run.s, ratio: run.n / run.s / ((before + after) / 2) });
   }
   const median = [...rounds].sort((a, b) => a.ratio - b.ratio)[1];
-  const ceilingBefore = await ex.benchFork(quick ? 200 : 600);
+  // The other rows' ceiling: the mean of the rounds' six measurements.
+  const ceilingPerS = rounds.reduce((a, r) => a + r.before + r.after, 0) / (2 * rounds.length);
   const leanCeiling = await ex.benchFork(quick ? 200 : 600, "lean");
   // The floor: per program, only what any fork-per-program design must do (see benchFork).
   const floor = await ex.benchFork(quick ? 200 : 600, "lean", "floor");
@@ -130,11 +133,9 @@ try {
     const rs = await ex.runPrograms(Array.from({ length: manyN }, (_, i) => manyJob(i)), { timing: true, usage });
     for (const r of rs) for (const [k, v] of Object.entries(r.timing ?? {})) timing[k] = (timing[k] ?? 0) + v;
   });
-  const ceilingAfter = await ex.benchFork(quick ? 200 : 600);
   // Cross-check: the same loop in plain interpreters (one per worker, at once), outside the sandbox and without
   // the server's state — the ceiling as the issue describes it, independent of how the zygotes are built.
   const plainCeiling = (await Promise.all(Array.from({ length: ex.config.workers }, () => plainForkLoop(prelude, quick ? 200 : 600)))).reduce((a, b) => a + b, 0);
-  const ceilingPerS = (ceilingBefore.totalPerS + ceilingAfter.totalPerS) / 2;
   // The same programs, each naming numpy in a comment: the full zygote runs them (see lean_zygote).
   const forcedFull = await timed(manyN, async () => {
     const rs = await ex.runPrograms(Array.from({ length: manyN }, (_, i) => ({ ...manyJob(i), program: manyJob(i).program + "# np\n" })));
@@ -156,13 +157,13 @@ try {
   console.log(`\nMany distinct programs, 3 tests each, ${ex.config.workers} workers\n`);
   console.log("| mode | programs | wall (s) | programs/s | share of the fork ceiling |");
   console.log("|---|---:|---:|---:|---:|");
-  console.log(`| fork ceiling: each worker's zygote (the reference prelude, numpy loaded) forking bare children (fork + exit + wait), all workers at once; mean of a run before (${ceilingBefore.totalPerS.toFixed(0)}/s) and after (${ceilingAfter.totalPerS.toFixed(0)}/s) the rows below (the many-programs rounds: their own) | ${quick ? 200 : 600}×${ex.config.workers} ×2 | | ${ceilingPerS.toFixed(0)} | 100 % |`);
+  console.log(`| fork ceiling: each worker's zygote (the reference prelude, numpy loaded) forking bare children (fork + exit + wait), all workers at once; the mean of the 6 measurements around the rounds below (${Math.min(...rounds.flatMap((r) => [r.before, r.after])).toFixed(0)}–${Math.max(...rounds.flatMap((r) => [r.before, r.after])).toFixed(0)}/s), for the other rows | ${forks}×${ex.config.workers} ×6 | | ${ceilingPerS.toFixed(0)} | 100 % |`);
   console.log(`| cross-check: the same loop in ${ex.config.workers} plain \`python3 -I\` processes with the same prelude, at once (no sandbox, no server state) | ${quick ? 200 : 600}×${ex.config.workers} | | ${plainCeiling.toFixed(0)} | ${((100 * plainCeiling) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| the same loop in the lean zygote (the prelude without numpy) | ${quick ? 200 : 600}×${ex.config.workers} | | ${leanCeiling.totalPerS.toFixed(0)} | ${((100 * leanCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| floor: per program, a child of the lean zygote that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${quick ? 200 : 600}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| one program per request (runPrograms with one job, ${manyN} requests in flight) | ${onePerRequest.n} | ${onePerRequest.s.toFixed(2)} | ${rate(onePerRequest).toFixed(0)} | ${((100 * rate(onePerRequest)) / ceilingPerS).toFixed(0)} % |`);
   rounds.forEach((r, k) =>
-    console.log(`| many programs per request (one runPrograms call), round ${k + 1}, against the ceiling measured just before (${r.before.toFixed(0)}/s) and after (${r.after.toFixed(0)}/s) it | ${roundN} | ${(roundN / r.rate).toFixed(2)} | ${r.rate.toFixed(0)} | ${(100 * r.ratio).toFixed(0)} % of ${((r.before + r.after) / 2).toFixed(0)}/s |`),
+    console.log(`| many programs per request (one runPrograms call), round ${k + 1}, against the ceiling measured just before (${r.before.toFixed(0)}/s) and after (${r.after.toFixed(0)}/s) it | ${roundN} | ${r.s.toFixed(2)} | ${r.rate.toFixed(0)} | ${(100 * r.ratio).toFixed(0)} % of ${((r.before + r.after) / 2).toFixed(0)}/s |`),
   );
   console.log(`| many programs per request, every program naming numpy (all in the full zygote) | ${forcedFull.n} | ${forcedFull.s.toFixed(2)} | ${rate(forcedFull).toFixed(0)} | ${((100 * rate(forcedFull)) / ceilingPerS).toFixed(0)} % |`);
   const per = (k: string) => ((1000 * (timing[k] ?? 0)) / manyN).toFixed(3);
