@@ -3,7 +3,7 @@
  * per program, by process — the children (wait4, as the zygotes account them), each worker's zygote and
  * server, and this Node process — for the same 1,500 distinct programs × 3 tests as bench/executor.ts.
  * Linux only: reads /proc/<pid>/stat of every process before and after each run.
- * `npx tsx bench/_executor-cpu.ts [--quick]`.
+ * `npx tsx bench/_executor-cpu.ts [--quick] [--full]` (--full: every program names numpy, so the full zygote runs it).
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -11,6 +11,8 @@ import { createExecutor } from "../pipeline/executor/index.ts";
 import { manyJob, manyOk } from "./_many-programs.ts";
 
 const n = process.argv.includes("--quick") ? 300 : 1500;
+const full = process.argv.includes("--full");
+const job = (i: number) => (full ? { ...manyJob(i), program: manyJob(i).program + "# np\n" } : manyJob(i));
 const TICK = 100; // USER_HZ
 
 type Proc = { cmd: string; cpu: number; minflt: number };
@@ -38,7 +40,7 @@ try {
     const before = snapshot();
     const node0 = process.cpuUsage();
     const t0 = performance.now();
-    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => manyJob(i)), { usage });
+    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => job(i)), { usage });
     rs.forEach((r, i) => {
       if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
     });

@@ -115,6 +115,10 @@ try {
   // The other rows' ceiling: the mean of the rounds' six measurements.
   const ceilingPerS = rounds.reduce((a, r) => a + r.before + r.after, 0) / (2 * rounds.length);
   const leanCeiling = await ex.benchFork(quick ? 200 : 600, "lean");
+  // The same loop with the zygote's own fork (libc's fork(), without os.fork's Python at-fork hooks), which is
+  // how the zygotes fork the programs' children: what that choice buys, in both zygotes.
+  const libcCeiling = await ex.benchFork(quick ? 200 : 600, "full", "libc");
+  const libcLean = await ex.benchFork(quick ? 200 : 600, "lean", "libc");
   // The floor: per program, only what any fork-per-program design must do (see benchFork).
   const floor = await ex.benchFork(quick ? 200 : 600, "lean", "floor");
   const onePerRequest = await timed(manyN, async () => {
@@ -160,7 +164,9 @@ try {
   console.log(`| fork ceiling: each worker's zygote (the reference prelude, numpy loaded) forking bare children (fork + exit + wait), all workers at once; the mean of the 6 measurements around the rounds below (${Math.min(...rounds.flatMap((r) => [r.before, r.after])).toFixed(0)}–${Math.max(...rounds.flatMap((r) => [r.before, r.after])).toFixed(0)}/s), for the other rows | ${forks}×${ex.config.workers} ×6 | | ${ceilingPerS.toFixed(0)} | 100 % |`);
   console.log(`| cross-check: the same loop in ${ex.config.workers} plain \`python3 -I\` processes with the same prelude, at once (no sandbox, no server state) | ${quick ? 200 : 600}×${ex.config.workers} | | ${plainCeiling.toFixed(0)} | ${((100 * plainCeiling) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| the same loop in the lean zygote (the prelude without numpy) | ${quick ? 200 : 600}×${ex.config.workers} | | ${leanCeiling.totalPerS.toFixed(0)} | ${((100 * leanCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
-  console.log(`| floor: per program, a child of the lean zygote that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${quick ? 200 : 600}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| the ceiling's loop with the zygotes' own fork (libc's fork(), no Python at-fork hooks: how they fork the programs' children), full zygote | ${quick ? 200 : 600}×${ex.config.workers} | | ${libcCeiling.totalPerS.toFixed(0)} | ${((100 * libcCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| the same, lean zygote | ${quick ? 200 : 600}×${ex.config.workers} | | ${libcLean.totalPerS.toFixed(0)} | ${((100 * libcLean.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| floor: per program, a child of the lean zygote (its own fork) that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${quick ? 200 : 600}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| one program per request (runPrograms with one job, ${manyN} requests in flight) | ${onePerRequest.n} | ${onePerRequest.s.toFixed(2)} | ${rate(onePerRequest).toFixed(0)} | ${((100 * rate(onePerRequest)) / ceilingPerS).toFixed(0)} % |`);
   rounds.forEach((r, k) =>
     console.log(`| many programs per request (one runPrograms call), round ${k + 1}, against the ceiling measured just before (${r.before.toFixed(0)}/s) and after (${r.after.toFixed(0)}/s) it | ${roundN} | ${r.s.toFixed(2)} | ${r.rate.toFixed(0)} | ${(100 * r.ratio).toFixed(0)} % of ${((r.before + r.after) / 2).toFixed(0)}/s |`),

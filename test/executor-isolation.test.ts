@@ -94,11 +94,30 @@ def f():
   });
 
   it("numpy's and python's RNGs start from a fresh state in every program", async () => {
-    const src = "import numpy as np, random\ndef f():\n    return [float(np.random.rand()), random.random()]";
-    const a = (await call(src)).value as { $float: string }[];
-    const b = (await call(src)).value as { $float: string }[];
-    expect(a[0]).not.toEqual(b[0]);
-    expect(a[1]).not.toEqual(b[1]);
+    // Eight programs in one request: with two workers at least four share a zygote, whose RNG states they would
+    // all inherit unchanged without the reseed after each fork (so values would repeat).
+    const draw = async (src: string) => {
+      const rs = await ex.runPrograms(Array.from({ length: 8 }, (_, i) => ({ program: `# ${i}\n${src}`, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 })));
+      return rs.map((r) => JSON.stringify(r.results[0].value));
+    };
+    const full = (await draw("import numpy as np, random\ndef f():\n    return [float(np.random.rand()), random.random()]")).map((v) => JSON.parse(v) as unknown[]);
+    expect(new Set(full.map((v) => JSON.stringify(v[0]))).size).toBe(8);
+    expect(new Set(full.map((v) => JSON.stringify(v[1]))).size).toBe(8);
+    // The same for programs the lean zygote runs (nothing in them names numpy): python's RNG.
+    expect(new Set(await draw("import random\ndef f():\n    return random.random()")).size).toBe(8);
+  });
+
+  it("after the zygote's fork, threading knows the child as the process it is (both zygotes)", async () => {
+    // The zygote forks through libc, without os.fork's at-fork hooks (server.py, _zygote_fork); the child
+    // redoes what a program could see of them: threading's main thread carries the child's own native id.
+    for (const tag of ["# lean", "# np"]) {
+      const src = `${tag}
+import threading, os
+def f():
+    t = threading.current_thread()
+    return [t is threading.main_thread(), t.native_id == threading.get_native_id() == os.getpid(), t.ident == threading.get_ident()]`;
+      expect((await call(src)).value).toEqual([true, true, true]);
+    }
   });
 
   it("the zygote's warm-up of the harness leaves nothing a program can see (its function, its namespace)", async () => {

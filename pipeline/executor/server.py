@@ -127,6 +127,11 @@ MNT_DETACH = 2
 _prctl = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, use_errno=True)(
     ("prctl", _libc))
 _capset = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, use_errno=True)(("capset", _libc))
+# libc's fork() called with the GIL held (PyDLL): the zygote's fork of a child, without os.fork's Python-level
+# before/after hooks (see _zygote_fork).
+_libc_fork = ctypes.PyDLL(None, use_errno=True).fork
+_libc_fork.restype = ctypes.c_int
+_libc_fork.argtypes = ()
 
 
 class _CapHeader(ctypes.Structure):
@@ -606,7 +611,7 @@ def _child_setup(keep, cpu_s, cpu_hard_s):
     except (ValueError, OSError):
         pass
     # A fresh RNG state: every child is a copy of the zygote, so numpy's global generator would otherwise
-    # start from the same state in every program (python's `random` reseeds itself at fork).
+    # start from the same state in every program (python's `random` is reseeded after the zygote's fork: _zygote_fork).
     if _np is not None:
         try:
             _np.random.seed(int.from_bytes(os.urandom(4), "little"))
@@ -1074,6 +1079,44 @@ class ZygoteGone(Exception):
     """The zygote did not answer."""
 
 
+def _zygote_fork():
+    """The zygote's fork of a child: (fork, after) — call fork(), and after() first thing in the child.
+
+    os.fork runs CPython's fork protocol: the import lock taken around the fork, the interpreter's locks, GIL
+    and thread states re-created in the child, then every at-fork hook a module registered. The numpy prelude
+    brings `threading` and `random`, whose hooks run Python code in every child (threading._after_fork walks and
+    rebuilds the thread registry; random reseeds): ~180 copy-on-write faults and ~0.5 ms of CPU per child, more
+    than the child's whole fork and exit without them (bench/executor.ts, "libc fork"). In a zygote with one
+    thread none of that protocol has anything to repair — no other thread can hold a lock, an import or the
+    GIL, which this call keeps throughout — so the zygote calls libc's fork() directly, and the child does what
+    the hooks did that a program can observe: `random` reseeded (the exact hook random.py registers) and the
+    main thread's native id made the child's own. libc's own fork handlers (malloc's locks, OpenBLAS's
+    pthread_atfork) run either way. A zygote with a second Python thread (never expected) keeps os.fork."""
+    if len(sys._current_frames()) != 1:
+        return os.fork, None
+    rnd = sys.modules.get("random")
+    reseed = getattr(getattr(rnd, "_inst", None), "seed", None)
+    thr = sys.modules.get("threading")
+    main_thread = thr.main_thread() if thr is not None else None
+    set_native = getattr(main_thread, "_set_native_id", None)
+    libc_fork, get_errno = _libc_fork, ctypes.get_errno
+
+    def fork():
+        pid = libc_fork()
+        if pid < 0:
+            e = get_errno()
+            raise OSError(e, os.strerror(e))
+        return pid
+
+    def after():
+        if reseed is not None:
+            reseed()
+        if set_native is not None:
+            set_native()
+
+    return fork, after
+
+
 def _zygote_main(sock):
     os.chdir("/")  # never inside TMP_ROOT, which the server replaces
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -1087,7 +1130,8 @@ def _zygote_main(sock):
     # page the zygote writes after a fork (objects it touches, buffers it allocates) is a copy-on-write fault,
     # taken again after every fork. Measured in the sandbox: ~150 faults per fork with JSON and
     # socket.recv_fds/send_fds, ~100 this way; the zygote's CPU per child down by about a quarter.
-    recvmsg, sendmsg, fork, close, pidfd_open, monotonic = sock.recvmsg, sock.sendmsg, os.fork, os.close, os.pidfd_open, time.monotonic
+    fork, after_fork = _zygote_fork()
+    recvmsg, sendmsg, close, pidfd_open, monotonic = sock.recvmsg, sock.sendmsg, os.close, os.pidfd_open, time.monotonic
     fork_size, unpack_fork, pack_pid, space = _FORK.size, _FORK.unpack_from, _PID.pack, socket.CMSG_SPACE(2 * 4)
     rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS)
     while True:
@@ -1107,6 +1151,8 @@ def _zygote_main(sock):
             if pid == 0:
                 code = 0
                 try:
+                    if after_fork is not None:
+                        after_fork()
                     sock.close()
                     _child_main({"body": "script" if script else "program", "cpu": cpu, "cpu_hard": cpu_hard, "key": key},
                                 fds, compiled, t_fork)
@@ -1146,12 +1192,16 @@ def _zygote_main(sock):
         elif op == "bench":
             n = int(h.get("n", 200))
             if h.get("loop") == "floor":
-                reply = _bench_floor(n)
+                reply = _bench_floor(n, fork, after_fork)
             else:
+                # "bare": the issue's ceiling, os.fork; "libc": the same loop with this zygote's own fork
+                f, a = (fork, after_fork) if h.get("loop") == "libc" else (os.fork, None)
                 t0 = time.perf_counter()
                 for _ in range(n):
-                    pid = os.fork()
+                    pid = f()
                     if pid == 0:
+                        if a is not None:
+                            a()
                         _exit(0)
                     os.waitpid(pid, 0)
                 reply = {"s": time.perf_counter() - t0, "n": n}
@@ -1186,9 +1236,9 @@ def _zygote_main(sock):
             _libc.unshare(CLONE_NEWIPC)
 
 
-def _bench_floor(n):
+def _bench_floor(n, fork, after_fork):
     """bench/executor.ts's floor: n programs the least a fork-per-program design must do for each — a child forked
-    from this zygote's image reads its request (marshal), compiles and executes the program in the prelude's
+    (the zygote's own fork, see _zygote_fork) from this zygote's image reads its request (marshal), compiles and executes the program in the prelude's
     namespace, makes 3 calls and writes 3 JSON results; the parent reads them to the end and waits. No set-up,
     limits, handshake, server or Node. The loop runs in a process forked for it, so the zygote itself never
     holds a program, even this synthetic one. Returns {"s", "n"} (or {"error"})."""
@@ -1206,8 +1256,10 @@ def _bench_floor(n):
                 rr, wr = os.pipe()
                 os.write(wq, req)
                 os.close(wq)
-                c = os.fork()
+                c = fork()
                 if c == 0:
+                    if after_fork is not None:
+                        after_fork()
                     h = marshal.loads(os.read(rq, 1 << 16))
                     ns = _prelude_ns
                     ns["__name__"] = "solution"
