@@ -1488,6 +1488,9 @@ def _spawn_zygote(full):
                             raise OSError("the zygote is dumpable: its children would be")  # main() cleared it
                         _warm_harness()
                         _fill_free_blocks()
+                        # Free pages of the C heap back to the kernel (the start-up's transient allocations, e.g.
+                        # compile()'s tree of this file): each resident page is a PTE copied at every fork.
+                        _libc.malloc_trim(0)
                         _set_as_limit()  # the zygote as it serves, warm-up and filler included, + memory_mb
                         _zygote_limits()
                         _load_seccomp()  # inherited by every child
