@@ -1085,8 +1085,9 @@ def _zygote_fork():
     os.fork runs CPython's fork protocol: the import lock taken around the fork, the interpreter's locks, GIL
     and thread states re-created in the child, then every at-fork hook a module registered. The numpy prelude
     brings `threading` and `random`, whose hooks run Python code in every child (threading._after_fork walks and
-    rebuilds the thread registry; random reseeds): ~180 copy-on-write faults and ~0.5 ms of CPU per child, more
-    than the child's whole fork and exit without them (bench/executor.ts, "libc fork"). In a zygote with one
+    rebuilds the thread registry; random reseeds): in a replica of the full zygote, a child that exits at once
+    took 220 faults and 1.2 ms of CPU with os.fork, 42 and 0.7 ms without; a child of the harness ~85 faults
+    fewer (docs/executor.md, "Third pass"; bench/executor.ts runs both loops). In a zygote with one
     thread none of that protocol has anything to repair — no other thread can hold a lock, an import or the
     GIL, which this call keeps throughout — so the zygote calls libc's fork() directly, and the child does what
     the hooks did that a program can observe: `random` reseeded (the exact hook random.py registers) and the
@@ -1238,8 +1239,9 @@ def _zygote_main(sock):
 
 def _bench_floor(n, fork, after_fork):
     """bench/executor.ts's floor: n programs the least a fork-per-program design must do for each — a child forked
-    (the zygote's own fork, see _zygote_fork) from this zygote's image reads its request (marshal), compiles and executes the program in the prelude's
-    namespace, makes 3 calls and writes 3 JSON results; the parent reads them to the end and waits. No set-up,
+    from this zygote's image (with the zygote's own fork, see _zygote_fork) reads its request (marshal), compiles
+    and executes the program in the prelude's namespace, makes 3 calls and writes 3 JSON results; the parent
+    reads them to the end and waits. No set-up,
     limits, handshake, server or Node. The loop runs in a process forked for it, so the zygote itself never
     holds a program, even this synthetic one. Returns {"s", "n"} (or {"error"})."""
     r, w = os.pipe()
