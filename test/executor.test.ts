@@ -356,7 +356,7 @@ describe("the zygotes' image", () => {
   it("carries no dead weight of the server's start-up into the children (the lean zygote's C heap)", async () => {
     // Every resident page of a zygote is copied into each child's page table at fork and torn down at its exit.
     // Started as `python3 -c <server.py>`, the server kept the parser's tree of its whole text alive for its
-    // whole life (8.1 MB of the lean zygote's C heap on Debian's Python 3.11); compiled by a bootstrap, with the
+    // whole life (8.2 MB of the lean zygote's C heap on Debian's Python 3.11); compiled by a bootstrap, with the
     // zygote's free heap pages given back (malloc_trim), that heap is 3.7 MB. A child of the lean zygote reads
     // its own [heap] (its copy of the zygote's, plus the little it has allocated itself).
     const src = `# lean

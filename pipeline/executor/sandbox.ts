@@ -89,7 +89,7 @@ export const SERVER_TMP = "/tmp/exec";
  * The fork server's `-c` command: a bootstrap that compiles server.py's text (its first argument) and runs it.
  * Given the text itself, `python3 -c` would keep the parser's tree of all of it alive for as long as the
  * script runs — the server's whole life — and every zygote and child would inherit those megabytes of heap
- * (the lean zygote's C heap: 8.1 MB that way, 7.6 MB this way and 3.7 MB once the zygote gives the freed pages
+ * (the lean zygote's C heap: 8.2 MB that way, 7.6 MB this way and 3.7 MB once the zygote gives the freed pages
  * back with malloc_trim), each page of them copied into every child's page table at fork and torn down at its
  * exit. compile() frees its tree before the server starts.
  */

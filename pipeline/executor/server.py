@@ -573,6 +573,9 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
+_ALARM = {signal.SIGALRM}
+
+
 def _set_timer(t):
     signal.setitimer(signal.ITIMER_REAL, t)
 
@@ -582,6 +585,7 @@ def _child_setup(keep, cpu_s, cpu_hard_s):
     seccomp filter, fds 0-2 on /dev/null and the non-dumpable flag are the zygote's, inherited)."""
     if HAVE_ADMIN:
         _drop_caps()  # before anything else: no code of the child runs with the sandbox's CAP_SYS_ADMIN
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALARM)  # the per-call timer (blocked in the zygote)
     sys.setrecursionlimit(1000)  # Python's default, as the reference runs programs (the server keeps 3000)
     os.setsid()
     # fds 0-2 are /dev/null already (the zygote's, inherited) and the process is not dumpable (the server's
@@ -1090,16 +1094,15 @@ def _zygote_fork():
     fewer (docs/executor.md, "Third pass"; bench/executor.ts runs both loops). In a zygote with one
     thread none of that protocol has anything to repair — no other thread can hold a lock, an import or the
     GIL, which this call keeps throughout — so the zygote calls libc's fork() directly, and the child does what
-    the hooks did that a program can observe: `random` reseeded (the exact hook random.py registers) and the
-    main thread's native id made the child's own. libc's own fork handlers (malloc's locks, OpenBLAS's
-    pthread_atfork) run either way. A zygote with a second Python thread (never expected) keeps os.fork."""
+    the hooks did that a program can observe: `random` reseeded (the exact hook random.py registers).
+    threading's hook only renews the main thread's internal locks and forgets other threads (there are none);
+    it leaves `native_id` at the forking thread's, as os.fork does (and the reference's fork-context workers).
+    libc's own fork handlers (malloc's locks, OpenBLAS's pthread_atfork) run either way. A zygote with a second
+    Python thread (never expected) keeps os.fork."""
     if len(sys._current_frames()) != 1:
         return os.fork, None
     rnd = sys.modules.get("random")
     reseed = getattr(getattr(rnd, "_inst", None), "seed", None)
-    thr = sys.modules.get("threading")
-    main_thread = thr.main_thread() if thr is not None else None
-    set_native = getattr(main_thread, "_set_native_id", None)
     libc_fork, get_errno = _libc_fork, ctypes.get_errno
 
     def fork():
@@ -1112,8 +1115,6 @@ def _zygote_fork():
     def after():
         if reseed is not None:
             reseed()
-        if set_native is not None:
-            set_native()
 
     return fork, after
 
@@ -1496,6 +1497,11 @@ def _spawn_zygote(full):
                         _set_as_limit()  # the zygote as it serves, warm-up and filler included, + memory_mb
                         _zygote_limits()
                         _load_seccomp()  # inherited by every child
+                        # pid 1 of a namespace ignores, from inside it, only the signals it has no handler for;
+                        # the zygote has the children's SIGALRM handler, so a program's kill(1, SIGALRM) would end
+                        # its zygote (and its neighbours' results). Blocked here, it stays pending in the zygote
+                        # (a fork never hands pending signals on); each child unblocks it (_child_setup).
+                        signal.pthread_sigmask(signal.SIG_BLOCK, _ALARM)
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
