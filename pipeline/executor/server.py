@@ -1058,8 +1058,8 @@ def _clean_tmp_root():
 # of the zygote's (the prelude) plus its own request, which it reads from a pipe; so a program that scans its
 # own memory finds nothing of the programs, inputs or results this worker ran before. In the sandbox the
 # zygote is pid 1 of a pid namespace of its own: the children live there and cannot see, signal, stop or
-# ptrace the server (outside it) and, pid 1 being immune to the signals of its namespace, cannot kill or stop
-# the zygote either. The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork: the child's
+# ptrace the server (outside it) and, pid 1 being immune to the signals of its namespace that it has no handler
+# for (and keeping SIGALRM, its one handler's, blocked while it serves), cannot kill or stop the zygote either. The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork: the child's
 # request and result pipe ends in; its pid and a pidfd of it out), "wait" (reap a child, return its wait status), "newipc"
 # (a fresh IPC namespace for the children of the next request), "reap" (reap whatever is left), "ping",
 # "bench" (the fork-ceiling loop of bench/executor.ts), "project" (compile a trusted project helper once).
