@@ -174,7 +174,7 @@ try {
   console.log(`| many programs per request, every program naming numpy (all in the full zygote) | ${forcedFull.n} | ${forcedFull.s.toFixed(2)} | ${rate(forcedFull).toFixed(0)} | ${((100 * rate(forcedFull)) / ceilingPerS).toFixed(0)} % |`);
   const per = (k: string) => ((1000 * (timing[k] ?? 0)) / manyN).toFixed(3);
   console.log(`\nPer program (ms, mean over ${manyN} in a run with timing on; wall per program on one worker ≈ ${((1000 * timedRun.s * ex.config.workers) / manyN).toFixed(2)} ms; the children's own CPU ${((1000 * usage.cpu_s) / manyN).toFixed(2)} ms and ${(usage.minflt / manyN).toFixed(0)} page faults each, mostly copy-on-write):\n`);
-  console.log("| spawn (server waits on the zygote's fork) | fork (fork() until the child runs) | child set-up | module load | run (3 calls) | result encoding | transport (3 calls) | end + kill |");
+  console.log("| spawn (server sends the fork request; the zygote's answer is read later) | fork (fork() until the child runs) | child set-up | module load | run (3 calls) | result encoding | transport (3 calls) | end + kill |");
   console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
   console.log(`| ${per("spawn")} | ${per("fork")} | ${per("setup")} | ${per("load")} | ${per("run")} | ${per("encode")} | ${per("transport")} | ${per("exit")} |`);
   console.log(`\nmany programs per request: ${median.rate.toFixed(0)} programs/s = ${(100 * median.ratio).toFixed(0)} % of the fork ceiling (${((median.before + median.after) / 2).toFixed(0)}/s) — the median of ${rounds.length} rounds (${rounds.map((r) => (100 * r.ratio).toFixed(0) + " %").join(", ")}), each against the ceiling measured around it`);

@@ -1564,9 +1564,18 @@ def _cmsg_fds(anc):
     return fds
 
 
+# A zygote's answer to a fork (the child's pid and pidfd) is read when first needed (Child.forked), not while the
+# child starts: the server goes straight to the child's result pipe. At most one answer per zygote is unread;
+# any other exchange with that zygote reads it first.
+_AWAITING = {}  # zygote name → the Child whose fork answer is unread
+
+
 def _zexchange(zyg, data, fds=()):
     """Send one message (with `fds`) to a zygote and return its reply: (bytes, fds it sent); ZygoteGone when it
     does not answer."""
+    waiting = _AWAITING.get(zyg)
+    if waiting is not None:
+        waiting.forked()
     msg = b""
     got = []
     sock = _ZYG[zyg][0]
@@ -1583,10 +1592,25 @@ def _zexchange(zyg, data, fds=()):
     return msg, got
 
 
-def _zfork(zyg, body, cpu_s, cpu_hard_s, key, fds):
-    """Ask a zygote for a child (its pipe ends in `fds`): (pid, [pidfd]); ZygoteGone when it does not answer."""
+def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds):
+    """Ask a zygote for a child (its pipe ends in `fds`); the answer is read by _zfork_answer. ZygoteGone when
+    the zygote is gone."""
+    waiting = _AWAITING.get(zyg)
+    if waiting is not None:
+        waiting.forked()
     data = b"F" + _FORK.pack(float(cpu_s), float(cpu_hard_s), _IPC_GEN[0], body == "script") + (key or "").encode("ascii")
-    msg, got = _zexchange(zyg, data, fds)
+    try:
+        socket.send_fds(_ZYG[zyg][0], [data], list(fds))
+    except OSError:
+        raise ZygoteGone()
+
+
+def _zfork_answer(zyg):
+    """A zygote's answer to the fork request sent last: (pid, [pidfd]); ZygoteGone when it does not answer."""
+    try:
+        msg, got, _, _ = socket.recv_fds(_ZYG[zyg][0], 4096, 1)
+    except OSError:
+        msg, got = b"", []
     if len(msg) != _PID.size:
         for fd in got:
             os.close(fd)
@@ -1616,10 +1640,12 @@ class Child:
         # A request that fits in PIPE_BUF goes into the pipe before the fork: such a write to an empty pipe is
         # whole and never blocks, and the child then reads it without waiting for this process's turn.
         early = len(request) <= select.PIPE_BUF
+        self.pid = None  # and the pidfd: the zygote's answer, read when first needed (forked)
+        self.pidfd = -1
         try:
             if early:
                 _write_all(req_w, request)
-            self.pid, got = _zfork(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w))
+            _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w))
         except BaseException:
             os.close(req_w)
             os.close(res_r)
@@ -1627,10 +1653,8 @@ class Child:
         finally:
             os.close(req_r)
             os.close(res_w)
+        _AWAITING[zyg] = self
         self.t_forked = time.monotonic()
-        self.pidfd = got[0] if got else -1
-        for extra in got[1:]:
-            os.close(extra)
         self.fd = res_r
         self.buf = b""
         self.last_len = 0
@@ -1691,10 +1715,22 @@ class Child:
                 return extra
             extra = True
 
+    def forked(self):
+        """Read the zygote's answer to this child's fork (its pid and a pidfd), once."""
+        if self.pid is not None:
+            return
+        if _AWAITING.get(self.zyg) is self:
+            del _AWAITING[self.zyg]
+        self.pid, got = _zfork_answer(self.zyg)
+        self.pidfd = got[0] if got else -1
+        for extra in got[1:]:
+            os.close(extra)
+
     def kill(self):
         """SIGKILL the child (through its pidfd: never another process, even once its pid is reused)."""
         if self.dead:
             return
+        self.forked()
         try:
             if self.pidfd >= 0:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
