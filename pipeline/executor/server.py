@@ -573,9 +573,8 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-_ALARM = {signal.SIGALRM}
-# The child's unblocking of SIGALRM through libc with a sigset built here: signal.pthread_sigmask builds sets
-# of Python ints on both sides, ~20 copy-on-write faults in every child.
+# SIGALRM blocked (zygote) and unblocked (child) through libc with a sigset built here: signal.pthread_sigmask
+# builds sets of Python ints on both sides, ~20 copy-on-write faults in every child.
 _pthread_sigmask = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(("pthread_sigmask", _libc))
 _ALARM_SET = ctypes.create_string_buffer(128)  # sigset_t
 _libc.sigemptyset(_ALARM_SET)
@@ -1066,10 +1065,12 @@ def _clean_tmp_root():
 # own memory finds nothing of the programs, inputs or results this worker ran before. In the sandbox the
 # zygote is pid 1 of a pid namespace of its own: the children live there and cannot see, signal, stop or
 # ptrace the server (outside it) and, pid 1 being immune to the signals of its namespace that it has no handler
-# for (and keeping SIGALRM, its one handler's, blocked while it serves), cannot kill or stop the zygote either. The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork: the child's
-# request and result pipe ends in; its pid and a pidfd of it out), "wait" (reap a child, return its wait status), "newipc"
-# (a fresh IPC namespace for the children of the next request), "reap" (reap whatever is left), "ping",
-# "bench" (the fork-ceiling loop of bench/executor.ts), "project" (compile a trusted project helper once).
+# for (and keeping SIGALRM, its one handler's, blocked while it serves), cannot kill or stop the zygote either.
+# The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork_send: the child's request
+# and result pipe ends in; its pid and a pidfd of it out, read later: _zfork_answer), "wait" (reap a child,
+# return its wait status), "usage" (a request's children's CPU and memory; the next request's children get a
+# fresh IPC namespace), "reap" (reap whatever is left), "ping", "bench" (the fork loops of bench/executor.ts),
+# "project" / "project_clear" (compile a trusted project helper once).
 # Two zygotes per server: "full" (the reference prelude, numpy included) and "lean" (the same without numpy,
 # whose children fork about three times faster: numpy is most of a zygote's mapped memory). A program goes to
 # the lean zygote only when nothing in its text or inputs could tell the difference (FULL_WORDS, ndarray
@@ -1091,7 +1092,7 @@ class ZygoteGone(Exception):
 
 
 def _zygote_fork():
-    """The zygote's fork of a child: (fork, after) — call fork(), and after() first thing in the child.
+    """The zygote's fork of a child: a function like os.fork (the child's side done before it returns 0).
 
     os.fork runs CPython's fork protocol: the import lock taken around the fork, the interpreter's locks, GIL
     and thread states re-created in the child, then every at-fork hook a module registered. The numpy prelude
@@ -1107,7 +1108,7 @@ def _zygote_fork():
     libc's own fork handlers (malloc's locks, OpenBLAS's pthread_atfork) run either way. A zygote with a second
     Python thread (never expected) keeps os.fork."""
     if len(sys._current_frames()) != 1:
-        return os.fork, None
+        return os.fork
     rnd = sys.modules.get("random")
     reseed = getattr(getattr(rnd, "_inst", None), "seed", None)
     libc_fork, get_errno = _libc_fork, ctypes.get_errno
@@ -1117,13 +1118,11 @@ def _zygote_fork():
         if pid < 0:
             e = get_errno()
             raise OSError(e, os.strerror(e))
+        if pid == 0 and reseed is not None:
+            reseed()
         return pid
 
-    def after():
-        if reseed is not None:
-            reseed()
-
-    return fork, after
+    return fork
 
 
 def _zygote_main(sock):
@@ -1139,7 +1138,7 @@ def _zygote_main(sock):
     # page the zygote writes after a fork (objects it touches, buffers it allocates) is a copy-on-write fault,
     # taken again after every fork. Measured in the sandbox: ~150 faults per fork with JSON and
     # socket.recv_fds/send_fds, ~100 this way; the zygote's CPU per child down by about a quarter.
-    fork, after_fork = _zygote_fork()
+    fork = _zygote_fork()
     recvmsg, sendmsg, close, pidfd_open, monotonic = sock.recvmsg, sock.sendmsg, os.close, os.pidfd_open, time.monotonic
     fork_size, unpack_fork, pack_pid, space = _FORK.size, _FORK.unpack_from, _PID.pack, socket.CMSG_SPACE(2 * 4)
     rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS)
@@ -1160,8 +1159,6 @@ def _zygote_main(sock):
             if pid == 0:
                 code = 0
                 try:
-                    if after_fork is not None:
-                        after_fork()
                     sock.close()
                     _child_main({"body": "script" if script else "program", "cpu": cpu, "cpu_hard": cpu_hard, "key": key},
                                 fds, compiled, t_fork)
@@ -1201,16 +1198,14 @@ def _zygote_main(sock):
         elif op == "bench":
             n = int(h.get("n", 200))
             if h.get("loop") == "floor":
-                reply = _bench_floor(n, fork, after_fork)
+                reply = _bench_floor(n, fork)
             else:
                 # "bare": the issue's ceiling, os.fork; "libc": the same loop with this zygote's own fork
-                f, a = (fork, after_fork) if h.get("loop") == "libc" else (os.fork, None)
+                f = fork if h.get("loop") == "libc" else os.fork
                 t0 = time.perf_counter()
                 for _ in range(n):
                     pid = f()
                     if pid == 0:
-                        if a is not None:
-                            a()
                         _exit(0)
                     os.waitpid(pid, 0)
                 reply = {"s": time.perf_counter() - t0, "n": n}
@@ -1245,13 +1240,13 @@ def _zygote_main(sock):
             _libc.unshare(CLONE_NEWIPC)
 
 
-def _bench_floor(n, fork, after_fork):
+def _bench_floor(n, fork):
     """bench/executor.ts's floor: n programs the least a fork-per-program design must do for each — a child forked
-    from this zygote's image (with the zygote's own fork, see _zygote_fork) reads its request (marshal), compiles
+    from this zygote's image (with `fork`, the zygote's own: _zygote_fork) reads its request (marshal), compiles
     and executes the program in the prelude's namespace, makes 3 calls and writes 3 JSON results; the parent
-    reads them to the end and waits. No set-up,
-    limits, handshake, server or Node. The loop runs in a process forked for it, so the zygote itself never
-    holds a program, even this synthetic one. Returns {"s", "n"} (or {"error"})."""
+    reads them to the end and waits. No set-up, limits, handshake, server or Node. The loop runs in a process
+    forked for it, so the zygote itself never holds a program, even this synthetic one. Returns {"s", "n"} (or
+    {"error"})."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -1268,8 +1263,6 @@ def _bench_floor(n, fork, after_fork):
                 os.close(wq)
                 c = fork()
                 if c == 0:
-                    if after_fork is not None:
-                        after_fork()
                     h = marshal.loads(os.read(rq, 1 << 16))
                     ns = _prelude_ns
                     ns["__name__"] = "solution"
@@ -1508,7 +1501,7 @@ def _spawn_zygote(full):
                         # the zygote has the children's SIGALRM handler, so a program's kill(1, SIGALRM) would end
                         # its zygote (and its neighbours' results). Blocked here, it stays pending in the zygote
                         # (a fork never hands pending signals on); each child unblocks it (_child_setup).
-                        signal.pthread_sigmask(signal.SIG_BLOCK, _ALARM)
+                        _pthread_sigmask(signal.SIG_BLOCK, _ALARM_SET_ADDR, None)
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
@@ -1570,12 +1563,17 @@ def _cmsg_fds(anc):
 _AWAITING = {}  # zygote name → the Child whose fork answer is unread
 
 
-def _zexchange(zyg, data, fds=()):
-    """Send one message (with `fds`) to a zygote and return its reply: (bytes, fds it sent); ZygoteGone when it
-    does not answer."""
+def _settle(zyg):
+    """Read the zygote's unread fork answer, if any, before anything else goes to it."""
     waiting = _AWAITING.get(zyg)
     if waiting is not None:
         waiting.forked()
+
+
+def _zexchange(zyg, data, fds=()):
+    """Send one message (with `fds`) to a zygote and return its reply: (bytes, fds it sent); ZygoteGone when it
+    does not answer."""
+    _settle(zyg)
     msg = b""
     got = []
     sock = _ZYG[zyg][0]
@@ -1595,9 +1593,7 @@ def _zexchange(zyg, data, fds=()):
 def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds):
     """Ask a zygote for a child (its pipe ends in `fds`); the answer is read by _zfork_answer. ZygoteGone when
     the zygote is gone."""
-    waiting = _AWAITING.get(zyg)
-    if waiting is not None:
-        waiting.forked()
+    _settle(zyg)
     data = b"F" + _FORK.pack(float(cpu_s), float(cpu_hard_s), _IPC_GEN[0], body == "script") + (key or "").encode("ascii")
     try:
         socket.send_fds(_ZYG[zyg][0], [data], list(fds))
