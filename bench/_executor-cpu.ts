@@ -12,7 +12,6 @@ import { manyJob, manyOk } from "./_many-programs.ts";
 
 const n = process.argv.includes("--quick") ? 300 : 1500;
 const full = process.argv.includes("--full");
-const job = (i: number) => (full ? { ...manyJob(i), program: manyJob(i).program + "# np\n" } : manyJob(i));
 const TICK = 100; // USER_HZ
 
 type Proc = { cmd: string; cpu: number; minflt: number };
@@ -40,7 +39,7 @@ try {
     const before = snapshot();
     const node0 = process.cpuUsage();
     const t0 = performance.now();
-    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => job(i)), { usage });
+    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => manyJob(i, full)), { usage });
     rs.forEach((r, i) => {
       if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
     });

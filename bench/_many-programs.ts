@@ -3,8 +3,9 @@
  * skips `_` files): the i-th of many distinct programs — the same function, a different text — with its 3 tests.
  * server.py's floor loop (`_bench_floor`) runs the same programs.
  */
-export const manyJob = (i: number) => ({
-  program: `# program ${i}\ndef add(a, b):\n    return a + b + ${i % 7}\n`,
+export const manyJob = (i: number, numpy = false) => ({
+  // numpy: the text names numpy (in a comment), so the full zygote runs it (see lean_zygote)
+  program: `# program ${i}\ndef add(a, b):\n    return a + b + ${i % 7}\n${numpy ? "# np\n" : ""}`,
   entryPoint: "add",
   inputs: [{ args: [i, 1] }, { args: [i, 2] }, { args: [i, 3] }],
   timeoutS: 1,

@@ -98,6 +98,7 @@ try {
   // drifts by ±20 % within a minute, so one ceiling a minute away says little). The headline is the median
   // round; every round is printed.
   const forks = quick ? 200 : 400;
+  const loopN = quick ? 200 : 600; // forks per worker in each of the other loops
   const roundN = quick ? 300 : 1000;
   const rounds: { before: number; after: number; s: number; rate: number; ratio: number }[] = [];
   for (let k = 0; k < 3; k++) {
@@ -114,13 +115,13 @@ try {
   const median = [...rounds].sort((a, b) => a.ratio - b.ratio)[1];
   // The other rows' ceiling: the mean of the rounds' six measurements.
   const ceilingPerS = rounds.reduce((a, r) => a + r.before + r.after, 0) / (2 * rounds.length);
-  const leanCeiling = await ex.benchFork(quick ? 200 : 600, "lean");
+  const leanCeiling = await ex.benchFork(loopN, "lean");
   // The same loop with the zygote's own fork (libc's fork(), without os.fork's Python at-fork hooks), which is
   // how the zygotes fork the programs' children: what that choice buys, in both zygotes.
-  const libcCeiling = await ex.benchFork(quick ? 200 : 600, "full", "libc");
-  const libcLean = await ex.benchFork(quick ? 200 : 600, "lean", "libc");
+  const libcCeiling = await ex.benchFork(loopN, "full", "libc");
+  const libcLean = await ex.benchFork(loopN, "lean", "libc");
   // The floor: per program, only what any fork-per-program design must do (see benchFork).
-  const floor = await ex.benchFork(quick ? 200 : 600, "lean", "floor");
+  const floor = await ex.benchFork(loopN, "lean", "floor");
   const onePerRequest = await timed(manyN, async () => {
     await Promise.all(
       Array.from({ length: manyN }, async (_, i) => {
@@ -139,10 +140,10 @@ try {
   });
   // Cross-check: the same loop in plain interpreters (one per worker, at once), outside the sandbox and without
   // the server's state — the ceiling as the issue describes it, independent of how the zygotes are built.
-  const plainCeiling = (await Promise.all(Array.from({ length: ex.config.workers }, () => plainForkLoop(prelude, quick ? 200 : 600)))).reduce((a, b) => a + b, 0);
-  // The same programs, each naming numpy in a comment: the full zygote runs them (see lean_zygote).
+  const plainCeiling = (await Promise.all(Array.from({ length: ex.config.workers }, () => plainForkLoop(prelude, loopN)))).reduce((a, b) => a + b, 0);
+  // The same programs, each naming numpy: the full zygote runs them.
   const forcedFull = await timed(manyN, async () => {
-    const rs = await ex.runPrograms(Array.from({ length: manyN }, (_, i) => ({ ...manyJob(i), program: manyJob(i).program + "# np\n" })));
+    const rs = await ex.runPrograms(Array.from({ length: manyN }, (_, i) => manyJob(i, true)));
     rs.forEach((r, i) => {
       if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
     });
@@ -162,11 +163,11 @@ try {
   console.log("| mode | programs | wall (s) | programs/s | share of the fork ceiling |");
   console.log("|---|---:|---:|---:|---:|");
   console.log(`| fork ceiling: each worker's zygote (the reference prelude, numpy loaded) forking bare children (fork + exit + wait), all workers at once; the mean of the 6 measurements around the rounds below (${Math.min(...rounds.flatMap((r) => [r.before, r.after])).toFixed(0)}–${Math.max(...rounds.flatMap((r) => [r.before, r.after])).toFixed(0)}/s), for the other rows | ${forks}×${ex.config.workers} ×6 | | ${ceilingPerS.toFixed(0)} | 100 % |`);
-  console.log(`| cross-check: the same loop in ${ex.config.workers} plain \`python3 -I\` processes with the same prelude, at once (no sandbox, no server state) | ${quick ? 200 : 600}×${ex.config.workers} | | ${plainCeiling.toFixed(0)} | ${((100 * plainCeiling) / ceilingPerS).toFixed(0)} % |`);
-  console.log(`| the same loop in the lean zygote (the prelude without numpy) | ${quick ? 200 : 600}×${ex.config.workers} | | ${leanCeiling.totalPerS.toFixed(0)} | ${((100 * leanCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
-  console.log(`| the ceiling's loop with the zygotes' own fork (libc's fork(), no Python at-fork hooks: how they fork the programs' children), full zygote | ${quick ? 200 : 600}×${ex.config.workers} | | ${libcCeiling.totalPerS.toFixed(0)} | ${((100 * libcCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
-  console.log(`| the same, lean zygote | ${quick ? 200 : 600}×${ex.config.workers} | | ${libcLean.totalPerS.toFixed(0)} | ${((100 * libcLean.totalPerS) / ceilingPerS).toFixed(0)} % |`);
-  console.log(`| floor: per program, a child of the lean zygote (its own fork) that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${quick ? 200 : 600}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| cross-check: the same loop in ${ex.config.workers} plain \`python3 -I\` processes with the same prelude, at once (no sandbox, no server state) | ${loopN}×${ex.config.workers} | | ${plainCeiling.toFixed(0)} | ${((100 * plainCeiling) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| the same loop in the lean zygote (the prelude without numpy) | ${loopN}×${ex.config.workers} | | ${leanCeiling.totalPerS.toFixed(0)} | ${((100 * leanCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| the ceiling's loop with the zygotes' own fork (libc's fork(), no Python at-fork hooks: how they fork the programs' children), full zygote | ${loopN}×${ex.config.workers} | | ${libcCeiling.totalPerS.toFixed(0)} | ${((100 * libcCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| the same, lean zygote | ${loopN}×${ex.config.workers} | | ${libcLean.totalPerS.toFixed(0)} | ${((100 * libcLean.totalPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| floor: per program, a child of the lean zygote (its own fork) that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${loopN}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| one program per request (runPrograms with one job, ${manyN} requests in flight) | ${onePerRequest.n} | ${onePerRequest.s.toFixed(2)} | ${rate(onePerRequest).toFixed(0)} | ${((100 * rate(onePerRequest)) / ceilingPerS).toFixed(0)} % |`);
   rounds.forEach((r, k) =>
     console.log(`| many programs per request (one runPrograms call), round ${k + 1}, against the ceiling measured just before (${r.before.toFixed(0)}/s) and after (${r.after.toFixed(0)}/s) it | ${roundN} | ${r.s.toFixed(2)} | ${r.rate.toFixed(0)} | ${(100 * r.ratio).toFixed(0)} % of ${((r.before + r.after) / 2).toFixed(0)}/s |`),

@@ -82,14 +82,17 @@ export interface SandboxExecutor extends Executor {
   workerPids(): number[];
   /** What each worker's server reported at start (its isolation features). */
   workerInfo(): Record<string, unknown>[];
-  /**
-   * Fork loops for bench/executor.ts, in every worker at once: "bare" forks children that exit at once with
-   * os.fork (the fork ceiling); "libc" is the same loop with the zygote's own fork (libc's fork(), no Python
-   * at-fork hooks: server.py `_zygote_fork`); "floor" forks, per program, a child that reads, compiles, executes and calls a small program and
-   * writes its results, with none of the harness around it (what any fork-per-program design must pay).
-   */
-  benchFork(n: number, zygote?: "full" | "lean", loop?: "bare" | "libc" | "floor"): Promise<{ perWorkerPerS: number[]; totalPerS: number }>;
+  /** Runs a fork loop (see ForkLoop) in every worker at once. */
+  benchFork(n: number, zygote?: "full" | "lean", loop?: ForkLoop): Promise<{ perWorkerPerS: number[]; totalPerS: number }>;
 }
+
+/**
+ * Fork loops for bench/executor.ts: "bare" forks children that exit at once with os.fork (the fork ceiling);
+ * "libc" is the same loop with the zygote's own fork (libc's fork(), no Python at-fork hooks: server.py
+ * `_zygote_fork`); "floor" forks, per program, a child that reads, compiles, executes and calls a small program
+ * and writes its results, with none of the harness around it (what any fork-per-program design must pay).
+ */
+export type ForkLoop = "bare" | "libc" | "floor";
 
 /** A request the executor refuses before it reaches any worker (one line: what is wrong). */
 export class ExecutorRequestError extends Error {
@@ -266,7 +269,7 @@ class PoolExecutor implements SandboxExecutor {
     return Math.ceil((limitS + this.config.grace_s + this.config.watchdog_slack_s) * 1000);
   }
 
-  async benchFork(n: number, zygote: "full" | "lean" = "full", loop: "bare" | "libc" | "floor" = "bare"): Promise<{ perWorkerPerS: number[]; totalPerS: number }> {
+  async benchFork(n: number, zygote: "full" | "lean" = "full", loop: ForkLoop = "bare"): Promise<{ perWorkerPerS: number[]; totalPerS: number }> {
     const per = await Promise.all(
       this.pool.workers.map(async () => {
         let res: any;
