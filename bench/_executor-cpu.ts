@@ -31,7 +31,7 @@ function snapshot(): Map<number, Proc> {
   return m;
 }
 
-const ex = await createExecutor({});
+const ex = await createExecutor({ huge_pages: !process.argv.includes("--no-huge") });
 try {
   await ex.runPrograms([manyJob(0)]);
   for (let rep = 0; rep < 2; rep++) {

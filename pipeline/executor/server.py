@@ -1069,7 +1069,7 @@ def _clean_tmp_root():
 # The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork_send: the child's request
 # and result pipe ends in; its pid and a pidfd of it out, read later: _zfork_answer), "wait" (reap a child,
 # return its wait status), "usage" (a request's children's CPU and memory; the next request's children get a
-# fresh IPC namespace), "reap" (reap whatever is left), "ping", "bench" (the fork loops of bench/executor.ts),
+# fresh IPC namespace), "reap" (reap whatever is left), "ping" (alive; its huge pages), "bench" (the fork loops of bench/executor.ts),
 # "project" / "project_clear" (compile a trusted project helper once).
 # Two zygotes per server: "full" (the reference prelude, numpy included) and "lean" (the same without numpy,
 # whose children fork about three times faster: numpy is most of a zygote's mapped memory). A program goes to
@@ -1222,7 +1222,8 @@ def _zygote_main(sock):
                 pass
         elif op == "project_clear":
             compiled.clear()
-        # "ping": the empty reply says the zygote is alive
+        elif op == "ping":  # the zygote is alive; and how much of its memory start-up put on huge pages
+            reply = {"huge_bytes": _HUGE_BYTES[0]}
         for fd in fds:
             os.close(fd)
         try:
@@ -1468,6 +1469,41 @@ def _fill_free_blocks():
             _FILLER.extend(bytes(n) for _ in range(avail))
 
 
+MADV_COLLAPSE = 25  # Linux 6.1+
+_HUGE = 2 << 20  # the size of a PMD-mapped transparent huge page on x86-64 and arm64 (4 KiB pages)
+_madvise = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, use_errno=True)(("madvise", _libc))
+
+
+_HUGE_BYTES = [0]  # a zygote's: what _collapse_huge put on huge pages at its start
+
+
+def _collapse_huge():
+    """Back the zygote's anonymous memory (pymalloc's arenas, malloc's heap) with 2 MiB pages where a whole
+    aligned 2 MiB lies inside one mapping (MADV_COLLAPSE, synchronous, whatever the system's THP setting short
+    of "never"). A fork copies one page-table entry for such a page instead of 512, and a child's exit drops one
+    instead of 512; a child that writes into one gets the 4 KiB copy it would have got anyway (the kernel splits
+    its own mapping of that page first). The mappings are not marked MADV_HUGEPAGE, so memory a child allocates
+    later is faulted in 4 KiB pages, as before. Returns the bytes collapsed; best effort (an older kernel, THP
+    off or no memory for a huge page: nothing changes)."""
+    done = 0
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except OSError:
+        return 0
+    for line in maps:
+        f = line.split()
+        if f[1] != "rw-p" or (len(f) > 5 and f[5] != "[heap]"):
+            continue  # anonymous, private, read-write mappings only (and the brk heap)
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        a = (lo + _HUGE - 1) & ~(_HUGE - 1)
+        while a + _HUGE <= hi:
+            if _madvise(a, _HUGE, MADV_COLLAPSE) == 0:
+                done += _HUGE
+            a += _HUGE
+    return done
+
+
 def _spawn_zygote(full):
     """Start one zygote: a helper process moves its future children into a new pid namespace and forks the
     zygote (pid 1 there), reports its pid and exits; the zygote loads its prelude and serves its socket."""
@@ -1494,6 +1530,8 @@ def _spawn_zygote(full):
                         # Free pages of the C heap back to the kernel (the start-up's transient allocations, e.g.
                         # compile()'s tree of this file): each resident page is a PTE copied at every fork.
                         _libc.malloc_trim(0)
+                        if CFG.get("huge_pages", True):
+                            _HUGE_BYTES[0] = _collapse_huge()
                         _set_as_limit()  # the zygote as it serves, warm-up and filler included, + memory_mb
                         _zygote_limits()
                         _load_seccomp()  # inherited by every child
@@ -1523,12 +1561,15 @@ def _spawn_zygote(full):
     return mine, struct.unpack(">i", got)[0]
 
 
+_ZYG_HUGE_MB = {}  # zygote name → MiB of its memory on huge pages (the ready message says it)
+
+
 def _zygote_start():
     """Start the zygotes (before the first request is read: they never see one) and wait until they answer."""
     for name in (("lean", "full") if LEAN else ("full",)):
         _ZYG[name] = _spawn_zygote(name == "full")
     for name in _ZYG:
-        _zcall({"op": "ping"}, zyg=name)
+        _ZYG_HUGE_MB[name] = round(_zcall({"op": "ping"}, zyg=name)[0].get("huge_bytes", 0) / (1 << 20), 1)
     # The server writes each request into its child's pipe; a child that died early must not kill the server
     # with SIGPIPE (the zygotes and the children keep the default, inherited from before this point).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -2139,7 +2180,8 @@ def main():
     _zygote_start()  # before the first request: the zygotes never see one
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "zygotes": sorted(_ZYG),
          "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
-                       "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)}})
+                       "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)},
+         "huge_pages_mb": _ZYG_HUGE_MB})
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
