@@ -236,8 +236,8 @@ def f():
   });
 
   it("no signal a program sends its pid 1 (its zygote) harms the zygote: neighbours in the request pass, no worker restarts", async () => {
-    // pid 1 of a namespace only ignores, from inside it, the signals it has no handler for; the zygotes keep the
-    // server's SIGALRM handler (the children's per-call timer), so they block SIGALRM while they serve.
+    // pid 1 of a namespace only ignores, from inside it, the signals it has no handler for; the zygotes have the
+    // children's SIGALRM handler (the per-call timer), which does nothing in a zygote (server.py _on_alarm).
     const before = ex.workerPids();
     const kill = (tag: string) => `${tag}
 import os, signal
@@ -261,6 +261,39 @@ def f():
       const rs = await ex.runPrograms(jobs);
       for (const r of rs.slice(0, 4)) expect(r.results[0]).toMatchObject({ status: "ok", value: [1, 29] }); // control: every kill was sent
       expect(rs.slice(4).map((r) => r.results[0].value)).toEqual(Array.from({ length: 8 }, (_, i) => 1 + i));
+    }
+    expect(ex.workerPids()).toEqual(before);
+  });
+
+  it("a program's session and process group are its zygote's: signalling its group reaches pid 1 (immune) and itself only", async () => {
+    // The zygote leads a session and a process group of its own, which every child shares (a session per child
+    // cost each ~60 µs: the scheduler autogroup the kernel makes for a new session). Without one, the children
+    // would share the server's group, and kill(0, SIGKILL) would end the server.
+    const before = ex.workerPids();
+    const group = (tag: string) => `${tag}
+import os, signal
+def f():
+    for sig in range(1, 32):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_IGN)
+    sent = 0
+    for sig in range(1, 32):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            os.kill(0, sig)
+            sent += 1
+    return [os.getsid(0), os.getpgid(0), sent]`;
+    const killGroup = (tag: string) => `${tag}\nimport os, signal\ndef f():\n    os.killpg(0, signal.SIGKILL)\n    return 0`;
+    const add = (i: number, tag: string) => ({ program: `${tag}\ndef f(x):\n    return x + ${i}`, entryPoint: "f", inputs: [{ args: [1] }], timeoutS: 2 });
+    for (const tag of ["# lean", "# np"]) {
+      const rs = await ex.runPrograms([
+        { program: group(tag), entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 },
+        ...Array.from({ length: 3 }, (_, i) => add(i, tag)),
+        { program: killGroup(tag), entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 },
+        ...Array.from({ length: 3 }, (_, i) => add(i + 3, tag)),
+      ]);
+      expect(rs[0].results[0]).toMatchObject({ status: "ok", value: [1, 1, 29] });
+      expect(rs[4].results[0].status).toBe("crash"); // it killed itself, and only itself
+      expect([...rs.slice(1, 4), ...rs.slice(5)].map((r) => r.results[0].value)).toEqual([1, 2, 3, 4, 5, 6]);
     }
     expect(ex.workerPids()).toEqual(before);
   });
