@@ -305,6 +305,50 @@ def f():
 });
 
 describe("the writable tmpfs has size and inode limits, and a fresh one per child", () => {
+  it("nothing a program sets on its working folder or the folder above (extended attributes, mode, times) reaches the next program", async () => {
+    // A folder the child can write outlives it when it is left empty; its own metadata is state too. The writer
+    // marks "." and ".." every way a program's uid can (and says which worked: the control); the reader, in the
+    // next child of the same server (one worker: first in the same request, then in the next), reports what it
+    // finds on both. (Until 2026-12-04 an extended attribute on ".", the tmpfs root, was read by the next program.)
+    const mark = `import os
+def f():
+    done = []
+    for d in (".", ".."):
+        for name, step in (("xattr", lambda: os.setxattr(d, "user.leak", b"from the previous program")),
+                           ("times", lambda: os.utime(d, (4102444800, 1))),
+                           ("mode", lambda: os.chmod(d, 0o751))):
+            try:
+                step()
+                done.append(d + " " + name)
+            except OSError:
+                pass
+    return done`;
+    const look = `import os
+def f():
+    seen = []
+    for d in (".", ".."):
+        st = os.stat(d)
+        if "user.leak" in os.listxattr(d):
+            seen.append(d + " xattr")
+        if st.st_atime >= 4102444800 or st.st_mtime == 1:
+            seen.append(d + " times")
+        if st.st_mode & 0o7777 == 0o751:
+            seen.append(d + " mode")
+    return seen`;
+    const job = (program: string) => ({ program, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 });
+    const one = await createExecutor({ workers: 1 });
+    try {
+      const rs = await one.runPrograms([job(mark), job(look)]);
+      expect(rs[0].results[0].status).toBe("ok");
+      expect(rs[0].results[0].value).toEqual(expect.arrayContaining([". xattr", ". times", ". mode"])); // control
+      expect(rs[1].results[0]).toMatchObject({ status: "ok", value: [] });
+      await one.runPrograms([job(mark)]);
+      const [later] = await one.runPrograms([job(look)]);
+      expect(later.results[0]).toMatchObject({ status: "ok", value: [] });
+    } finally {
+      await one.close();
+    }
+  });
   it("a program creating a million files fails alone, quickly; the next program is unaffected", async () => {
     const flood = await call("def f():\n    i = 0\n    while True:\n        open('f%d' % i, 'w').close()\n        i += 1", [], 5);
     expect(flood.status).toBe("error");

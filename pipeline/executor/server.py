@@ -64,8 +64,9 @@ def _own_tmp_dir(parent):
 
 
 TMP_ROOT = CFG["tmp_root"] if CFG.get("tmp_root") else _own_tmp_dir(CFG.get("tmp", "/tmp"))
-# The one child alive at a time works in this directory (its cwd, $HOME and $TMPDIR).
-CHILD_DIR = os.path.join(TMP_ROOT, "w")
+# The one child alive at a time works in TMP_ROOT itself (its cwd, $HOME and $TMPDIR); after it, the server
+# puts TMP_ROOT back as it was — contents, mode, extended attributes and times (_clean_tmp_root).
+ROOT_MODE, _UID = stat.S_IFDIR | 0o700, os.getuid()
 
 # ---- the UTGen prelude: exactly the reference's IMPORT_HELPER["python"] (archiki/UTGenDebug utils.py), in
 # its order, imported once in the server and copied into every program's namespace. Nothing more: an extra
@@ -606,11 +607,10 @@ def _child_setup(keep, cpu, cpu_hard):
             os.closerange(lo, fd)
         lo = fd + 1
     os.closerange(lo, 65536)
-    # Signal dispositions and the environment ({HOME, TMPDIR} = CHILD_DIR only: tempfile follows TMPDIR) are
-    # inherited from the server (_server_signals, _server_env). TMP_ROOT is empty here: the server does not
-    # ask for a child until the previous one's files are gone (a fresh tmpfs or an emptied directory).
-    os.mkdir(CHILD_DIR, 0o700)
-    os.chdir(CHILD_DIR)
+    # Signal dispositions and the environment ({HOME, TMPDIR} = TMP_ROOT only: tempfile follows TMPDIR) are
+    # inherited from the server (_server_signals, _server_env). TMP_ROOT is as fresh here as a new mount: the
+    # server does not ask for a child until the previous one's traces are gone (_clean_tmp_root).
+    os.chdir(TMP_ROOT)
     try:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
     except (ValueError, OSError):
@@ -717,8 +717,8 @@ class _Stdio:
     writes counts against that tmpfs's size, and nothing outlives the child — behind fds 0 and 1."""
 
     def __init__(self):
-        self.inp = os.open(CHILD_DIR, os.O_TMPFILE | os.O_RDWR, 0o600)
-        self.out = os.open(CHILD_DIR, os.O_TMPFILE | os.O_RDWR, 0o600)
+        self.inp = os.open(TMP_ROOT, os.O_TMPFILE | os.O_RDWR, 0o600)
+        self.out = os.open(TMP_ROOT, os.O_TMPFILE | os.O_RDWR, 0o600)
 
     def run(self, code, text, timeout):
         import io
@@ -1011,7 +1011,7 @@ def _empty_tmp_root():
                     progress = True
                     continue
                 os.chmod(p, 0o700)
-                os.rmdir(p)  # the usual case: the child's empty working directory
+                os.rmdir(p)  # an empty folder (else its contents are moved up below)
                 progress = True
                 continue
             except OSError:
@@ -1040,13 +1040,26 @@ def _empty_tmp_root():
             return False
 
 
-def _clean_tmp_root():
-    """After a child: TMP_ROOT back to empty. The common case (an empty working directory) is one rmdir; if the
-    child left anything, the whole tmpfs is replaced by a fresh one (constant time, whatever it left: a million
-    files cost the next request nothing); without CAP_SYS_ADMIN (unsafe mode) the walk above empties it."""
+def _xattrs(path):
+    """The extended attributes of `path` (none where the filesystem has none)."""
     try:
-        os.rmdir(CHILD_DIR)
-        if not os.listdir(TMP_ROOT):
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
+
+
+def _clean_tmp_root():
+    """After a child: TMP_ROOT back as it was. The folder outlives the child, so its own metadata is state as
+    much as its contents: the common case (empty, mode 0700, ours, no extended attribute) costs four calls and
+    ends with its times reset (a program can set them); anything else, and the whole tmpfs is replaced by a fresh
+    one (constant time, whatever it left: a million files cost the next request nothing); without CAP_SYS_ADMIN
+    (unsafe mode) the walk above empties it and the rest is undone one by one."""
+    try:
+        st = os.stat(TMP_ROOT)
+        if st.st_mode == ROOT_MODE and st.st_uid == _UID and not os.listdir(TMP_ROOT) and not _xattrs(TMP_ROOT):
+            os.utime(TMP_ROOT, ns=(0, 0))
             return True
     except OSError:
         pass
@@ -1056,7 +1069,16 @@ def _clean_tmp_root():
             return True
         except OSError:
             return False
-    return _empty_tmp_root()
+    if not _empty_tmp_root():
+        return False
+    try:
+        for name in _xattrs(TMP_ROOT):
+            os.removexattr(TMP_ROOT, name, follow_symlinks=False)
+        os.utime(TMP_ROOT, ns=(0, 0))
+        st = os.stat(TMP_ROOT)
+        return st.st_mode == ROOT_MODE and not _xattrs(TMP_ROOT)
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------------------ zygote ----
@@ -2184,10 +2206,10 @@ def _server_signals():
 
 
 def _server_env():
-    """The environment every child inherits: nothing but HOME and TMPDIR, both its working directory. (The
+    """The environment every child inherits: nothing but HOME and TMPDIR, both its working folder, TMP_ROOT. (The
     server's own environment, already minimal, mattered only while the prelude imported numpy.)"""
     os.environ.clear()
-    os.environ.update({"TMPDIR": CHILD_DIR, "HOME": CHILD_DIR})
+    os.environ.update({"TMPDIR": TMP_ROOT, "HOME": TMP_ROOT})
 
 
 def main():
