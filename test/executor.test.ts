@@ -416,6 +416,20 @@ describe("per-request accounting (runPrograms usage)", () => {
   });
 });
 
+describe("per-program cost breakdown (runPrograms timing)", () => {
+  it("is there, per phase, only when asked for (the child reports its clock readings only then)", async () => {
+    const job = { program: "def f(x):\n    return x * 2", entryPoint: "f", inputs: [{ args: [1] }, { args: [2] }], timeoutS: 2 };
+    const [timed] = await ex.runPrograms([job], { timing: true });
+    expect(timed.results.map((r) => r.value)).toEqual([2, 4]);
+    const t = timed.timing as Record<string, number>;
+    expect(t.children).toBe(1);
+    for (const phase of ["fork", "setup", "load", "run", "transport"]) expect(t[phase], phase).toBeGreaterThan(0);
+    const [plain] = await ex.runPrograms([job]);
+    expect(plain.results.map((r) => r.value)).toEqual([2, 4]);
+    expect(plain.timing).toBeUndefined();
+  });
+});
+
 describe("configuration and policy", () => {
   it("schema defaults follow the reference harness and reject unknown keys", () => {
     const c = executorConfigSchema.parse({});

@@ -694,17 +694,6 @@ def _call_one(fn, arg, timeout):
     return res
 
 
-def _raise_cpu(timeout):
-    try:
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        cur = used.ru_utime + used.ru_stime
-        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-        lim = int(math.ceil(cur + timeout)) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (min(lim, hard), hard))
-    except (ValueError, OSError):
-        pass
-
-
 class _Exit(BaseException):
     """os._exit inside a stdio program: ends that run (its output so far counts), not the child."""
 
@@ -836,7 +825,8 @@ def function_info(fn):
 # The conversation of a program child, on two pipes (the request pipe, read once and closed; the result pipe
 # `w`, written):
 #   server → child   one frame (4-byte big-endian length + marshal header {kind, program, entry?, inputs,
-#                    timeouts, load_timeout, start, end}), `end` a fresh 16-byte nonce (hex) of this child's.
+#                    timeouts, load_timeout, start, end, timing?}), `end` a fresh 16-byte nonce (hex) of this
+#                    child's; with `timing`, the load line also carries the child's clock readings.
 #   child → server   JSON lines: {"ast": …} (check only, before the program runs), then {"loaded": …} or
 #                    {"load": failure}, then {"i": index, "r": result} for each input in order, then
 #                    {"end": nonce} (in the same write as the last line before it), and the child closes `w`
@@ -896,16 +886,19 @@ def child_program(w, hdr, t_fork, t_start, stdio=None):
     load_ms = (time.perf_counter() - t0) * 1000
     if fail is not None:
         return _finish(w, hdr, _line({"load": fail}))
-    # Four floats (finite: clock readings): formatted here rather than through the JSON encoder.
-    times = '{"t0":%r,"t1":%r,"ts":%r,"lm":%r,' % (float(t_fork), float(t_start), float(t_setup), float(load_ms))
-    _write_all(w, (times + ('"loaded":true}\n' if kind != "check" else '"load":{"status":"ok"}}\n')).encode("ascii"))
+    loaded = b'"loaded":true}\n' if kind != "check" else b'"load":{"status":"ok"}}\n'
+    if hdr.get("timing"):
+        # Four floats (finite: clock readings): formatted here rather than through the JSON encoder.
+        times = '{"t0":%r,"t1":%r,"ts":%r,"lm":%r,' % (float(t_fork), float(t_start), float(t_setup), float(load_ms))
+        _write_all(w, times.encode("ascii") + loaded)
+    else:
+        _write_all(w, b"{" + loaded)
     fn = None
     if kind == "function":
         fn = ns.get(hdr.get("entry"))
     last = len(inputs) - 1
     for j in range(len(inputs)):
         limit = float(timeouts[j])
-        _raise_cpu(limit)
         if kind == "stdio":
             res = stdio.run(code, inputs[j], limit)
         elif fn is None or not callable(fn):
@@ -1395,8 +1388,14 @@ def _child_main(h, fds, compiled, t_fork):
     t_start = time.monotonic()
     req_r, w = fds
     _child_setup((req_r, w), h["cpu"], h["cpu_hard"])
-    n = struct.unpack(">I", _read_exact(req_r, 4))[0]
-    req = marshal.loads(_read_exact(req_r, n))
+    # Usually the whole frame is in the pipe before the fork (Child): one read.
+    data = os.read(req_r, 1 << 16)
+    if len(data) < 4:
+        data += _read_exact(req_r, 4 - len(data))
+    n = _FRAME.unpack_from(data)[0]
+    if len(data) < 4 + n:
+        data += _read_exact(req_r, 4 + n - len(data))
+    req = marshal.loads(memoryview(data)[4:4 + n])
     os.close(req_r)  # the request is all this pipe carries
     stdio = None
     if h["body"] == "program" and req.get("kind") == "stdio":
@@ -1628,6 +1627,7 @@ def _zygote_for(program, header_bytes):
 _FORK = struct.Struct("=qqQ?")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?; then the key
 _FORK_GEN = struct.Struct("=16xQ")  # the generation alone
 _PID = struct.Struct("=i")
+_FRAME = struct.Struct(">I")  # the length before a child's request
 _TWO_FDS = struct.Struct("=2i")
 
 
@@ -1718,7 +1718,7 @@ class Child:
         res_r, res_w = os.pipe()
         self.zyg = zyg
         self.t_req = time.monotonic()
-        request = struct.pack(">I", len(payload)) + payload
+        request = _FRAME.pack(len(payload)) + payload
         # A request that fits in PIPE_BUF goes into the pipe before the fork: such a write to an empty pipe is
         # whole and never blocks, and the child then reads it without waiting for this process's turn.
         early = len(request) <= select.PIPE_BUF
@@ -1949,8 +1949,11 @@ def run_program(rid, j, prog, budget, timing):
         nonce = os.urandom(16).hex()
         header = {"kind": kind, "program": prog.get("program", ""), "entry": prog.get("entry"), "start": k,
                   "inputs": inputs[k:], "timeouts": rest, "load_timeout": load_timeout, "end": nonce}
-        cpu = load_timeout
-        cpu_hard = load_timeout + sum(t + 1 for t in rest) + 5
+        if timing:
+            header["timing"] = True  # the load line carries the child's clock readings (the per-phase breakdown)
+        # RLIMIT_CPU for the whole child, a backstop: a child cannot start a thread, so its CPU time never passes
+        # its wall time, and this server kills it at each limit + GRACE (the load's, then each call's) first.
+        cpu = cpu_hard = load_timeout + sum(t + 1 for t in rest) + 5
         _reap_pending()
         try:
             payload = _request_bytes(header)
