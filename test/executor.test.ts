@@ -423,7 +423,7 @@ describe("per-program cost breakdown (runPrograms timing)", () => {
     expect(timed.results.map((r) => r.value)).toEqual([2, 4]);
     const t = timed.timing as Record<string, number>;
     expect(t.children).toBe(1);
-    for (const phase of ["fork", "setup", "load", "run", "transport"]) expect(t[phase], phase).toBeGreaterThan(0);
+    for (const phase of ["fork", "setup", "load", "run"]) expect(t[phase], phase).toBeGreaterThan(0);
     const [plain] = await ex.runPrograms([job]);
     expect(plain.results.map((r) => r.value)).toEqual([2, 4]);
     expect(plain.timing).toBeUndefined();

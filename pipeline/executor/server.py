@@ -1742,7 +1742,7 @@ class Child:
         self.last_len = 0
         self.exit_desc = None
         self.exit_sig = 0
-        self.dead = False
+        self.dead = self.killed = False
         try:
             if not early:
                 _write_all(req_w, request)
@@ -1809,9 +1809,10 @@ class Child:
             os.close(extra)
 
     def kill(self):
-        """SIGKILL the child (through its pidfd: never another process, even once its pid is reused)."""
-        if self.dead:
+        """SIGKILL the child (through its pidfd: never another process, even once its pid is reused), once."""
+        if self.dead or self.killed:
             return
+        self.killed = True
         self.forked()
         try:
             if self.pidfd >= 0:
