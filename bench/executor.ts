@@ -8,7 +8,8 @@
  * each worker's own zygote beside it), with the per-program cost broken down by phase.
  * `npx tsx bench/executor.ts [--quick]`.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
 import { availableParallelism } from "node:os";
 import { createExecutor } from "../pipeline/executor/index.ts";
 import { preludeSource } from "../pipeline/executor/sandbox.ts";
@@ -35,13 +36,30 @@ async function pythonOnce(i: number, prelude = ""): Promise<void> {
   if (out.trim() !== String(i + 1)) throw new Error(`python -c printed ${out}`);
 }
 
-/** The fork ceiling, the issue's loop in a plain interpreter (no server, no sandbox): `/usr/bin/python3 -I` with the
- * reference prelude, forking n bare children (os.fork + _exit + waitpid) after 50 unmeasured ones; its forks per second. */
-async function plainForkLoop(prelude: string, n: number): Promise<number> {
-  const loop = `${prelude}\nimport os, time\nfor k in range(${n} + 50):\n    if k == 50:\n        t0 = time.perf_counter()\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\nprint(${n} / (time.perf_counter() - t0))\n`;
-  const rate = Number(await python(["-I", "-c", loop]));
-  if (!(rate > 0)) throw new Error(`fork loop printed ${rate}`);
-  return rate;
+/**
+ * The fork ceiling, kept warm: one plain `/usr/bin/python3 -I` per worker with the reference prelude loaded,
+ * each running the issue's loop (os.fork + _exit + waitpid, after 20 unmeasured forks) whenever it reads a count
+ * on stdin and printing its forks per second. Warm, so the ceiling can be measured between every two rounds
+ * in a fraction of a second (this VM's speed drifts by a quarter within seconds).
+ */
+class WarmForkers {
+  private readonly procs: ChildProcess[];
+  private readonly lines: AsyncIterator<string>[];
+  constructor(prelude: string, width: number) {
+    const loop = `${prelude}\nimport os, sys, time\nfor line in sys.stdin:\n    n = int(line)\n    for k in range(n + 20):\n        if k == 20:\n            t0 = time.perf_counter()\n        pid = os.fork()\n        if pid == 0:\n            os._exit(0)\n        os.waitpid(pid, 0)\n    print(n / (time.perf_counter() - t0), flush=True)\n`;
+    this.procs = Array.from({ length: width }, () => spawn("/usr/bin/python3", ["-I", "-c", loop], { stdio: ["pipe", "pipe", "inherit"], env: {} }));
+    this.lines = this.procs.map((p) => createInterface({ input: p.stdout! })[Symbol.asyncIterator]());
+  }
+  /** All at once, n forks each: their forks per second, summed. */
+  async measure(n: number): Promise<number> {
+    for (const p of this.procs) p.stdin!.write(`${n}\n`);
+    const rates = await Promise.all(this.lines.map(async (it) => Number((await it.next()).value)));
+    if (!rates.every((r) => r > 0)) throw new Error(`fork loop printed ${rates}`);
+    return rates.reduce((a, b) => a + b, 0);
+  }
+  close(): void {
+    for (const p of this.procs) p.stdin!.end();
+  }
 }
 
 async function timed(n: number, run: () => Promise<void>): Promise<{ n: number; s: number }> {
@@ -94,39 +112,46 @@ try {
   });
   const rate = (x: { n: number; s: number }) => x.n / x.s;
   const base = rate(baseline);
-  // The many-programs shape, in rounds: each round measures the fork ceiling, runs the many programs, measures
-  // the ceiling again, and its ratio is the programs' rate over the mean of those two ceilings (this VM's speed
-  // drifts by ±20 % within a minute, so one ceiling a minute away says little). The headline is the median
-  // round; every round is printed. The ceiling is the issue's loop as the issue defines it: a warm interpreter
-  // with numpy and the prelude loaded, forking bare children in a Python loop — plain `python3 -I` processes,
-  // one per worker, at once. The same loop in each worker's own full zygote is measured around each round too:
-  // the zygotes' images are built to fork cheaply (huge pages, docs/executor.md "Fourth pass"), which a bare
-  // child gains in full and a program's child — which writes to its image — only in part, so that loop no
-  // longer bounds what a program costs; it is printed beside the ceiling (it was the ceiling until 2026-12-04).
-  const forks = quick ? 200 : 400;
+  // The many-programs shape, in rounds: the fork ceiling is measured before the first round and after each, and
+  // a round's ratio is its programs' rate over the mean of the ceilings measured just before and just after it
+  // (this VM's speed drifts by a quarter within seconds, so a ceiling a minute away says little). The headline
+  // is the median round; every round is printed. The ceiling is the issue's loop as the issue defines it: a
+  // warm interpreter with numpy and the prelude loaded, forking bare children in a Python loop — plain
+  // `python3 -I` processes, one per worker, at once (WarmForkers). The same loop in each worker's own full
+  // zygote is measured at the same points: the zygotes' images are built to fork cheaply (huge pages,
+  // docs/executor.md "Fourth pass"), which a bare child gains in full and a program's child — which writes to
+  // its image — only in part, so that loop no longer bounds what a program costs; it is printed beside the
+  // ceiling (it was the ceiling until 2026-12-04).
+  const forks = quick ? 200 : 300;
   const loopN = quick ? 200 : 600; // forks per worker in each of the other loops
   const roundN = quick ? 300 : 1000;
-  const plainLoops = async (n: number) =>
-    (await Promise.all(Array.from({ length: ex.config.workers }, () => plainForkLoop(prelude, n)))).reduce((a, b) => a + b, 0);
-  const rounds: { before: number; after: number; zBefore: number; zAfter: number; s: number; rate: number; ratio: number; zRatio: number }[] = [];
-  for (let k = 0; k < 3; k++) {
-    const before = await plainLoops(forks);
-    const zBefore = (await ex.benchFork(forks)).totalPerS;
-    const run = await timed(roundN, async () => {
-      const rs = await ex.runPrograms(Array.from({ length: roundN }, (_, i) => manyJob(k * roundN + i)));
-      rs.forEach((r, i) => {
-        if (!manyOk(k * roundN + i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
+  const nRounds = quick ? 3 : 5;
+  const warm = new WarmForkers(prelude, ex.config.workers);
+  const ceilings: { plain: number; zygote: number }[] = [];
+  const rounds: { s: number; rate: number }[] = [];
+  try {
+    await warm.measure(20); // start-up and the prelude's import, unmeasured
+    const measureCeilings = async () => ceilings.push({ plain: await warm.measure(forks), zygote: (await ex.benchFork(forks)).totalPerS });
+    await measureCeilings();
+    for (let k = 0; k < nRounds; k++) {
+      const run = await timed(roundN, async () => {
+        const rs = await ex.runPrograms(Array.from({ length: roundN }, (_, i) => manyJob(k * roundN + i)));
+        rs.forEach((r, i) => {
+          if (!manyOk(k * roundN + i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
+        });
       });
-    });
-    const zAfter = (await ex.benchFork(forks)).totalPerS;
-    const after = await plainLoops(forks);
-    const rate = run.n / run.s;
-    rounds.push({ before, after, zBefore, zAfter, s: run.s, rate, ratio: rate / ((before + after) / 2), zRatio: rate / ((zBefore + zAfter) / 2) });
+      rounds.push({ s: run.s, rate: run.n / run.s });
+      await measureCeilings();
+    }
+  } finally {
+    warm.close();
   }
-  const median = [...rounds].sort((a, b) => a.ratio - b.ratio)[1];
-  // The other rows' ceiling: the mean of the rounds' six measurements (and the same for the zygote's loop).
-  const ceilingPerS = rounds.reduce((a, r) => a + r.before + r.after, 0) / (2 * rounds.length);
-  const zygoteLoopPerS = rounds.reduce((a, r) => a + r.zBefore + r.zAfter, 0) / (2 * rounds.length);
+  const around = (k: number, key: "plain" | "zygote") => (ceilings[k][key] + ceilings[k + 1][key]) / 2;
+  const ratios = rounds.map((r, k) => r.rate / around(k, "plain"));
+  const mid = ratios.map((x, k) => [x, k]).sort((a, b) => a[0] - b[0])[Math.floor(rounds.length / 2)][1];
+  // The other rows' ceiling: the mean of every measurement (and the same for the zygote's loop).
+  const ceilingPerS = ceilings.reduce((a, c) => a + c.plain, 0) / ceilings.length;
+  const zygoteLoopPerS = ceilings.reduce((a, c) => a + c.zygote, 0) / ceilings.length;
   const leanCeiling = await ex.benchFork(loopN, "lean");
   // The same loop with the zygote's own fork (libc's fork(), without os.fork's Python at-fork hooks), which is
   // how the zygotes fork the programs' children: what that choice buys, in both zygotes.
@@ -172,15 +197,15 @@ try {
   console.log("| mode | programs | wall (s) | programs/s | share of the fork ceiling |");
   console.log("|---|---:|---:|---:|---:|");
   const span = (xs: number[]) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}/s`;
-  console.log(`| fork ceiling: ${ex.config.workers} plain \`python3 -I\` processes with the reference prelude (numpy loaded), each forking bare children (fork + exit + wait) in a Python loop, at once; the mean of the 6 measurements around the rounds below (${span(rounds.flatMap((r) => [r.before, r.after]))}), for the other rows | ${forks}×${ex.config.workers} ×6 | | ${ceilingPerS.toFixed(0)} | 100 % |`);
-  console.log(`| the same loop in each worker's full zygote (\`os.fork\`), at once: the ceiling until 2026-12-04 (its image is now built for cheap forks, which a bare child gains in full); mean of 6 (${span(rounds.flatMap((r) => [r.zBefore, r.zAfter]))}) | ${forks}×${ex.config.workers} ×6 | | ${zygoteLoopPerS.toFixed(0)} | ${((100 * zygoteLoopPerS) / ceilingPerS).toFixed(0)} % |`);
+  console.log(`| fork ceiling: ${ex.config.workers} warm plain \`python3 -I\` processes with the reference prelude (numpy loaded), each forking bare children (fork + exit + wait) in a Python loop, at once; the mean of the ${ceilings.length} measurements before and between the rounds below (${span(ceilings.map((c) => c.plain))}), for the other rows | ${forks}×${ex.config.workers} ×${ceilings.length} | | ${ceilingPerS.toFixed(0)} | 100 % |`);
+  console.log(`| the same loop in each worker's full zygote (\`os.fork\`), at once, at the same points: the ceiling until 2026-12-04 (its image is now built for cheap forks, which a bare child gains in full); mean of ${ceilings.length} (${span(ceilings.map((c) => c.zygote))}) | ${forks}×${ex.config.workers} ×${ceilings.length} | | ${zygoteLoopPerS.toFixed(0)} | ${((100 * zygoteLoopPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| the same loop in the lean zygote (the prelude without numpy) | ${loopN}×${ex.config.workers} | | ${leanCeiling.totalPerS.toFixed(0)} | ${((100 * leanCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| the ceiling's loop with the zygotes' own fork (libc's fork(), no Python at-fork hooks: how they fork the programs' children), full zygote | ${loopN}×${ex.config.workers} | | ${libcCeiling.totalPerS.toFixed(0)} | ${((100 * libcCeiling.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| the same, lean zygote | ${loopN}×${ex.config.workers} | | ${libcLean.totalPerS.toFixed(0)} | ${((100 * libcLean.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| floor: per program, a child of the lean zygote (its own fork) that reads its request, compiles, executes, makes the 3 calls and writes 3 results — no set-up, limits, end line, server or Node — all workers at once | ${loopN}×${ex.config.workers} | | ${floor.totalPerS.toFixed(0)} | ${((100 * floor.totalPerS) / ceilingPerS).toFixed(0)} % |`);
   console.log(`| one program per request (runPrograms with one job, ${manyN} requests in flight) | ${onePerRequest.n} | ${onePerRequest.s.toFixed(2)} | ${rate(onePerRequest).toFixed(0)} | ${((100 * rate(onePerRequest)) / ceilingPerS).toFixed(0)} % |`);
   rounds.forEach((r, k) =>
-    console.log(`| many programs per request (one runPrograms call), round ${k + 1}, against the ceiling measured just before (${r.before.toFixed(0)}/s) and after (${r.after.toFixed(0)}/s) it; against the zygotes' loop around it: ${(100 * r.zRatio).toFixed(0)} % of ${((r.zBefore + r.zAfter) / 2).toFixed(0)}/s | ${roundN} | ${r.s.toFixed(2)} | ${r.rate.toFixed(0)} | ${(100 * r.ratio).toFixed(0)} % of ${((r.before + r.after) / 2).toFixed(0)}/s |`),
+    console.log(`| many programs per request (one runPrograms call), round ${k + 1}, against the ceiling measured just before (${ceilings[k].plain.toFixed(0)}/s) and after (${ceilings[k + 1].plain.toFixed(0)}/s) it; against the zygotes' loop at the same points: ${((100 * r.rate) / around(k, "zygote")).toFixed(0)} % of ${around(k, "zygote").toFixed(0)}/s | ${roundN} | ${r.s.toFixed(2)} | ${r.rate.toFixed(0)} | ${(100 * ratios[k]).toFixed(0)} % of ${around(k, "plain").toFixed(0)}/s |`),
   );
   console.log(`| many programs per request, every program naming numpy (all in the full zygote) | ${forcedFull.n} | ${forcedFull.s.toFixed(2)} | ${rate(forcedFull).toFixed(0)} | ${((100 * rate(forcedFull)) / ceilingPerS).toFixed(0)} % |`);
   const per = (k: string) => ((1000 * (timing[k] ?? 0)) / manyN).toFixed(3);
@@ -188,7 +213,7 @@ try {
   console.log("| spawn (server sends the fork request; the zygote's answer is read later) | fork (fork() until the child runs) | child set-up | module load | run (3 calls) | result encoding | transport (3 calls) | end + kill |");
   console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
   console.log(`| ${per("spawn")} | ${per("fork")} | ${per("setup")} | ${per("load")} | ${per("run")} | ${per("encode")} | ${per("transport")} | ${per("exit")} |`);
-  console.log(`\nmany programs per request: ${median.rate.toFixed(0)} programs/s = ${(100 * median.ratio).toFixed(0)} % of the fork ceiling (${((median.before + median.after) / 2).toFixed(0)}/s) — the median of ${rounds.length} rounds (${rounds.map((r) => (100 * r.ratio).toFixed(0) + " %").join(", ")}), each against the ceiling measured around it; against the zygotes' own loop instead: ${(100 * median.zRatio).toFixed(0)} % (${((median.zBefore + median.zAfter) / 2).toFixed(0)}/s)`);
+  console.log(`\nmany programs per request: ${rounds[mid].rate.toFixed(0)} programs/s = ${(100 * ratios[mid]).toFixed(0)} % of the fork ceiling (${around(mid, "plain").toFixed(0)}/s) — the median of ${rounds.length} rounds (${ratios.map((x) => (100 * x).toFixed(0) + " %").join(", ")}), each against the ceiling measured just before and after it; against the zygotes' own loop instead: ${((100 * rounds[mid].rate) / around(mid, "zygote")).toFixed(0)} % (${around(mid, "zygote").toFixed(0)}/s)`);
 } finally {
   await ex.close();
 }
