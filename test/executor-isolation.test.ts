@@ -305,46 +305,80 @@ def f():
 });
 
 describe("the writable tmpfs has size and inode limits, and a fresh one per child", () => {
-  it("nothing a program sets on its working folder or the folder above (extended attributes, mode, times) reaches the next program", async () => {
-    // A folder the child can write outlives it when it is left empty; its own metadata is state too. The writer
-    // marks "." and ".." every way a program's uid can (and says which worked: the control); the reader, in the
-    // next child of the same server (one worker: first in the same request, then in the next), reports what it
-    // finds on both. (Until 2026-12-04 an extended attribute on ".", the tmpfs root, was read by the next program.)
-    const mark = `import os
+  it("a program's stdin, stdout and stderr are not the previous program's: flags and owner it set on them stay with it", async () => {
+    // fds 0-2 are /dev/null; an open file description keeps the status flags and the SIGIO owner a program sets
+    // on it, so each child gets one no earlier child has held. (Until 2026-12-04 every child shared its
+    // zygote's, and the next program read what the previous one set.)
+    const set = (tag: string) => `${tag}
+import os, fcntl
 def f():
-    done = []
-    for d in (".", ".."):
-        for name, step in (("xattr", lambda: os.setxattr(d, "user.leak", b"from the previous program")),
-                           ("times", lambda: os.utime(d, (4102444800, 1))),
-                           ("mode", lambda: os.chmod(d, 0o751))):
-            try:
-                step()
-                done.append(d + " " + name)
-            except OSError:
-                pass
-    return done`;
-    const look = `import os
+    for fd in (0, 1, 2):
+        fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK | os.O_APPEND)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    return [fcntl.fcntl(0, fcntl.F_GETFL) & (os.O_NONBLOCK | os.O_APPEND) != 0, fcntl.fcntl(0, fcntl.F_GETOWN) != 0]`;
+    const get = (tag: string) => `${tag}
+import os, fcntl
 def f():
-    seen = []
-    for d in (".", ".."):
-        st = os.stat(d)
-        if "user.leak" in os.listxattr(d):
-            seen.append(d + " xattr")
-        if st.st_atime >= 4102444800 or st.st_mtime == 1:
-            seen.append(d + " times")
-        if st.st_mode & 0o7777 == 0o751:
-            seen.append(d + " mode")
-    return seen`;
+    return [[fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_NONBLOCK | os.O_APPEND), fcntl.fcntl(fd, fcntl.F_GETOWN)] for fd in (0, 1, 2)]`;
     const job = (program: string) => ({ program, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 });
     const one = await createExecutor({ workers: 1 });
     try {
-      const rs = await one.runPrograms([job(mark), job(look)]);
-      expect(rs[0].results[0].status).toBe("ok");
-      expect(rs[0].results[0].value).toEqual(expect.arrayContaining([". xattr", ". times", ". mode"])); // control
-      expect(rs[1].results[0]).toMatchObject({ status: "ok", value: [] });
-      await one.runPrograms([job(mark)]);
-      const [later] = await one.runPrograms([job(look)]);
-      expect(later.results[0]).toMatchObject({ status: "ok", value: [] });
+      for (const tag of ["# lean", "# np"]) {
+        const rs = await one.runPrograms([job(set(tag)), job(get(tag))]);
+        expect(rs[0].results[0]).toMatchObject({ status: "ok", value: [true, true] }); // control
+        expect(rs[1].results[0]).toMatchObject({ status: "ok", value: [[0, 0], [0, 0], [0, 0]] });
+      }
+    } finally {
+      await one.close();
+    }
+  });
+  it("nothing a program sets on its working folder or the folder above (attributes, flags, mode, times, a fresh mount or not) reaches the next program", async () => {
+    // A folder the child can write outlives it when it is left empty; its own metadata is state too. Each marker
+    // sets one thing on "." and ".." (and says where it worked: the control), and the next program, in the next
+    // child of the same server (one worker), reports what it finds — so each check is needed on its own. (Until
+    // 2026-12-04 an extended attribute, a mode, times or chattr flags set on the tmpfs root reached the next
+    // program; and times told whether the previous program had left a file, i.e. forced a fresh mount.)
+    const marks: Record<string, string> = {
+      xattr: `os.setxattr(d, "user.leak", b"from the previous program")`,
+      mode: `os.chmod(d, 0o751)`,
+      times: `os.utime(d, (4102444800, 1))`,
+      flags: `fcntl.ioctl(os.open(d, os.O_RDONLY | os.O_DIRECTORY), 0x40086602, struct.pack("l", 0xC0))`,
+      file: `open(os.path.join(d, "left"), "w").close()`,
+    };
+    const mark = (step: string) => `import os, fcntl, struct
+def f():
+    done = []
+    for d in (".", ".."):
+        try:
+            ${step}
+            done.append(d)
+        except OSError:
+            pass
+    return done`;
+    const look = `import os, fcntl, struct
+def f():
+    out = []
+    for d in (".", ".."):
+        st = os.stat(d)
+        try:
+            flags = struct.unpack("l", fcntl.ioctl(os.open(d, os.O_RDONLY | os.O_DIRECTORY), 0x80086601, b"\\0" * 8))[0]
+        except OSError:
+            flags = None
+        out.append([os.listxattr(d), oct(st.st_mode & 0o7777), st.st_atime_ns, st.st_mtime_ns, flags])
+    return out`;
+    const job = (program: string) => ({ program, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 });
+    const one = await createExecutor({ workers: 1 });
+    try {
+      const [base] = await one.runPrograms([job(look)]);
+      expect(base.results[0].status).toBe("ok");
+      const [here, above] = base.results[0].value as unknown[][];
+      expect(here).toEqual([[], "0o700", 0, 0, 0]); // the working folder as every program finds it
+      for (const [what, step] of Object.entries(marks)) {
+        const rs = await one.runPrograms([job(mark(step)), job(look)]);
+        expect(rs[0].results[0], what).toMatchObject({ status: "ok" });
+        expect(rs[0].results[0].value, what).toContain("."); // control: the mark was made
+        expect(rs[1].results[0].value, what).toEqual([here, above]);
+      }
     } finally {
       await one.close();
     }

@@ -179,6 +179,7 @@ def _mount_tmpfs():
     opts = "size=%d,nr_inodes=%d,mode=0700" % (TMPFS_BYTES, TMPFS_INODES)
     if _libc.mount(b"tmpfs", TMP_ROOT.encode(), b"tmpfs", 0, opts.encode()) != 0:
         raise OSError(ctypes.get_errno(), "mount tmpfs on " + TMP_ROOT)
+    _root_as_made()
 
 
 # ---- seccomp: system calls no generated program needs, refused in every child (compiled once here with
@@ -598,6 +599,10 @@ def _child_setup(keep, cpu, cpu_hard):
     cost ~60 µs each: the kernel makes every new session a scheduler autogroup of its own.)"""
     if HAVE_ADMIN:
         _drop_caps()  # before anything else: no code of the child runs with the sandbox's CAP_SYS_ADMIN
+    else:
+        # No pid namespace (unsafe or diagnostic mode): the zygote is not pid 1 and not immune, so each child
+        # keeps a session and process group of its own, as before 2026-12-04.
+        os.setsid()
     # fds 0-2 are /dev/null already (the zygote's, inherited) and the process is not dumpable (the server's
     # PR_SET_DUMPABLE 0, inherited through the zygote, which checks it at start-up): neither is redone here,
     # each step a child skips is copy-on-write faults it does not take.
@@ -611,6 +616,9 @@ def _child_setup(keep, cpu, cpu_hard):
     # inherited from the server (_server_signals, _server_env). TMP_ROOT is as fresh here as a new mount: the
     # server does not ask for a child until the previous one's traces are gone (_clean_tmp_root).
     os.chdir(TMP_ROOT)
+    # Its times are this child's: whether the previous child left anything (a fresh mount) or not, and when the
+    # server looked, reads the same here (atime and mtime 0, ctime now).
+    os.utime(".", ns=(0, 0))
     try:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
     except (ValueError, OSError):
@@ -1034,25 +1042,60 @@ def _empty_tmp_root():
 
 
 def _xattrs(path):
-    """The extended attributes of `path` (none where the filesystem has none)."""
+    """The extended attributes of `path`, names → values ({} where the filesystem has none)."""
     try:
-        return os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=False)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return []
+            return {}
         raise
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in names}
+
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+_IFLAGS = ctypes.c_long(0)
+
+
+def _inode_flags(path, set_to=None):
+    """A folder's inode flags (chattr's: noatime, nodump, … — a program may set some on a folder it owns), or
+    0 where the filesystem has none; with `set_to`, set them first."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if set_to is not None:
+            _IFLAGS.value = set_to
+            if _libc.ioctl(fd, ctypes.c_ulong(FS_IOC_SETFLAGS), ctypes.byref(_IFLAGS)) != 0:
+                raise OSError(ctypes.get_errno(), "FS_IOC_SETFLAGS " + path)
+        _IFLAGS.value = 0
+        if _libc.ioctl(fd, ctypes.c_ulong(FS_IOC_GETFLAGS), ctypes.byref(_IFLAGS)) != 0:
+            e = ctypes.get_errno()
+            if e in (errno.ENOTTY, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL):
+                return 0
+            raise OSError(e, "FS_IOC_GETFLAGS " + path)
+        return _IFLAGS.value & 0xFFFFFFFF
+    finally:
+        os.close(fd)
+
+
+# TMP_ROOT's extended attributes and inode flags as made (a fresh mount, or this server's own folder): a host
+# with a security module labels every file, and that label is not a program's doing.
+_ROOT_AS_MADE = [{}, 0]
+
+
+def _root_as_made():
+    _ROOT_AS_MADE[:] = [_xattrs(TMP_ROOT), _inode_flags(TMP_ROOT)]
 
 
 def _clean_tmp_root():
     """After a child: TMP_ROOT back as it was. The folder outlives the child, so its own metadata is state as
-    much as its contents: the common case (empty, mode 0700, ours, no extended attribute) costs four calls and
-    ends with its times reset (a program can set them); anything else, and the whole tmpfs is replaced by a fresh
-    one (constant time, whatever it left: a million files cost the next request nothing); without CAP_SYS_ADMIN
-    (unsafe mode) the walk above empties it and the rest is undone one by one."""
+    much as its contents: the common case — empty, mode 0700, ours, its extended attributes and inode flags as
+    made — costs six calls; anything else, and the whole tmpfs is replaced by a fresh one (constant time,
+    whatever it left: a million files cost the next request nothing); without CAP_SYS_ADMIN (unsafe mode) the
+    walk above empties it and the rest is undone one by one. Its times are reset by the next child itself
+    (_child_setup), so they read the same after a fresh mount as after this check."""
     try:
         st = os.stat(TMP_ROOT)
-        if st.st_mode == ROOT_MODE and st.st_uid == _UID and not os.listdir(TMP_ROOT) and not _xattrs(TMP_ROOT):
-            os.utime(TMP_ROOT, ns=(0, 0))
+        if (st.st_mode == ROOT_MODE and st.st_uid == _UID and not os.listdir(TMP_ROOT)
+                and _xattrs(TMP_ROOT) == _ROOT_AS_MADE[0] and _inode_flags(TMP_ROOT) == _ROOT_AS_MADE[1]):
             return True
     except OSError:
         pass
@@ -1065,11 +1108,14 @@ def _clean_tmp_root():
     if not _empty_tmp_root():
         return False
     try:
-        for name in _xattrs(TMP_ROOT):
-            os.removexattr(TMP_ROOT, name, follow_symlinks=False)
-        os.utime(TMP_ROOT, ns=(0, 0))
+        made, flags = _ROOT_AS_MADE
+        for name, value in _xattrs(TMP_ROOT).items():
+            if made.get(name) != value:
+                os.removexattr(TMP_ROOT, name, follow_symlinks=False)
+        if _inode_flags(TMP_ROOT) != flags:
+            _inode_flags(TMP_ROOT, flags)
         st = os.stat(TMP_ROOT)
-        return st.st_mode == ROOT_MODE and not _xattrs(TMP_ROOT)
+        return st.st_mode == ROOT_MODE and _xattrs(TMP_ROOT) == made and _inode_flags(TMP_ROOT) == flags
     except OSError:
         return False
 
@@ -1163,6 +1209,7 @@ def _zygote_main(sock):
     recvmsg_into, sendmsg, close, pidfd_open, monotonic = sock.recvmsg_into, sock.sendmsg, os.close, os.pidfd_open, time.monotonic
     fork_size, gen_at, pack_into, space = _FORK.size, _FORK_GEN.unpack_from, _PID.pack_into, socket.CMSG_SPACE(2 * 4)
     two_fds, rights = _TWO_FDS.unpack, (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+    os_open, dup2, O_RDWR = os.open, os.dup2, os.O_RDWR
     while True:
         try:
             n, anc, _, _ = recvmsg_into(into, space)
@@ -1176,6 +1223,9 @@ def _zygote_main(sock):
             fds = _cmsg_fds(anc)
         if buf[0] == 70 and n >= 1 + fork_size:  # b"F": a fork
             books.reap_some(owned=True)
+            # The earlier children's exit statuses (one a program chooses) are not kept into the next child's
+            # copy: the server has asked for any it wanted (died_status) before it asks for a new child.
+            books.exited.clear()
             t_fork = monotonic()
             pid = fork()
             if pid == 0:
@@ -1209,6 +1259,14 @@ def _zygote_main(sock):
             books.owner[pid] = gen_at(buf, 1)[0]
             for fd in fds:
                 close(fd)
+            # fds 0-2 of the next child: a /dev/null no child has held (an open file description keeps the flags
+            # and owner a program sets on it, and this zygote's copy would hand them on). The running child keeps
+            # the one it has; it goes with it.
+            nul = os_open("/dev/null", O_RDWR)
+            dup2(nul, 0)
+            dup2(nul, 1)
+            dup2(nul, 2)
+            close(nul)
             continue
         msg = bytes(buf[:n])
         try:
@@ -1953,8 +2011,10 @@ def run_program(rid, j, prog, budget, timing):
         if timing:
             header["timing"] = True  # the load line carries the child's clock readings (the per-phase breakdown)
         # RLIMIT_CPU for the whole child, a backstop: a child cannot start a thread, so its CPU time never passes
-        # its wall time, and this server kills it at each limit + GRACE (the load's, then each call's) first.
-        cpu = cpu_hard = load_timeout + sum(t + 1 for t in rest) + 5
+        # its wall time, and this server kills it at each limit + GRACE (the load's, then each call's) first. The
+        # soft limit (SIGXCPU: "timeout: CPU limit reached") leaves each call its grace; the hard one 5 s more.
+        cpu = load_timeout + sum(t + max(1.0, GRACE) for t in rest) + 5
+        cpu_hard = cpu + 5
         _reap_pending()
         try:
             payload = _request_bytes(header)
@@ -2227,6 +2287,8 @@ def main():
         if _libc.unshare(CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
         _mount_tmpfs()
+    else:
+        _root_as_made()
     _zygote_start()  # before the first request: the zygotes never see one
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "zygotes": sorted(_ZYG),
          "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
