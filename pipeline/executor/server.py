@@ -616,9 +616,6 @@ def _child_setup(keep, cpu, cpu_hard):
     # inherited from the server (_server_signals, _server_env). TMP_ROOT is as fresh here as a new mount: the
     # server does not ask for a child until the previous one's traces are gone (_clean_tmp_root).
     os.chdir(TMP_ROOT)
-    # Its times are this child's: whether the previous child left anything (a fresh mount) or not, and when the
-    # server looked, reads the same here (atime and mtime 0, ctime now).
-    os.utime(".", ns=(0, 0))
     try:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))
     except (ValueError, OSError):
@@ -1082,7 +1079,9 @@ _ROOT_AS_MADE = [{}, 0]
 
 
 def _root_as_made():
+    """Record TMP_ROOT's attributes and flags as made, and reset its times as after every child."""
     _ROOT_AS_MADE[:] = [_xattrs(TMP_ROOT), _inode_flags(TMP_ROOT)]
+    os.utime(TMP_ROOT, ns=(0, 0))
 
 
 def _clean_tmp_root():
@@ -1090,18 +1089,19 @@ def _clean_tmp_root():
     much as its contents: the common case — empty, mode 0700, ours, its extended attributes and inode flags as
     made — costs six calls; anything else, and the whole tmpfs is replaced by a fresh one (constant time,
     whatever it left: a million files cost the next request nothing); without CAP_SYS_ADMIN (unsafe mode) the
-    walk above empties it and the rest is undone one by one. Its times are reset by the next child itself
-    (_child_setup), so they read the same after a fresh mount as after this check."""
+    walk above empties it and the rest is undone one by one. Either way its times are reset last, so they read
+    the same after a fresh mount as after the check (atime and mtime 0, ctime the reset's)."""
     try:
         st = os.stat(TMP_ROOT)
         if (st.st_mode == ROOT_MODE and st.st_uid == _UID and not os.listdir(TMP_ROOT)
                 and _xattrs(TMP_ROOT) == _ROOT_AS_MADE[0] and _inode_flags(TMP_ROOT) == _ROOT_AS_MADE[1]):
+            os.utime(TMP_ROOT, ns=(0, 0))
             return True
     except OSError:
         pass
     if HAVE_ADMIN:
         try:
-            _mount_tmpfs()
+            _mount_tmpfs()  # its times reset too (_root_as_made)
             return True
         except OSError:
             return False
@@ -1114,6 +1114,7 @@ def _clean_tmp_root():
                 os.removexattr(TMP_ROOT, name, follow_symlinks=False)
         if _inode_flags(TMP_ROOT) != flags:
             _inode_flags(TMP_ROOT, flags)
+        os.utime(TMP_ROOT, ns=(0, 0))
         st = os.stat(TMP_ROOT)
         return st.st_mode == ROOT_MODE and _xattrs(TMP_ROOT) == made and _inode_flags(TMP_ROOT) == flags
     except OSError:
