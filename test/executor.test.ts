@@ -2,9 +2,9 @@
  * Functional tests of the sandboxed executor: value encoding round trips through real Python, statuses,
  * batches, checkProgram, runScript, the config schema, the calibrated-limit policy and fail-closed startup.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { release } from "node:os";
+import { release, tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buggyTimeoutFor,
@@ -464,6 +464,8 @@ describe("configuration and policy", () => {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const port = (server.address() as { port: number }).port;
+    const ownDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith("utgen-exec-")).sort(); // unsafe mode works under TMPDIR
+    const dirsBefore = ownDirs();
     const unsafe = await createExecutor({ workers: 1, unsafe_no_sandbox: true });
     try {
       const src = `import socket\ndef f():\n    socket.create_connection(('127.0.0.1', ${port}), timeout=2).close()\n    return 'connected'`;
@@ -483,9 +485,15 @@ describe("configuration and policy", () => {
       expect(group[0].results[0].status).toBe("crash");
       expect(group[1].results[0]).toMatchObject({ status: "ok", value: 2 });
       expect(unsafe.workerPids()).toEqual(before);
+      // Here a program can end its zygote (not pid 1): the server restarts, and removes its own folder first.
+      await unsafe.runCalls({ program: "import os, signal\ndef f():\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 1", entryPoint: "f", inputs: [{ args: [] }], timeoutS: 2 });
+      const [after] = await unsafe.runCalls({ program: "def f(x):\n    return x + 1", entryPoint: "f", inputs: [{ args: [1] }], timeoutS: 2 });
+      expect(after).toMatchObject({ status: "ok", value: 2 });
+      expect(unsafe.workerPids()).not.toEqual(before); // control: that server did go
     } finally {
       await unsafe.close();
       server.close();
     }
+    expect(ownDirs()).toEqual(dirsBefore); // every server of that pool removed its folder under /tmp
   });
 });

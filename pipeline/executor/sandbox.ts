@@ -12,6 +12,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { UserError } from "../errors.ts";
@@ -97,7 +98,7 @@ const SERVER_BOOT = "import sys\nexec(compile(sys.argv.pop(1), '<string>', 'exec
 
 /** argv that starts one fork server. */
 export function serverCommand(o: SandboxOptions): string[] {
-  const cfg = o.unsafe ? { ...o.limits, tmp: "/tmp" } : { ...o.limits, tmp_root: SERVER_TMP, sandboxed: true };
+  const cfg = o.unsafe ? { ...o.limits, tmp: tmpdir() } : { ...o.limits, tmp_root: SERVER_TMP, sandboxed: true };
   return sandboxedPython(o, SERVER_BOOT, [serverScript(), JSON.stringify(cfg)], { serverTmp: true });
 }
 

@@ -50,7 +50,8 @@ MSG_CAP = 500
 # Everything a child may write lives under TMP_ROOT. In the sandbox it is the sandbox's only writable mount
 # (`tmp_root`, see sandbox.ts: /tmp and /dev are read-only), a tmpfs the server mounts itself with size and
 # inode limits and replaces with a fresh one whenever a child left anything in it; with unsafe_no_sandbox
-# it is a directory of this server's own under the host's /tmp (`tmp`), emptied by a walk after each child.
+# it is a directory of this server's own under the host's temporary folder (`tmp`: Node's os.tmpdir()), emptied by
+# a walk after each child and removed when the server ends or restarts.
 def _own_tmp_dir(parent):
     """A new 0700 folder under `parent` (tempfile is not imported: it brings `random`, whose fork handler would
     cost every child a reseed; a program that imports either gets a fresh one)."""
@@ -2261,6 +2262,16 @@ def serve_script(req):
     _zcall({"op": "usage", "gen": _IPC_GEN[0]})  # closes the script's books; a fresh IPC namespace follows
 
 
+def _leave_tmp_root():
+    """On the way out: remove this server's own folder (unsafe mode; a sandbox's tmpfs goes with the sandbox)."""
+    if not CFG.get("tmp_root"):
+        _empty_tmp_root()
+        try:
+            os.rmdir(TMP_ROOT)
+        except OSError:
+            pass
+
+
 def _server_signals():
     """Dispositions every child needs, set once here so the fork inherits them: default actions (die) for
     SIGINT, SIGTERM, SIGPIPE, SIGXCPU and SIGXFSZ, and the per-call timer's handler for SIGALRM. The
@@ -2300,12 +2311,7 @@ def main():
         line = stdin.readline()
         if not line:
             _reap_pending()
-            if not CFG.get("tmp_root"):
-                _empty_tmp_root()
-                try:
-                    os.rmdir(TMP_ROOT)
-                except OSError:
-                    pass
+            _leave_tmp_root()
             return
         try:
             req = _loads(line)
@@ -2331,6 +2337,7 @@ def main():
             else:
                 out({"id": rid, "done": True, "fatal": "unknown op %r" % op})
         except ZygoteGone:
+            _leave_tmp_root()
             _exit(71)  # the zygote is gone: the pool starts a fresh sandbox
         except (KeyError, TypeError, ValueError) as e:
             out({"id": rid, "done": True, "fatal": _one_line("malformed request: %s" % e)})
