@@ -1129,7 +1129,7 @@ def _clean_tmp_root():
 # own memory finds nothing of the programs, inputs or results this worker ran before. In the sandbox the
 # zygote is pid 1 of a pid namespace of its own: the children live there and cannot see, signal, stop or
 # ptrace the server (outside it) and, pid 1 being immune to the signals of its namespace that it has no handler
-# for (and keeping SIGALRM, its one handler's, blocked while it serves), cannot kill or stop the zygote either.
+# for (its one handler, SIGALRM's, does nothing in a zygote: _on_alarm), cannot kill or stop the zygote either.
 # The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork_send: the child's request
 # and result pipe ends in; its pid and a pidfd of it out, read later: _zfork_answer), "wait" (reap a child,
 # return its wait status), "usage" (a request's children's CPU and memory; the next request's children get a
