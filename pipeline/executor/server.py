@@ -1189,12 +1189,19 @@ def _zygote_fork():
     return fork
 
 
+def _fresh_stdio():
+    """fds 0-2 on a /dev/null of their own: at the zygote's start (the server's request and reply pipes are not
+    the zygote's) and after each fork, for the next child (an open file description keeps the flags and owner a
+    program sets on it, and the zygote's copy would hand them on; the running child keeps the one it has)."""
+    nul = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(nul, fd)
+    os.close(nul)
+
+
 def _zygote_main(sock):
     os.chdir("/")  # never inside TMP_ROOT, which the server replaces
-    devnull = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)  # the server's request and reply pipes are not the zygote's
-    os.close(devnull)
+    _fresh_stdio()
     compiled = {}
     books = _Books()
     fresh_ipc = False
@@ -1210,8 +1217,6 @@ def _zygote_main(sock):
     reply_msg, reply_anc = [reply_data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, reply_fds)]
     recvmsg_into, sendmsg, close, pidfd_open, monotonic = sock.recvmsg_into, sock.sendmsg, os.close, os.pidfd_open, time.monotonic
     fork_size, gen_at, pack_into, space = _FORK.size, _FORK_GEN.unpack_from, _PID.pack_into, socket.CMSG_SPACE(2 * 4)
-    two_fds, rights = _TWO_FDS.unpack, (socket.SOL_SOCKET, socket.SCM_RIGHTS)
-    os_open, dup2, O_RDWR = os.open, os.dup2, os.O_RDWR
     while True:
         try:
             n, anc, _, _ = recvmsg_into(into, space)
@@ -1219,10 +1224,7 @@ def _zygote_main(sock):
             _exit(0)
         if not n:
             _exit(0)  # the server is gone
-        if len(anc) == 1 and anc[0][:2] == rights and len(anc[0][2]) == _TWO_FDS.size:
-            fds = two_fds(anc[0][2])
-        else:
-            fds = _cmsg_fds(anc)
+        fds = _cmsg_fds(anc)
         if buf[0] == 70 and n >= 1 + fork_size:  # b"F": a fork
             books.reap_some(owned=True)
             # The earlier children's exit statuses (one a program chooses) are not kept into the next child's
@@ -1261,14 +1263,7 @@ def _zygote_main(sock):
             books.owner[pid] = gen_at(buf, 1)[0]
             for fd in fds:
                 close(fd)
-            # fds 0-2 of the next child: a /dev/null no child has held (an open file description keeps the flags
-            # and owner a program sets on it, and this zygote's copy would hand them on). The running child keeps
-            # the one it has; it goes with it.
-            nul = os_open("/dev/null", O_RDWR)
-            dup2(nul, 0)
-            dup2(nul, 1)
-            dup2(nul, 2)
-            close(nul)
+            _fresh_stdio()  # for the next child
             continue
         msg = bytes(buf[:n])
         try:
@@ -1685,14 +1680,16 @@ def _zygote_for(program, header_bytes):
 
 
 _FORK = struct.Struct("=qqQ?")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?; then the key
-_FORK_GEN = struct.Struct("=16xQ")  # the generation alone
+_FORK_GEN = struct.Struct("=%dxQ" % struct.calcsize("=qq"))  # the generation alone (after the two limits)
 _PID = struct.Struct("=i")
 _FRAME = struct.Struct(">I")  # the length before a child's request
 _TWO_FDS = struct.Struct("=2i")
 
 
 def _cmsg_fds(anc):
-    """The descriptors of an SCM_RIGHTS message's ancillary data."""
+    """The descriptors of an SCM_RIGHTS message's ancillary data (a fork request's two without building a format)."""
+    if len(anc) == 1 and anc[0][0] == socket.SOL_SOCKET and anc[0][1] == socket.SCM_RIGHTS and len(anc[0][2]) == _TWO_FDS.size:
+        return _TWO_FDS.unpack(anc[0][2])
     fds = []
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -2279,6 +2276,7 @@ def _server_signals():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXCPU, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGALRM, _on_alarm)
+    _NOT_CHILDREN.add(os.getpid())  # the handler does nothing here (each zygote puts its own pid instead)
 
 
 def _server_env():
@@ -2290,7 +2288,6 @@ def _server_env():
 
 def main():
     _server_signals()
-    _NOT_CHILDREN.add(os.getpid())  # SIGALRM does nothing in the server (_on_alarm)
     _server_env()
     _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # children (same uid) cannot ptrace or read our memory
     if HAVE_ADMIN:
