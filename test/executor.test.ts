@@ -464,8 +464,6 @@ describe("configuration and policy", () => {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const port = (server.address() as { port: number }).port;
-    const ownDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith("utgen-exec-")).sort(); // unsafe mode works under TMPDIR
-    const dirsBefore = ownDirs();
     const unsafe = await createExecutor({ workers: 1, unsafe_no_sandbox: true });
     try {
       const src = `import socket\ndef f():\n    socket.create_connection(('127.0.0.1', ${port}), timeout=2).close()\n    return 'connected'`;
@@ -475,6 +473,16 @@ describe("configuration and policy", () => {
       const [sandboxed] = await ex.runCalls({ program: src, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 3 });
       expect(sandboxed.status).toBe("error");
       expect(connections).toBe(1);
+    } finally {
+      await unsafe.close();
+      server.close();
+    }
+  });
+  it("unsafe mode: each child has its own process group, and a server that restarts leaves no folder behind", async () => {
+    const ownDirs = () => readdirSync(tmpdir()).filter((n) => n.startsWith("utgen-exec-")).sort(); // unsafe mode works under TMPDIR
+    const dirsBefore = ownDirs();
+    const unsafe = await createExecutor({ workers: 1, unsafe_no_sandbox: true });
+    try {
       // Without a pid namespace the zygote is not pid 1 (not immune), so each child keeps a process group of its
       // own there: a program that signals its group ends itself, not its zygote (the worker is not restarted).
       const before = unsafe.workerPids();
@@ -492,8 +500,7 @@ describe("configuration and policy", () => {
       expect(unsafe.workerPids()).not.toEqual(before); // control: that server did go
     } finally {
       await unsafe.close();
-      server.close();
     }
-    expect(ownDirs()).toEqual(dirsBefore); // every server of that pool removed its folder under /tmp
+    expect(ownDirs()).toEqual(dirsBefore); // every server of that pool removed its folder under TMPDIR
   });
 });
