@@ -3,7 +3,8 @@
  * per program, by process — the children (wait4, as the zygotes account them), each worker's zygote and
  * server, and this Node process — for the same 1,500 distinct programs × 3 tests as bench/executor.ts.
  * Linux only: reads /proc/<pid>/stat of every process before and after each run.
- * `npx tsx bench/_executor-cpu.ts [--quick] [--full]` (--full: every program names numpy, so the full zygote runs it).
+ * `npx tsx bench/_executor-cpu.ts [--quick] [--full] [--phases]` (--full: every program names numpy, so the full zygote runs
+ * it; --phases: the children's page faults by phase, from the timing breakdown).
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -12,9 +13,11 @@ import { manyJob, manyOk } from "./_many-programs.ts";
 
 const n = process.argv.includes("--quick") ? 300 : 1500;
 const full = process.argv.includes("--full");
+// --phases: ask for the timing breakdown too (the child then counts its page faults by phase: three more calls)
+const phases = process.argv.includes("--phases");
 const TICK = 100; // USER_HZ
 
-type Proc = { cmd: string; cpu: number; minflt: number };
+type Proc = { cmd: string; cpu: number; minflt: number; vcs: number; ivcs: number };
 function snapshot(): Map<number, Proc> {
   const m = new Map<number, Proc>();
   for (const d of readdirSync("/proc")) {
@@ -23,7 +26,10 @@ function snapshot(): Map<number, Proc> {
       const st = readFileSync(`/proc/${d}/stat`, "utf8");
       const f = st.slice(st.lastIndexOf(")") + 2).split(" "); // f[0] is field 3 (state)
       const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0")[0];
-      m.set(+d, { cmd, cpu: (+f[11] + +f[12]) / TICK, minflt: +f[7] });
+      const status = readFileSync(`/proc/${d}/status`, "utf8");
+      const vcs = +(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      const ivcs = +(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      m.set(+d, { cmd, cpu: (+f[11] + +f[12]) / TICK, minflt: +f[7], vcs, ivcs });
     } catch {
       // gone meanwhile
     }
@@ -39,28 +45,35 @@ try {
     const before = snapshot();
     const node0 = process.cpuUsage();
     const t0 = performance.now();
-    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => manyJob(i, full)), { usage });
+    const rs = await ex.runPrograms(Array.from({ length: n }, (_, i) => manyJob(i, full)), { usage, timing: phases });
     rs.forEach((r, i) => {
       if (!manyOk(i, r.results)) throw new Error(`wrong results ${JSON.stringify(r.results)}`);
     });
     const s = (performance.now() - t0) / 1000;
     const node = process.cpuUsage(node0);
     const after = snapshot();
-    const rows: [string, number, number][] = [];
+    const rows: [string, number, number, number, number][] = [];
     for (const [pid, p] of after) {
       const q = before.get(pid);
       if (!q || pid === process.pid || p.cpu - q.cpu <= 0 || !p.cmd.includes("python")) continue;
       // A zygote forks, so it takes copy-on-write faults after every fork; a server takes almost none.
       const role = (p.minflt - q.minflt) / n > 5 ? "a zygote (forks the children)" : "a server (talks to Node, the zygote and the children)";
-      rows.push([`python pid ${pid}: ${role}`, p.cpu - q.cpu, p.minflt - q.minflt]);
+      rows.push([`python pid ${pid}: ${role}`, p.cpu - q.cpu, p.minflt - q.minflt, p.vcs - q.vcs, p.ivcs - q.ivcs]);
     }
     rows.sort((a, b) => b[1] - a[1]);
     const ms = (x: number) => ((1000 * x) / n).toFixed(3);
     const total = usage.cpu_s + rows.reduce((a, r) => a + r[1], 0) + (node.user + node.system) / 1e6;
     console.log(`\nrun ${rep + 1}: ${n} programs in ${s.toFixed(2)} s = ${(n / s).toFixed(0)}/s; CPU per program, ms (faults):`);
     console.log(`  ${ms(usage.cpu_s)} (${(usage.minflt / n).toFixed(0)})  the children (wait4)`);
-    for (const [name, cpu, flt] of rows) console.log(`  ${ms(cpu)} (${(flt / n).toFixed(0)})  ${name}`);
+    // context switches per program: voluntary (it slept: a wake-up each) / involuntary (preempted)
+    for (const [name, cpu, flt, v, iv] of rows) console.log(`  ${ms(cpu)} (${(flt / n).toFixed(0)})  ${name}; switches ${(v / n).toFixed(1)} / ${(iv / n).toFixed(1)}`);
     console.log(`  ${ms((node.user + node.system) / 1e6)}  Node (this process)`);
+    if (phases) {
+      const f = { flt_fork: 0, flt_setup: 0, flt_load: 0 };
+      for (const r of rs) for (const k of Object.keys(f) as (keyof typeof f)[]) f[k] += r.timing?.[k] ?? 0;
+      const rest = usage.minflt - f.flt_fork - f.flt_setup - f.flt_load;
+      console.log(`  children's faults by phase: fork → harness ${(f.flt_fork / n).toFixed(1)}, set-up + request ${(f.flt_setup / n).toFixed(1)}, load ${(f.flt_load / n).toFixed(1)}, calls + results + exit ${(rest / n).toFixed(1)}`);
+    }
     console.log(`  ${ms(total)}  in all: the CPU is ${((100 * total) / s / availableParallelism()).toFixed(0)} % busy on ${availableParallelism()} cores`);
   }
 } finally {

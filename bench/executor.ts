@@ -213,6 +213,12 @@ try {
   console.log("| spawn (server sends the fork request; the zygote's answer is read later) | fork (fork() until the child runs) | child set-up | module load | run (3 calls) | result encoding | transport (3 calls) | end + kill |");
   console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
   console.log(`| ${per("spawn")} | ${per("fork")} | ${per("setup")} | ${per("load")} | ${per("run")} | ${per("encode")} | ${per("transport")} | ${per("exit")} |`);
+  // The children's page faults by phase (each a trap into the kernel, most a copy of a page of the zygote's image):
+  // the last column is what wait4 counted in all, less the three phases the child reports.
+  const flt = (k: string) => (timing[k] ?? 0) / manyN;
+  const fltRest = usage.minflt / manyN - flt("flt_fork") - flt("flt_setup") - flt("flt_load");
+  console.log(`
+Page faults per child, by phase: fork until the harness runs ${flt("flt_fork").toFixed(0)}, set-up and request ${flt("flt_setup").toFixed(0)}, module load ${flt("flt_load").toFixed(0)}, calls + results + exit ${fltRest.toFixed(0)} (${(usage.minflt / manyN).toFixed(0)} in all).`);
   console.log(`\nmany programs per request: ${rounds[mid].rate.toFixed(0)} programs/s = ${(100 * ratios[mid]).toFixed(0)} % of the fork ceiling (${around(mid, "plain").toFixed(0)}/s) — the median of ${rounds.length} rounds (${ratios.map((x) => (100 * x).toFixed(0) + " %").join(", ")}), each against the ceiling measured just before and after it; against the zygotes' own loop instead: ${((100 * rounds[mid].rate) / around(mid, "zygote")).toFixed(0)} % (${around(mid, "zygote").toFixed(0)}/s)`);
 } finally {
   await ex.close();

@@ -195,11 +195,11 @@ def f():
     expect((r.value as number[])[0]).toBeGreaterThan(0);
   });
 
-  it("a program has no capabilities and cannot fork or create threads", async () => {
+  it("a program has no capabilities (none effective, permitted, inheritable or ambient) and cannot fork or create threads", async () => {
     const r = await call(`import os, threading
 def f():
-    eff = [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1]
-    out = [eff]
+    caps = sorted([l.split(":")[0], l.split()[1]] for l in open("/proc/self/status") if l.startswith(("CapEff", "CapPrm", "CapInh", "CapAmb")))
+    out = [caps]
     try:
         os.fork(); out.append("forked")
     except OSError as e:
@@ -209,7 +209,8 @@ def f():
     except RuntimeError as e:
         out.append("RuntimeError")
     return out`);
-    expect(r.value).toEqual(["0000000000000000", "BlockingIOError", "RuntimeError"]);
+    const none = "0000000000000000";
+    expect(r.value).toEqual([[["CapAmb", none], ["CapEff", none], ["CapInh", none], ["CapPrm", none]], "BlockingIOError", "RuntimeError"]);
   });
 
   it("the server is out of reach: the parent a program sees is its namespace's pid 1, which ignores its signals", async () => {

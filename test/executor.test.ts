@@ -426,6 +426,11 @@ describe("per-program cost breakdown (runPrograms timing)", () => {
     const t = timed.timing as Record<string, number>;
     expect(t.children).toBe(1);
     for (const phase of ["fork", "setup", "load", "run"]) expect(t[phase], phase).toBeGreaterThan(0);
+    // page faults by phase, counted by the child (getrusage): a forked child writes to copied pages in each
+    for (const phase of ["flt_fork", "flt_setup", "flt_load"]) {
+      expect(Number.isInteger(t[phase]), phase).toBe(true);
+      expect(t[phase], phase).toBeGreaterThan(0);
+    }
     const [plain] = await ex.runPrograms([job]);
     expect(plain.results.map((r) => r.value)).toEqual([2, 4]);
     expect(plain.timing).toBeUndefined();

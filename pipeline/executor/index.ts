@@ -253,6 +253,10 @@ export type ProgramTiming = {
   /** The end line (after the last answer), drain and kill. */
   exit: number;
   children: number;
+  /** Page faults of the child (counts, not seconds): fork until the harness runs, its set-up and request, the module load. */
+  flt_fork: number;
+  flt_setup: number;
+  flt_load: number;
 };
 
 type Internal = { results: CallResult[]; timing?: ProgramTiming; check?: ProgramCheck };

@@ -128,10 +128,18 @@ MNT_DETACH = 2
 # calls them (each ctypes object made in a child would cost it allocations and copy-on-write faults).
 _prctl = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, use_errno=True)(
     ("prctl", _libc))
-_capset = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, use_errno=True)(("capset", _libc))
+# capset and fork run in every child: without use_errno, whose swap of errno around each call touches objects of
+# the thread state (3 copy-on-write faults per child for fork alone); errno is read only when they fail (_c_errno).
+_capset = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(("capset", _libc))
 # libc's fork() called with the GIL held (PyDLL): the zygote's fork of a child, without os.fork's Python-level
 # before/after hooks (see _zygote_fork).
-_libc_fork = ctypes.PyDLL(None, use_errno=True).fork
+_libc_fork = ctypes.PyDLL(None).fork
+_errno_location = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_int))(("__errno_location", _libc))
+
+
+def _c_errno():
+    """The calling thread's errno as libc left it (right after a call made without use_errno failed)."""
+    return _errno_location()[0]
 _libc_fork.restype = ctypes.c_int
 _libc_fork.argtypes = ()
 
@@ -150,10 +158,11 @@ _CAP_ARGS = (ctypes.addressof(_CAP_HDR), ctypes.addressof(_CAP_NONE))
 
 
 def _drop_caps():
-    """Clear every capability of this process (the sandbox's CAP_SYS_ADMIN, which only the server and zygote need)."""
-    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    """Clear every capability of this process (the sandbox's CAP_SYS_ADMIN, which only the server and zygote need):
+    effective, permitted and inheritable, and with them the ambient set, which never holds a capability that is
+    not both permitted and inheritable (the zygote cleared it at its start, too: it never executes a program)."""
     if _capset(*_CAP_ARGS) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
+        raise OSError(_c_errno(), "capset")
 
 
 def _cap_eff():
@@ -591,7 +600,7 @@ def _set_timer(t):
     signal.setitimer(signal.ITIMER_REAL, t)
 
 
-def _child_setup(keep, cpu, cpu_hard):
+def _child_setup(fd_a, fd_b, cpu, cpu_hard):
     """Runs first in every forked child: capabilities, fds, cwd, rlimits (`cpu`, `cpu_hard`: whole seconds, the
     server's), RNG. The seccomp filter, fds 0-2 on /dev/null, the non-dumpable flag, the recursion limit
     (Python's default, 1000, as the reference runs programs; the server keeps 3000) and the session are the
@@ -607,12 +616,11 @@ def _child_setup(keep, cpu, cpu_hard):
     # fds 0-2 are /dev/null already (the zygote's, inherited) and the process is not dumpable (the server's
     # PR_SET_DUMPABLE 0, inherited through the zygote, which checks it at start-up): neither is redone here,
     # each step a child skips is copy-on-write faults it does not take.
-    lo = 3
-    for fd in sorted(keep):
-        if fd > lo:
-            os.closerange(lo, fd)
-        lo = fd + 1
-    os.closerange(lo, 65536)
+    lo, hi = (fd_a, fd_b) if fd_a < fd_b else (fd_b, fd_a)  # every descriptor from 3 up but these two
+    if lo > 3:
+        os.closerange(3, lo)
+    os.closerange(lo + 1, hi)
+    os.closerange(hi + 1, 65536)
     # Signal dispositions and the environment ({HOME, TMPDIR} = TMP_ROOT only: tempfile follows TMPDIR) are
     # inherited from the server (_server_signals, _server_env). TMP_ROOT is as fresh here as a new mount: the
     # server does not ask for a child until the previous one's traces are gone (_clean_tmp_root).
@@ -859,7 +867,11 @@ def _line(obj):
     return (_dumps(obj) + "\n").encode("ascii")
 
 
-def child_program(w, hdr, t_fork, t_start, stdio=None):
+def _minflt():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def child_program(w, hdr, t_fork, t_start, stdio=None, flt=None):
     kind = hdr.get("kind", "function")
     start = int(hdr.get("start", 0))
     inputs = hdr.get("inputs") or []
@@ -894,8 +906,11 @@ def child_program(w, hdr, t_fork, t_start, stdio=None):
         return _finish(w, hdr, _line({"load": fail}))
     loaded = b'"loaded":true}\n' if kind != "check" else b'"load":{"status":"ok"}}\n'
     if hdr.get("timing"):
-        # Four floats (finite: clock readings): formatted here rather than through the JSON encoder.
+        # Four floats (finite: clock readings) and the page faults by phase, formatted here rather than through
+        # the JSON encoder.
         times = '{"t0":%r,"t1":%r,"ts":%r,"lm":%r,' % (float(t_fork), float(t_start), float(t_setup), float(load_ms))
+        if flt is not None and len(flt) == 2:
+            times += '"f0":%d,"f1":%d,"f2":%d,' % (flt[0], flt[1], _minflt())
         _write_all(w, times.encode("ascii") + loaded)
     else:
         _write_all(w, b"{" + loaded)
@@ -1175,7 +1190,7 @@ def _zygote_fork():
         return os.fork
     rnd = sys.modules.get("random")
     reseed = getattr(getattr(rnd, "_inst", None), "seed", None)
-    libc_fork, get_errno = _libc_fork, ctypes.get_errno
+    libc_fork, get_errno = _libc_fork, _c_errno
 
     def fork():
         pid = libc_fork()
@@ -1235,11 +1250,7 @@ def _zygote_main(sock):
             if pid == 0:
                 code = 0
                 try:
-                    sock.close()
-                    cpu, cpu_hard, _, script = _FORK.unpack_from(buf, 1)
-                    key = bytes(buf[1 + fork_size:n]).decode("ascii") or None
-                    _child_main({"body": "script" if script else "program", "cpu": cpu, "cpu_hard": cpu_hard, "key": key},
-                                fds, compiled, t_fork)
+                    _child_main(buf, n, fds, compiled, t_fork)
                 except BaseException:
                     code = 3
                 finally:
@@ -1438,13 +1449,18 @@ class _Books:
         return {"cpu_s": u[0] + u[1], "user_s": u[0], "max_rss_mb": u[2] / 1024, "children": u[3], "minflt": u[4]}
 
 
-def _child_main(h, fds, compiled, t_fork):
-    """Body of a child: set up (capabilities dropped first), read its own request from the pipe, seccomp, run."""
+def _child_main(buf, fork_len, fds, compiled, t_fork):
+    """Body of a child: set up (capabilities dropped first), read its own request from the pipe, seccomp, run.
+    buf[:fork_len]: the zygote's fork request (b"F", _FORK, the key of a project script). The zygote's socket is still
+    open here: _child_setup closes it with every other descriptor but the two pipe ends, before anything else."""
     t_start = time.monotonic()
+    cpu, cpu_hard, _, script, timing = _FORK.unpack_from(buf, 1)
+    # timing: the child's page faults so far (fork → here), after its set-up and request, after the load
+    flt = [_minflt()] if timing else None
     req_r, w = fds
-    _child_setup((req_r, w), h["cpu"], h["cpu_hard"])
+    _child_setup(req_r, w, cpu, cpu_hard)
     # Usually the whole frame is in the pipe before the fork (Child): one read.
-    data = os.read(req_r, 1 << 16)
+    data = os.read(req_r, select.PIPE_BUF)
     if len(data) < 4:
         data += _read_exact(req_r, 4 - len(data))
     n = _FRAME.unpack_from(data)[0]
@@ -1452,14 +1468,17 @@ def _child_main(h, fds, compiled, t_fork):
         data += _read_exact(req_r, 4 + n - len(data))
     req = marshal.loads(memoryview(data)[4:4 + n])
     os.close(req_r)  # the request is all this pipe carries
+    if flt is not None:
+        flt.append(_minflt())
     stdio = None
-    if h["body"] == "program" and req.get("kind") == "stdio":
+    if not script and req.get("kind") == "stdio":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized stdout fails the write (EFBIG), not the child
         stdio = _Stdio()
-    if h["body"] == "program":
-        child_program(w, req, t_fork, t_start, stdio)
-    elif h["body"] == "script":
-        child_script(w, req, compiled.get(h.get("key")))
+    if not script:
+        child_program(w, req, t_fork, t_start, stdio, flt)
+    else:
+        key = bytes(buf[1 + _FORK.size:fork_len]).decode("ascii") if fork_len > 1 + _FORK.size else None
+        child_script(w, req, compiled.get(key))
 
 
 # A synthetic function of the harness's own, run through the harness in the zygote before it serves (see
@@ -1627,6 +1646,10 @@ def _spawn_zygote(full):
                         _set_as_limit()  # the zygote as it serves, warm-up and filler included, + memory_mb
                         _zygote_limits()
                         _load_seccomp()  # inherited by every child
+                        if HAVE_ADMIN:
+                            # No ambient capabilities (bwrap's --cap-add sets them), which only matter across an
+                            # execve; each child's capset (_drop_caps) clears the rest.
+                            _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
                         # SIGALRM does nothing here (_on_alarm). Only this pid: in the sandbox the children's pids
                         # are in this zygote's namespace, where the server's pid number can be a child's.
                         _NOT_CHILDREN.clear()
@@ -1679,7 +1702,7 @@ def _zygote_for(program, header_bytes):
     return "lean"
 
 
-_FORK = struct.Struct("=qqQ?")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?; then the key
+_FORK = struct.Struct("=qqQ??")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?, timing?; then the key
 _FORK_GEN = struct.Struct("=%dxQ" % struct.calcsize("=qq"))  # the generation alone (after the two limits)
 _PID = struct.Struct("=i")
 _FRAME = struct.Struct(">I")  # the length before a child's request
@@ -1731,13 +1754,13 @@ def _zexchange(zyg, data, fds=()):
     return msg, got
 
 
-def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds):
+def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds, timing=False):
     """Ask a zygote for a child (its pipe ends in `fds`); the answer is read by _zfork_answer. ZygoteGone when
-    the zygote is gone."""
+    the zygote is gone. timing: the child counts its page faults by phase (a system call each)."""
     _settle(zyg)
     cpu = int(math.ceil(cpu_s)) + 1  # the child's RLIMIT_CPU, whole seconds, computed here: one step less in each child
     cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
-    data = b"F" + _FORK.pack(cpu, cpu_hard, _IPC_GEN[0], body == "script") + (key or "").encode("ascii")
+    data = b"F" + _FORK.pack(cpu, cpu_hard, _IPC_GEN[0], body == "script", timing) + (key or "").encode("ascii")
     try:
         socket.send_fds(_ZYG[zyg][0], [data], list(fds))
     except OSError:
@@ -1769,7 +1792,7 @@ GARBAGE = "garbage"
 class Child:
     """A child forked by the zygote: its request pipe (ours to write, once), its result pipe (ours to read), a pidfd."""
 
-    def __init__(self, body, payload, cpu_s, cpu_hard_s=0, key=None, zyg="full"):
+    def __init__(self, body, payload, cpu_s, cpu_hard_s=0, key=None, zyg="full", timing=False):
         """`payload`: the child's request as _request_bytes made it."""
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
@@ -1784,7 +1807,7 @@ class Child:
         try:
             if early:
                 _write_all(req_w, request)
-            _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w))
+            _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w), timing)
         except BaseException:
             os.close(req_w)
             os.close(res_r)
@@ -1995,7 +2018,8 @@ def run_program(rid, j, prog, budget, timing):
     timeouts = [float(t) for t in prog.get("timeouts") or []]
     load_timeout = float(prog.get("load_timeout") or (max(timeouts) if timeouts else 1.0))
     results = [None] * n
-    tm = {"spawn": 0.0, "fork": 0.0, "setup": 0.0, "load": 0.0, "run": 0.0, "encode": 0.0, "transport": 0.0, "exit": 0.0, "children": 0}
+    tm = {"spawn": 0.0, "fork": 0.0, "setup": 0.0, "load": 0.0, "run": 0.0, "encode": 0.0, "transport": 0.0, "exit": 0.0, "children": 0,
+          "flt_fork": 0, "flt_setup": 0, "flt_load": 0}
     ast_info = None
     k = 0
     first = True
@@ -2023,7 +2047,7 @@ def run_program(rid, j, prog, budget, timing):
                 results[i] = dict(fill)
             break
         zyg = _zygote_for(header["program"], payload)
-        child = Child("program", payload, cpu, cpu_hard, zyg=zyg)
+        child = Child("program", payload, cpu, cpu_hard, zyg=zyg, timing=timing)
         _USED.add(zyg)
         tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
         tm["children"] += 1
@@ -2039,13 +2063,18 @@ def run_program(rid, j, prog, budget, timing):
                 msg = child.read_msg(t_load + load_timeout + GRACE)
         loaded = False
         said = False  # the child's harness answered the load (then it ends the conversation with its nonce)
-        if isinstance(msg, dict) and (msg.get("loaded") is True or (kind == "check" and msg.get("load") == {"status": "ok"})) and len(msg) <= 6:
+        if isinstance(msg, dict) and (msg.get("loaded") is True or (kind == "check" and msg.get("load") == {"status": "ok"})) and len(msg) <= 9:
             loaded = said = True
             t = [msg.get(x) for x in ("t0", "t1", "ts", "lm")]
             if timing and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t):
                 tm["fork"] += max(0.0, t[1] - t[0])
                 tm["setup"] += max(0.0, t[2] - t[1])
                 tm["load"] += t[3] / 1000
+            f = [msg.get(x) for x in ("f0", "f1", "f2")]
+            if timing and all(isinstance(x, int) and not isinstance(x, bool) for x in f):
+                tm["flt_fork"] += f[0]
+                tm["flt_setup"] += f[1] - f[0]
+                tm["flt_load"] += f[2] - f[1]
         elif isinstance(msg, dict) and isinstance(msg.get("load"), dict):
             st = msg["load"].get("status")
             if st == "syntax_error" or (st in STATUSES and st != "ok"):
