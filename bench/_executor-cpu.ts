@@ -37,7 +37,7 @@ function snapshot(): Map<number, Proc> {
   return m;
 }
 
-const ex = await createExecutor({ huge_pages: !process.argv.includes("--no-huge") });
+const ex = await createExecutor({ huge_pages: !process.argv.includes("--no-huge"), prefault: !process.argv.includes("--no-prefault") });
 try {
   await ex.runPrograms([manyJob(0)]);
   for (let rep = 0; rep < 2; rep++) {

@@ -126,15 +126,22 @@ def f():
 
   it("the zygote's warm-up of the harness leaves nothing a program can see (its function, its namespace)", async () => {
     // Each zygote runs the harness on a synthetic function of its own before it serves (server.py,
-    // _warm_harness). The program's namespace is the prelude's, as the reference has it; the lean zygote
+    // _warm_harness), and learns what to prefault from three children that run synthetic functions
+    // (_learn_prefault). The program's namespace is the prelude's, as the reference has it; the lean zygote
     // serves the first probe, the full one (it names numpy) the second.
     const probe = (tag: string) => `${tag}
 def f():
+    seen = None
     try:
         _utgen_warm
         seen = "function"
     except NameError:
-        seen = None
+        pass
+    try:
+        _utgen_learn
+        seen = "learned"
+    except NameError:
+        pass
     return [seen, __name__]`;
     for (const tag of ["", "# numpy"]) {
       const r = await call(probe(tag));

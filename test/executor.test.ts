@@ -404,6 +404,32 @@ def f():
   });
 });
 
+describe("prefaulting the pages every child writes (executor.prefault)", () => {
+  it("is learned by each zygote where the kernel has process_madvise on itself (Linux ≥ 6.15), and only when asked", async () => {
+    const [major, minor] = release().split(".").map(Number);
+    const supported = major > 6 || (major === 6 && minor >= 15);
+    const pages = (e: SandboxExecutor) => e.workerInfo().map((i) => i.prefault_pages as Record<string, number>);
+    const on = pages(ex);
+    for (const z of on) {
+      expect(Object.keys(z).sort()).toEqual(["full", "lean"]);
+      // older kernels refuse the call (the zygote's probe), and each child faults its pages in as before
+      for (const n of Object.values(z)) (supported ? expect(n).toBeGreaterThan(20) : expect(n).toBe(0));
+    }
+    const off = await createExecutor({ workers: 1, prefault: false });
+    try {
+      expect(pages(off)).toEqual([{ full: 0, lean: 0 }]);
+      const job = { program: "def f(x):\n    return [x, x * 2]", entryPoint: "f", inputs: [{ args: [3] }, { args: [4] }], timeoutS: 2 };
+      const [a] = await off.runPrograms([job]);
+      const [b] = await ex.runPrograms([job]);
+      // the same results either way: prefaulting copies pages a child would have copied on its first write
+      expect(a.results.map((r) => r.value)).toEqual([[3, 6], [4, 8]]);
+      expect(b.results.map((r) => r.value)).toEqual([[3, 6], [4, 8]]);
+    } finally {
+      await off.close();
+    }
+  });
+});
+
 describe("per-request accounting (runPrograms usage)", () => {
   it("is complete when the call resolves: one child per program run, CPU counted, nothing left behind", async () => {
     const usage = { cpu_s: 0, max_rss_mb: 0, children: 0, stray: 0 };

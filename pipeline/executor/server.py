@@ -1170,7 +1170,7 @@ class ZygoteGone(Exception):
     """The zygote did not answer."""
 
 
-def _zygote_fork():
+def _zygote_fork(prefault=True):
     """The zygote's fork of a child: a function like os.fork (the child's side done before it returns 0).
 
     os.fork runs CPython's fork protocol: the import lock taken around the fork, the interpreter's locks, GIL
@@ -1185,20 +1185,27 @@ def _zygote_fork():
     threading's hook only renews the main thread's internal locks and forgets other threads (there are none);
     it leaves `native_id` at the forking thread's, as os.fork does (and the reference's fork-context workers).
     libc's own fork handlers (malloc's locks, OpenBLAS's pthread_atfork) run either way. A zygote with a second
-    Python thread (never expected) keeps os.fork."""
+    Python thread (never expected) keeps os.fork. prefault: the child's first step is the one call that copies the
+    pages every child writes, once _learn_prefault has learned them."""
     if len(sys._current_frames()) != 1:
         return os.fork
     rnd = sys.modules.get("random")
     reseed = getattr(getattr(rnd, "_inst", None), "seed", None)
     libc_fork, get_errno = _libc_fork, _c_errno
+    # prefault: the child first copies the pages every child writes (_learn_prefault), when they were learned
+    pre_args = _PREFAULT[0][1] if prefault and _PREFAULT[0] is not None else None
+    prefault = _syscall_pm
 
     def fork():
         pid = libc_fork()
         if pid < 0:
             e = get_errno()
             raise OSError(e, os.strerror(e))
-        if pid == 0 and reseed is not None:
-            reseed()
+        if pid == 0:
+            if pre_args is not None:
+                prefault(*pre_args)  # the pages every child writes, copied in one call (_learn_prefault)
+            if reseed is not None:
+                reseed()
         return pid
 
     return fork
@@ -1302,8 +1309,9 @@ def _zygote_main(sock):
             if h.get("loop") == "floor":
                 reply = _bench_floor(n, fork)
             else:
-                # "bare": the issue's ceiling, os.fork; "libc": the same loop with this zygote's own fork
-                f = fork if h.get("loop") == "libc" else os.fork
+                # "bare": the issue's ceiling, os.fork; "libc": the same loop with this zygote's own fork (without
+                # the prefault, which a child that exits at once does not need)
+                f = _zygote_fork(prefault=False) if h.get("loop") == "libc" else os.fork
                 t0 = time.perf_counter()
                 for _ in range(n):
                     pid = f()
@@ -1325,7 +1333,7 @@ def _zygote_main(sock):
         elif op == "project_clear":
             compiled.clear()
         elif op == "ping":  # the zygote is alive; and how much of its memory start-up put on huge pages
-            reply = {"huge_bytes": _HUGE_BYTES[0]}
+            reply = {"huge_bytes": _HUGE_BYTES[0], "prefault_pages": _PREFAULT_PAGES[0]}
         for fd in fds:
             os.close(fd)
         try:
@@ -1593,6 +1601,158 @@ _madvise = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctyp
 
 _HUGE_BYTES = [0]  # a zygote's: what _collapse_huge put on huge pages at its start
 
+# Prefaulting (_learn_prefault): the pages of the zygote's image that every child writes, made private in each
+# child by one system call instead of one page fault each.
+MADV_POPULATE_WRITE = 23  # Linux 5.14+
+PIDFD_SELF = -10000  # "the calling thread" where a pidfd is expected (Linux 6.15+)
+_NR_PROCESS_MADVISE = 440  # the same number on every architecture (added after the tables were unified)
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+# syscall(2) called with a fixed prototype: glibc's syscall() is assembly that only moves registers, so the
+# variadic convention makes no difference. Without use_errno (see _capset): it runs first in every child.
+_syscall_pm = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                               ctypes.c_uint)(("syscall", _libc))
+# A shared anonymous mapping for the learning children's page lists (mmap(2) through ctypes: the mmap module is
+# not loaded in a zygote, and a program must find the same modules there as before).
+_mmap = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                         ctypes.c_long)(("mmap", _libc))
+_munmap = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)(("munmap", _libc))
+_PREFAULT = [None]  # a zygote's, once learned: (iovec array, the arguments of the call each child makes)
+_PREFAULT_PAGES = [0]
+# The learning children's programs: three shapes (arithmetic; a loop over a list with a dict; strings), so that
+# only what every program's child writes is kept (the intersection), not one program's own pages.
+_LEARN_SOURCES = (
+    "def _utgen_learn(a, b):\n    return a + b + %d\n",
+    "def _utgen_learn(a, b):\n    seen = {}\n    for x in [a, b, a * b]:\n        seen[x] = seen.get(x, 0) + %d\n    return sorted(seen.items())\n",
+    "def _utgen_learn(a, b):\n    s = str(a) + ':' + str(b)\n    return s.upper().split(':') + [len(s) * %d]\n",
+)
+
+
+def _private_writable_mappings():
+    """(start, end) of this process's private writable mappings: the memory fork shares copy-on-write."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            p = line.split()
+            if p[1].startswith("rw") and p[1].endswith("p") and not (len(p) > 5 and p[5].startswith("[v")):
+                lo, hi = (int(x, 16) for x in p[0].split("-"))
+                out.append((lo, hi))
+    return out
+
+
+def _learn_prefault():
+    """Learn which pages of this zygote's image every child writes, and set up the one call that makes each new
+    child write them at once (MADV_POPULATE_WRITE through process_madvise, one iovec per run of pages).
+
+    On a hypervisor where a page fault is dear (a trap, then a TLB-flush hypercall for a copy-on-write fault:
+    ~10 µs each where this was measured), ~100+ separate faults per child become one system call that copies
+    the same pages inside the kernel. Three learning children, forked as every child is, run a synthetic program
+    each through the whole child path (_child_main: set-up, request, load, 3 calls, results, end line), then
+    read their own /proc/self/pagemap into a shared mapping: a page that is present and no longer shared
+    (exclusive) was written. What all three wrote is kept. Nothing of theirs stays in the zygote but the page
+    list. Best effort: where the kernel lacks process_madvise on itself (Linux < 6.15) or /proc, or a learning
+    child fails, children fault as before. Returns the number of pages each child will prefault."""
+    try:
+        maps = _private_writable_mappings()
+    except (OSError, ValueError):
+        return 0
+    size = sum((hi - lo) >> 12 for lo, hi in maps) * 8
+    # MAP_SHARED | MAP_ANONYMOUS: what a learning child writes here, the zygote reads (and it is no private
+    # mapping, so none of its pages is learned)
+    base = _mmap(None, size, 3, 0x01 | 0x20, -1, 0)
+    if base in (None, ctypes.c_void_p(-1).value):
+        return 0
+    pages = None
+    try:
+        pages = memoryview((ctypes.c_uint64 * (size // 8)).from_address(base)).cast("B").cast("Q")
+        return _learn_into(maps, pages)
+    finally:
+        if pages is not None:
+            pages.release()
+        _munmap(base, size)
+
+
+def _learn_into(maps, pages):
+    """_learn_prefault's work, the learning children's pagemap entries going to `pages` (the shared mapping, one
+    64-bit entry per page of `maps`, in order)."""
+    views, off = [], 0
+    for lo, hi in maps:
+        n = (hi - lo) >> 12
+        views.append((pages[off:off + n], (lo >> 12) * 8))
+        off += n
+    fork = _zygote_fork()
+    common = None
+    for k, src in enumerate(_LEARN_SOURCES):
+        req_r = req_w = res_r = res_w = -1
+        try:
+            req_r, req_w = os.pipe()
+            res_r, res_w = os.pipe()
+            hdr = {"kind": "function", "program": src % (k + 2), "entry": "_utgen_learn", "start": 0,
+                   "inputs": [{"args": [k + 3, i]} for i in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
+                   "end": "0" * 32}
+            payload = _request_bytes(hdr)
+            _write_all(req_w, _FRAME.pack(len(payload)) + payload)
+            os.close(req_w)
+            req_w = -1
+            buf = bytearray(b"F" + _FORK.pack(30, 35, 0, False, False))
+            pid = fork()
+            if pid == 0:
+                code = 0
+                try:
+                    _child_main(buf, len(buf), (req_r, res_w), {}, time.monotonic())
+                    # A process that is not dumpable finds its /proc files owned by root: this one, which has
+                    # run its synthetic program and only reads its own page map before it exits, turns
+                    # dumpable for that (no program runs while the zygote learns).
+                    _prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+                    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+                    for view, at in views:
+                        os.preadv(fd, [view], at)
+                except BaseException:
+                    code = 3
+                finally:
+                    _exit(code)
+            os.close(req_r)
+            os.close(res_w)
+            req_r = res_w = -1
+            while os.read(res_r, 1 << 16):
+                pass
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                return 0
+        except OSError:
+            return 0
+        finally:
+            for fd in (req_r, req_w, res_r, res_w):
+                if fd >= 0:
+                    os.close(fd)
+        written = set()
+        for (lo, hi), (view, _) in zip(maps, views):
+            for i, v in enumerate(view):
+                if v >> 63 and (v >> 56) & 1:  # present, mapped by this process alone
+                    written.add(lo + (i << 12))
+        common = written if common is None else common & written
+    for view, _ in views:
+        view.release()
+    if not common:
+        return 0
+    runs = []
+    for a in sorted(common):
+        if runs and runs[-1][1] == a:
+            runs[-1][1] = a + 4096
+        else:
+            runs.append([a, a + 4096])
+    iov = (_Iovec * len(runs))(*[_Iovec(a, b - a) for a, b in runs])
+    args = (_NR_PROCESS_MADVISE, PIDFD_SELF, ctypes.addressof(iov), len(runs), MADV_POPULATE_WRITE, 0)
+    # Probe here, where it is a no-op (no child shares these pages now): the whole list, or nothing.
+    if _syscall_pm(*args) != len(common) * 4096:
+        return 0
+    _PREFAULT[0] = (iov, args)
+    return len(common)
+
 
 def _collapse_huge():
     """Back the zygote's anonymous memory (pymalloc's arenas, malloc's heap) with 2 MiB pages where a whole
@@ -1667,6 +1827,8 @@ def _spawn_zygote(full):
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
+                        if CFG.get("prefault", True):
+                            _PREFAULT_PAGES[0] = _learn_prefault()  # last: the image as it serves
                         _zygote_main(its)
                     finally:
                         _exit(0)
@@ -1686,6 +1848,7 @@ def _spawn_zygote(full):
 
 
 _ZYG_HUGE_MB = {}  # zygote name → MiB of its memory on huge pages (the ready message says it)
+_ZYG_PREFAULT = {}  # zygote name → pages each of its children prefaults (the ready message says it)
 
 
 def _zygote_start():
@@ -1693,7 +1856,9 @@ def _zygote_start():
     for name in (("lean", "full") if LEAN else ("full",)):
         _ZYG[name] = _spawn_zygote(name == "full")
     for name in _ZYG:
-        _ZYG_HUGE_MB[name] = round(_zcall({"op": "ping"}, zyg=name)[0].get("huge_bytes", 0) / (1 << 20), 1)
+        pong = _zcall({"op": "ping"}, zyg=name)[0]
+        _ZYG_HUGE_MB[name] = round(pong.get("huge_bytes", 0) / (1 << 20), 1)
+        _ZYG_PREFAULT[name] = pong.get("prefault_pages", 0)
     # The server writes each request into its child's pipe; a child that died early must not kill the server
     # with SIGPIPE (the zygotes and the children keep the default, inherited from before this point).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -2338,7 +2503,7 @@ def main():
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "zygotes": sorted(_ZYG),
          "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
                        "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)},
-         "huge_pages_mb": _ZYG_HUGE_MB})
+         "huge_pages_mb": _ZYG_HUGE_MB, "prefault_pages": _ZYG_PREFAULT})
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
