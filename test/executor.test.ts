@@ -424,6 +424,15 @@ describe("prefaulting the pages every child writes (executor.prefault)", () => {
       // the same results either way: prefaulting copies pages a child would have copied on its first write
       expect(a.results.map((r) => r.value)).toEqual([[3, 6], [4, 8]]);
       expect(b.results.map((r) => r.value)).toEqual([[3, 6], [4, 8]]);
+      if (supported) {
+        // Each child makes the call: the pages it copies count as its page faults before the harness runs
+        // (flt_fork), so with the prefault that phase has at least the learned count, and without it fewer.
+        const learned = Math.min(...on.map((z) => z.lean)); // the job runs on either worker
+        const [timedOn] = await ex.runPrograms([job], { timing: true });
+        const [timedOff] = await off.runPrograms([job], { timing: true });
+        expect(timedOn.timing!.flt_fork).toBeGreaterThanOrEqual(learned);
+        expect(timedOff.timing!.flt_fork).toBeLessThan(learned);
+      }
     } finally {
       await off.close();
     }

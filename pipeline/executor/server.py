@@ -134,14 +134,15 @@ _capset = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(("cap
 # libc's fork() called with the GIL held (PyDLL): the zygote's fork of a child, without os.fork's Python-level
 # before/after hooks (see _zygote_fork).
 _libc_fork = ctypes.PyDLL(None).fork
+_libc_fork.restype = ctypes.c_int
+_libc_fork.argtypes = ()
 _errno_location = ctypes.CFUNCTYPE(ctypes.POINTER(ctypes.c_int))(("__errno_location", _libc))
 
 
 def _c_errno():
     """The calling thread's errno as libc left it (right after a call made without use_errno failed)."""
     return _errno_location()[0]
-_libc_fork.restype = ctypes.c_int
-_libc_fork.argtypes = ()
+
 
 
 class _CapHeader(ctypes.Structure):
@@ -1194,7 +1195,7 @@ def _zygote_fork(prefault=True):
     libc_fork, get_errno = _libc_fork, _c_errno
     # prefault: the child first copies the pages every child writes (_learn_prefault), when they were learned
     pre_args = _PREFAULT[0][1] if prefault and _PREFAULT[0] is not None else None
-    prefault = _syscall_pm
+    populate = _syscall_pm
 
     def fork():
         pid = libc_fork()
@@ -1203,7 +1204,7 @@ def _zygote_fork(prefault=True):
             raise OSError(e, os.strerror(e))
         if pid == 0:
             if pre_args is not None:
-                prefault(*pre_args)  # the pages every child writes, copied in one call (_learn_prefault)
+                populate(*pre_args)  # the pages every child writes, copied in one call (_learn_prefault)
             if reseed is not None:
                 reseed()
         return pid
@@ -1231,7 +1232,6 @@ def _zygote_main(sock):
     # page the zygote writes after a fork (objects it touches, buffers it allocates) is a copy-on-write fault,
     # taken again after every fork. Measured in the sandbox: ~150 faults per fork with JSON and
     # socket.recv_fds/send_fds, ~100 this way; the zygote's CPU per child down by about a quarter.
-    fork = _zygote_fork()
     # Every buffer and list of the fork path is made once and reused, and the fork request is parsed after the
     # fork, in the child, which alone needs it (the zygote keeps only the request generation).
     buf = bytearray(4096)
@@ -1239,6 +1239,15 @@ def _zygote_main(sock):
     reply_msg, reply_anc = [reply_data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, reply_fds)]
     recvmsg_into, sendmsg, close, pidfd_open, monotonic = sock.recvmsg_into, sock.sendmsg, os.close, os.pidfd_open, time.monotonic
     fork_size, gen_at, pack_into, space = _FORK.size, _FORK_GEN.unpack_from, _PID.pack_into, socket.CMSG_SPACE(2 * 4)
+    if CFG.get("prefault", True):
+        # Last, from here: the image as it serves (its cwd, fds 0-2 and this loop's buffers included). The zygotes
+        # start before the server's first request and are never started again while programs run (a zygote that
+        # is gone ends the server), so no program exists while the learning children run.
+        _PREFAULT_PAGES[0] = _learn_prefault()
+        import gc
+
+        gc.freeze()  # what learning made (the page list and its call) joins the frozen heap
+    fork = _zygote_fork()  # after the learning: with the prefault
     while True:
         try:
             n, anc, _, _ = recvmsg_into(into, space)
@@ -1248,16 +1257,13 @@ def _zygote_main(sock):
             _exit(0)  # the server is gone
         fds = _cmsg_fds(anc)
         if buf[0] == 70 and n >= 1 + fork_size:  # b"F": a fork
-            # The ended children are reaped a batch at a time: every page the reaping touches (the books, wait4's
-            # results) is a copy-on-write fault in this process after each fork, so 7 forks in 8 skip it. The
-            # zombies in between hold a pid each, nothing else; the request's end (usage) reaps them all.
-            owner = books.owner
-            if len(owner) >= REAP_BATCH:
-                books.reap_some(owned=True)
+            # Every ended child is reaped before the next one exists: a zombie's /proc entry (its exit code, the
+            # name a program gave it) would be readable by the next program. (Reaping 8 at a time saved the
+            # zygote ~15 faults a fork, and left earlier programs' zombies beside later ones: reverted.)
+            books.reap_some(owned=True)
             # The earlier children's exit statuses (one a program chooses) are not kept into the next child's
             # copy: the server has asked for any it wanted (died_status) before it asks for a new child.
-            if books.exited:
-                books.exited.clear()
+            books.exited.clear()
             t_fork = monotonic()
             pid = fork()
             if pid == 0:
@@ -1709,6 +1715,7 @@ def _learn_into(maps, pages):
                     # dumpable for that (no program runs while the zygote learns).
                     _prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
                     fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+                    _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # the open file stays readable
                     for view, at in views:
                         os.preadv(fd, [view], at)
                 except BaseException:
@@ -1745,13 +1752,16 @@ def _learn_into(maps, pages):
             runs[-1][1] = a + 4096
         else:
             runs.append([a, a + 4096])
+    if len(runs) > 1024:  # IOV_MAX: the longest runs
+        runs = sorted(sorted(runs, key=lambda r: r[0] - r[1])[:1024])
     iov = (_Iovec * len(runs))(*[_Iovec(a, b - a) for a, b in runs])
     args = (_NR_PROCESS_MADVISE, PIDFD_SELF, ctypes.addressof(iov), len(runs), MADV_POPULATE_WRITE, 0)
     # Probe here, where it is a no-op (no child shares these pages now): the whole list, or nothing.
-    if _syscall_pm(*args) != len(common) * 4096:
+    total = sum(b - a for a, b in runs)
+    if _syscall_pm(*args) != total:
         return 0
     _PREFAULT[0] = (iov, args)
-    return len(common)
+    return total // 4096
 
 
 def _collapse_huge():
@@ -1827,8 +1837,6 @@ def _spawn_zygote(full):
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
-                        if CFG.get("prefault", True):
-                            _PREFAULT_PAGES[0] = _learn_prefault()  # last: the image as it serves
                         _zygote_main(its)
                     finally:
                         _exit(0)
@@ -1873,7 +1881,6 @@ def _zygote_for(program, header_bytes):
     return "lean"
 
 
-REAP_BATCH = 8  # the zygote reaps its ended children once this many are unreaped (_zygote_main)
 _FORK = struct.Struct("=qqQ??")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?, timing?; then the key
 _FORK_GEN = struct.Struct("=%dxQ" % struct.calcsize("=qq"))  # the generation alone (after the two limits)
 _PID = struct.Struct("=i")
@@ -2244,9 +2251,9 @@ def run_program(rid, j, prog, budget, timing):
                 tm["load"] += t[3] / 1000
             f = [msg.get(x) for x in ("f0", "f1", "f2")]
             if timing and all(isinstance(x, int) and not isinstance(x, bool) for x in f):
-                tm["flt_fork"] += f[0]
-                tm["flt_setup"] += f[1] - f[0]
-                tm["flt_load"] += f[2] - f[1]
+                tm["flt_fork"] += max(0, f[0])
+                tm["flt_setup"] += max(0, f[1] - f[0])
+                tm["flt_load"] += max(0, f[2] - f[1])
         elif isinstance(msg, dict) and isinstance(msg.get("load"), dict):
             st = msg["load"].get("status")
             if st == "syntax_error" or (st in STATUSES and st != "ok"):
@@ -2408,7 +2415,7 @@ def _stray_processes():
             with open("/proc/%d/stat" % pid, "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
             if int(fields[1]) not in zpids or fields[0] in (b"Z", b"X"):
-                continue  # not a zygote's, or already dead (the zygote reaps it at its next fork)
+                continue  # not a zygote's, or already dead (the zygote reaps it before its next fork)
             os.kill(pid, signal.SIGKILL)
             n += 1
         except (OSError, ValueError, IndexError):
