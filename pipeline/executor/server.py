@@ -1171,7 +1171,7 @@ class ZygoteGone(Exception):
     """The zygote did not answer."""
 
 
-def _zygote_fork(prefault=True):
+def _zygote_fork():
     """The zygote's fork of a child: a function like os.fork (the child's side done before it returns 0).
 
     os.fork runs CPython's fork protocol: the import lock taken around the fork, the interpreter's locks, GIL
@@ -1186,27 +1186,20 @@ def _zygote_fork(prefault=True):
     threading's hook only renews the main thread's internal locks and forgets other threads (there are none);
     it leaves `native_id` at the forking thread's, as os.fork does (and the reference's fork-context workers).
     libc's own fork handlers (malloc's locks, OpenBLAS's pthread_atfork) run either way. A zygote with a second
-    Python thread (never expected) keeps os.fork. prefault: the child's first step is the one call that copies the
-    pages every child writes, once _learn_prefault has learned them."""
+    Python thread (never expected) keeps os.fork."""
     if len(sys._current_frames()) != 1:
         return os.fork
     rnd = sys.modules.get("random")
     reseed = getattr(getattr(rnd, "_inst", None), "seed", None)
     libc_fork, get_errno = _libc_fork, _c_errno
-    # prefault: the child first copies the pages every child writes (_learn_prefault), when they were learned
-    pre_args = _PREFAULT[0][1] if prefault and _PREFAULT[0] is not None else None
-    populate = _syscall_pm
 
     def fork():
         pid = libc_fork()
         if pid < 0:
             e = get_errno()
             raise OSError(e, os.strerror(e))
-        if pid == 0:
-            if pre_args is not None:
-                populate(*pre_args)  # the pages every child writes, copied in one call (_learn_prefault)
-            if reseed is not None:
-                reseed()
+        if pid == 0 and reseed is not None:
+            reseed()
         return pid
 
     return fork
@@ -1243,7 +1236,7 @@ def _zygote_main(sock):
         # Last, from here: the image as it serves (its cwd, fds 0-2 and this loop's buffers included). The zygotes
         # start before the server's first request and are never started again while programs run (a zygote that
         # is gone ends the server), so no program exists while the learning children run.
-        _PREFAULT_PAGES[0] = _learn_prefault()
+        _learn_prefault()
         import gc
 
         gc.freeze()  # what learning made (the page list and its call) joins the frozen heap
@@ -1315,9 +1308,8 @@ def _zygote_main(sock):
             if h.get("loop") == "floor":
                 reply = _bench_floor(n, fork)
             else:
-                # "bare": the issue's ceiling, os.fork; "libc": the same loop with this zygote's own fork (without
-                # the prefault, which a child that exits at once does not need)
-                f = _zygote_fork(prefault=False) if h.get("loop") == "libc" else os.fork
+                # "bare": the issue's ceiling, os.fork; "libc": the same loop with this zygote's own fork
+                f = fork if h.get("loop") == "libc" else os.fork
                 t0 = time.perf_counter()
                 for _ in range(n):
                     pid = f()
@@ -1339,7 +1331,7 @@ def _zygote_main(sock):
         elif op == "project_clear":
             compiled.clear()
         elif op == "ping":  # the zygote is alive; and how much of its memory start-up put on huge pages
-            reply = {"huge_bytes": _HUGE_BYTES[0], "prefault_pages": _PREFAULT_PAGES[0]}
+            reply = {"huge_bytes": _HUGE_BYTES[0], "prefault_pages": _PREFAULT_PAGES[0], "prefault_pages_check": _PREFAULT_PAGES[1]}
         for fd in fds:
             os.close(fd)
         try:
@@ -1473,8 +1465,11 @@ def _child_main(buf, fork_len, fds, compiled, t_fork):
     """Body of a child: set up (capabilities dropped first), read its own request from the pipe, seccomp, run.
     buf[:fork_len]: the zygote's fork request (b"F", _FORK, the key of a project script). The zygote's socket is still
     open here: _child_setup closes it with every other descriptor but the two pipe ends, before anything else."""
+    cpu, cpu_hard, _, script, timing, check = _FORK.unpack_from(buf, 1)
+    pre = _PREFAULT[check]
+    if pre is not None:
+        _syscall_pm(*pre[1])  # the pages every child of this kind writes, copied in one call (_learn_prefault)
     t_start = time.monotonic()
-    cpu, cpu_hard, _, script, timing = _FORK.unpack_from(buf, 1)
     # timing: the child's page faults so far (fork → here), after its set-up and request, after the load
     flt = [_minflt()] if timing else None
     req_r, w = fds
@@ -1504,6 +1499,10 @@ def _child_main(buf, fork_len, fds, compiled, t_fork):
 # A synthetic function of the harness's own, run through the harness in the zygote before it serves (see
 # _warm_harness). Never a program: it is this file's text, and its namespace is thrown away.
 _WARM_SOURCE = "def _utgen_warm(a, b):\n    return [a, b, {'k': (a, b)}, a * 0.5, str(b)]\n"
+# The same for the check kind (the filter's: the AST's functions and signatures, then the load), with the
+# annotations, defaults and argument kinds whose printing (ast.unparse) a signature takes.
+_WARM_CHECK_SOURCE = ("def _utgen_warm(a: int, b: list[int] = [1, 2], *rest: str, key: 'str' = 'k', **kw) -> dict[str, int]:\n"
+                      "    return {key: a}\n\n\nclass _UtgenWarm:\n    pass\n")
 
 
 def _warm_harness():
@@ -1524,9 +1523,13 @@ def _warm_harness():
             r2 = w2 = -1
             try:
                 r2, w2 = os.pipe()
-                hdr = {"kind": "function", "program": _WARM_SOURCE, "entry": "_utgen_warm", "start": 0,
-                       "inputs": [{"args": [i, k]} for k in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
-                       "end": "0" * 32}
+                if i % 2:  # every other round the check kind (no calls)
+                    hdr = {"kind": "check", "program": _WARM_CHECK_SOURCE, "start": 0, "inputs": [], "timeouts": [],
+                           "load_timeout": 1.0, "end": "0" * 32}
+                else:
+                    hdr = {"kind": "function", "program": _WARM_SOURCE, "entry": "_utgen_warm", "start": 0,
+                           "inputs": [{"args": [i, k]} for k in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
+                           "end": "0" * 32}
                 child_program(w2, hdr, time.monotonic(), time.monotonic())  # closes w2 as its last step
                 w2 = -1
                 while os.read(r2, 1 << 16):
@@ -1627,14 +1630,22 @@ _syscall_pm = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctype
 _mmap = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                          ctypes.c_long)(("mmap", _libc))
 _munmap = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)(("munmap", _libc))
-_PREFAULT = [None]  # a zygote's, once learned: (iovec array, the arguments of the call each child makes)
-_PREFAULT_PAGES = [0]
+# A zygote's, once learned, per kind of child ([0]: programs run on inputs, [1]: the check kind, whose AST
+# walk writes pages of its own): (iovec array, the arguments of the call each such child makes).
+_PREFAULT = [None, None]
+_PREFAULT_PAGES = [0, 0]
 # The learning children's programs: three shapes (arithmetic; a loop over a list with a dict; strings), so that
 # only what every program's child writes is kept (the intersection), not one program's own pages.
 _LEARN_SOURCES = (
     "def _utgen_learn(a, b):\n    return a + b + %d\n",
     "def _utgen_learn(a, b):\n    seen = {}\n    for x in [a, b, a * b]:\n        seen[x] = seen.get(x, 0) + %d\n    return sorted(seen.items())\n",
     "def _utgen_learn(a, b):\n    s = str(a) + ':' + str(b)\n    return s.upper().split(':') + [len(s) * %d]\n",
+)
+# For the check kind: functions with annotations, defaults and argument kinds of different shapes (and a class).
+_LEARN_CHECK_SOURCES = (
+    "def _utgen_learn(n: int) -> int:\n    total = 0\n    for i in range(n):\n        total += i * %d\n    return total\n",
+    "def _utgen_learn(xs: list[int], k=%d, *rest, **kw):\n    return [x + k for x in xs]\n\n\ndef _utgen_helper(s):\n    return s\n",
+    "class _UtgenLearn:\n    pass\n\n\ndef _utgen_learn(s: str, sep: 'str' = ':', *, n: int = %d) -> list[str]:\n    return s.split(sep)[:n]\n",
 )
 
 
@@ -1656,12 +1667,14 @@ def _learn_prefault():
 
     On a hypervisor where a page fault is dear (a trap, then a TLB-flush hypercall for a copy-on-write fault:
     ~10 µs each where this was measured), ~100+ separate faults per child become one system call that copies
-    the same pages inside the kernel. Three learning children, forked as every child is, run a synthetic program
-    each through the whole child path (_child_main: set-up, request, load, 3 calls, results, end line), then
-    read their own /proc/self/pagemap into a shared mapping: a page that is present and no longer shared
-    (exclusive) was written. What all three wrote is kept. Nothing of theirs stays in the zygote but the page
-    list. Best effort: where the kernel lacks process_madvise on itself (Linux < 6.15) or /proc, or a learning
-    child fails, children fault as before. Returns the number of pages each child will prefault."""
+    the same pages inside the kernel. For each kind of child (programs run on inputs; the check kind, whose AST
+    walk and signature printing write pages of their own), three learning children, forked as every child is,
+    run a synthetic program each through the whole child path (_child_main: set-up, request, load, calls,
+    results, end line), then read their own /proc/self/pagemap into a shared mapping: a page that is present
+    and no longer shared (exclusive) was written. What all three wrote is kept (_PREFAULT, per kind). Nothing of
+    theirs stays in the zygote but the page lists. Best effort: where the kernel lacks process_madvise on itself
+    (Linux < 6.15) or /proc, or a learning child fails, children fault as before. Returns the number of pages
+    each child of the first kind will prefault."""
     try:
         maps = _private_writable_mappings()
     except (OSError, ValueError):
@@ -1675,16 +1688,18 @@ def _learn_prefault():
     pages = None
     try:
         pages = memoryview((ctypes.c_uint64 * (size // 8)).from_address(base)).cast("B").cast("Q")
-        return _learn_into(maps, pages)
+        _learn_into(maps, pages, False)
+        _learn_into(maps, pages, True)
+        return _PREFAULT_PAGES[0]
     finally:
         if pages is not None:
             pages.release()
         _munmap(base, size)
 
 
-def _learn_into(maps, pages):
-    """_learn_prefault's work, the learning children's pagemap entries going to `pages` (the shared mapping, one
-    64-bit entry per page of `maps`, in order)."""
+def _learn_into(maps, pages, check):
+    """_learn_prefault's work for one kind of child (check: the check kind), the learning children's pagemap
+    entries going to `pages` (the shared mapping, one 64-bit entry per page of `maps`, in order)."""
     views, off = [], 0
     for lo, hi in maps:
         n = (hi - lo) >> 12
@@ -1692,19 +1707,23 @@ def _learn_into(maps, pages):
         off += n
     fork = _zygote_fork()
     common = None
-    for k, src in enumerate(_LEARN_SOURCES):
+    for k, src in enumerate(_LEARN_CHECK_SOURCES if check else _LEARN_SOURCES):
         req_r = req_w = res_r = res_w = -1
         try:
             req_r, req_w = os.pipe()
             res_r, res_w = os.pipe()
-            hdr = {"kind": "function", "program": src % (k + 2), "entry": "_utgen_learn", "start": 0,
-                   "inputs": [{"args": [k + 3, i]} for i in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
-                   "end": "0" * 32}
+            if check:
+                hdr = {"kind": "check", "program": src % (k + 2), "start": 0, "inputs": [], "timeouts": [],
+                       "load_timeout": 1.0, "end": "0" * 32}
+            else:
+                hdr = {"kind": "function", "program": src % (k + 2), "entry": "_utgen_learn", "start": 0,
+                       "inputs": [{"args": [k + 3, i]} for i in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
+                       "end": "0" * 32}
             payload = _request_bytes(hdr)
             _write_all(req_w, _FRAME.pack(len(payload)) + payload)
             os.close(req_w)
             req_w = -1
-            buf = bytearray(b"F" + _FORK.pack(30, 35, 0, False, False))
+            buf = bytearray(b"F" + _FORK.pack(30, 35, 0, False, False, check))
             pid = fork()
             if pid == 0:
                 code = 0
@@ -1760,7 +1779,8 @@ def _learn_into(maps, pages):
     total = sum(b - a for a, b in runs)
     if _syscall_pm(*args) != total:
         return 0
-    _PREFAULT[0] = (iov, args)
+    _PREFAULT[check] = (iov, args)
+    _PREFAULT_PAGES[check] = total // 4096
     return total // 4096
 
 
@@ -1857,6 +1877,7 @@ def _spawn_zygote(full):
 
 _ZYG_HUGE_MB = {}  # zygote name → MiB of its memory on huge pages (the ready message says it)
 _ZYG_PREFAULT = {}  # zygote name → pages each of its children prefaults (the ready message says it)
+_ZYG_PREFAULT_CHECK = {}  # the same for its children of the check kind
 
 
 def _zygote_start():
@@ -1867,6 +1888,7 @@ def _zygote_start():
         pong = _zcall({"op": "ping"}, zyg=name)[0]
         _ZYG_HUGE_MB[name] = round(pong.get("huge_bytes", 0) / (1 << 20), 1)
         _ZYG_PREFAULT[name] = pong.get("prefault_pages", 0)
+        _ZYG_PREFAULT_CHECK[name] = pong.get("prefault_pages_check", 0)
     # The server writes each request into its child's pipe; a child that died early must not kill the server
     # with SIGPIPE (the zygotes and the children keep the default, inherited from before this point).
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -1881,7 +1903,7 @@ def _zygote_for(program, header_bytes):
     return "lean"
 
 
-_FORK = struct.Struct("=qqQ??")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?, timing?; then the key
+_FORK = struct.Struct("=qqQ???")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?, timing?, check?; then the key
 _FORK_GEN = struct.Struct("=%dxQ" % struct.calcsize("=qq"))  # the generation alone (after the two limits)
 _PID = struct.Struct("=i")
 _FRAME = struct.Struct(">I")  # the length before a child's request
@@ -1933,13 +1955,13 @@ def _zexchange(zyg, data, fds=()):
     return msg, got
 
 
-def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds, timing=False):
+def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds, timing=False, check=False):
     """Ask a zygote for a child (its pipe ends in `fds`); the answer is read by _zfork_answer. ZygoteGone when
     the zygote is gone. timing: the child counts its page faults by phase (a system call each)."""
     _settle(zyg)
     cpu = int(math.ceil(cpu_s)) + 1  # the child's RLIMIT_CPU, whole seconds, computed here: one step less in each child
     cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
-    data = b"F" + _FORK.pack(cpu, cpu_hard, _IPC_GEN[0], body == "script", timing) + (key or "").encode("ascii")
+    data = b"F" + _FORK.pack(cpu, cpu_hard, _IPC_GEN[0], body == "script", timing, check) + (key or "").encode("ascii")
     try:
         socket.send_fds(_ZYG[zyg][0], [data], list(fds))
     except OSError:
@@ -1971,7 +1993,7 @@ GARBAGE = "garbage"
 class Child:
     """A child forked by the zygote: its request pipe (ours to write, once), its result pipe (ours to read), a pidfd."""
 
-    def __init__(self, body, payload, cpu_s, cpu_hard_s=0, key=None, zyg="full", timing=False):
+    def __init__(self, body, payload, cpu_s, cpu_hard_s=0, key=None, zyg="full", timing=False, check=False):
         """`payload`: the child's request as _request_bytes made it."""
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
@@ -1986,7 +2008,7 @@ class Child:
         try:
             if early:
                 _write_all(req_w, request)
-            _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w), timing)
+            _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, (req_r, res_w), timing, check)
         except BaseException:
             os.close(req_w)
             os.close(res_r)
@@ -2226,7 +2248,7 @@ def run_program(rid, j, prog, budget, timing):
                 results[i] = dict(fill)
             break
         zyg = _zygote_for(header["program"], payload)
-        child = Child("program", payload, cpu, cpu_hard, zyg=zyg, timing=timing)
+        child = Child("program", payload, cpu, cpu_hard, zyg=zyg, timing=timing, check=kind == "check")
         _USED.add(zyg)
         tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
         tm["children"] += 1
@@ -2510,7 +2532,8 @@ def main():
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "zygotes": sorted(_ZYG),
          "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
                        "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)},
-         "huge_pages_mb": _ZYG_HUGE_MB, "prefault_pages": _ZYG_PREFAULT})
+         "huge_pages_mb": _ZYG_HUGE_MB, "prefault_pages": _ZYG_PREFAULT,
+         "prefault_pages_check": _ZYG_PREFAULT_CHECK})
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
