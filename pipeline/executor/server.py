@@ -646,7 +646,8 @@ def _child_setup(fd_a, fd_b, cpu, cpu_hard):
 
 
 def _exec_module(src, ns, timeout, code=None):
-    """Execute module source (or its already compiled `code`) under the timer. None on success, else a status dict."""
+    """Execute module source (its text or its parsed AST; or its already compiled `code`) under the timer. None on
+    success, else a status dict."""
     t0 = time.perf_counter()
     try:
         try:
@@ -901,7 +902,9 @@ def child_program(w, hdr, t_fork, t_start, stdio=None, flt=None):
         # copying ~130 names would write to the page of every object they name (a copy-on-write fault each).
         ns = _prelude_ns
         ns["__name__"] = "solution"
-        fail = _exec_module(hdr["program"], ns, load_timeout)
+        # The check kind compiles the tree it parsed for the signatures, not the text a second time (the same code
+        # object and the same SyntaxError messages from the compiler's own checks).
+        fail = _exec_module(tree if kind == "check" else hdr["program"], ns, load_timeout)
     load_ms = (time.perf_counter() - t0) * 1000
     if fail is not None:
         return _finish(w, hdr, _line({"load": fail}))
