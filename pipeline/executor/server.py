@@ -144,7 +144,6 @@ def _c_errno():
     return _errno_location()[0]
 
 
-
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -1508,6 +1507,16 @@ _WARM_CHECK_SOURCE = ("def _utgen_warm(a: int, b: list[int] = [1, 2], *rest: str
                       "    return {key: a}\n\n\nclass _UtgenWarm:\n    pass\n")
 
 
+def _synthetic_header(program, entry=None, args=()):
+    """A child's request for one of this file's synthetic programs (the warm-up's, the prefault learning's): the
+    check kind when there is no entry point, else `entry` called on each of `args`."""
+    if entry is None:
+        return {"kind": "check", "program": program, "start": 0, "inputs": [], "timeouts": [], "load_timeout": 1.0,
+                "end": "0" * 32}
+    return {"kind": "function", "program": program, "entry": entry, "start": 0, "inputs": [{"args": a} for a in args],
+            "timeouts": [1.0] * len(args), "load_timeout": 1.0, "end": "0" * 32}
+
+
 def _warm_harness():
     """Run the child's harness (load, calls, value encoding, result lines, end line) in the zygote a few dozen
     times on a synthetic function of our own, so that every child inherits that code already warmed up.
@@ -1527,12 +1536,9 @@ def _warm_harness():
             try:
                 r2, w2 = os.pipe()
                 if i % 2:  # every other round the check kind (no calls)
-                    hdr = {"kind": "check", "program": _WARM_CHECK_SOURCE, "start": 0, "inputs": [], "timeouts": [],
-                           "load_timeout": 1.0, "end": "0" * 32}
+                    hdr = _synthetic_header(_WARM_CHECK_SOURCE)
                 else:
-                    hdr = {"kind": "function", "program": _WARM_SOURCE, "entry": "_utgen_warm", "start": 0,
-                           "inputs": [{"args": [i, k]} for k in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
-                           "end": "0" * 32}
+                    hdr = _synthetic_header(_WARM_SOURCE, "_utgen_warm", [[i, k] for k in range(3)])
                 child_program(w2, hdr, time.monotonic(), time.monotonic())  # closes w2 as its last step
                 w2 = -1
                 while os.read(r2, 1 << 16):
@@ -1675,25 +1681,24 @@ def _learn_prefault():
     run a synthetic program each through the whole child path (_child_main: set-up, request, load, calls,
     results, end line), then read their own /proc/self/pagemap into a shared mapping: a page that is present
     and no longer shared (exclusive) was written. What all three wrote is kept (_PREFAULT, per kind). Nothing of
-    theirs stays in the zygote but the page lists. Best effort: where the kernel lacks process_madvise on itself
-    (Linux < 6.15) or /proc, or a learning child fails, children fault as before. Returns the number of pages
-    each child of the first kind will prefault."""
+    theirs stays in the zygote but the page lists (and their counts, _PREFAULT_PAGES). Best effort: where the
+    kernel lacks process_madvise on itself (Linux < 6.15) or /proc, or a learning child fails, that kind's
+    children fault as before."""
     try:
         maps = _private_writable_mappings()
     except (OSError, ValueError):
-        return 0
+        return
     size = sum((hi - lo) >> 12 for lo, hi in maps) * 8
     # MAP_SHARED | MAP_ANONYMOUS: what a learning child writes here, the zygote reads (and it is no private
     # mapping, so none of its pages is learned)
     base = _mmap(None, size, 3, 0x01 | 0x20, -1, 0)
     if base in (None, ctypes.c_void_p(-1).value):
-        return 0
+        return
     pages = None
     try:
         pages = memoryview((ctypes.c_uint64 * (size // 8)).from_address(base)).cast("B").cast("Q")
         _learn_into(maps, pages, False)
         _learn_into(maps, pages, True)
-        return _PREFAULT_PAGES[0]
     finally:
         if pages is not None:
             pages.release()
@@ -1702,7 +1707,8 @@ def _learn_prefault():
 
 def _learn_into(maps, pages, check):
     """_learn_prefault's work for one kind of child (check: the check kind), the learning children's pagemap
-    entries going to `pages` (the shared mapping, one 64-bit entry per page of `maps`, in order)."""
+    entries going to `pages` (the shared mapping, one 64-bit entry per page of `maps`, in order). Sets
+    _PREFAULT[check] and _PREFAULT_PAGES[check] when it learned a list the kernel takes."""
     views, off = [], 0
     for lo, hi in maps:
         n = (hi - lo) >> 12
@@ -1716,12 +1722,9 @@ def _learn_into(maps, pages, check):
             req_r, req_w = os.pipe()
             res_r, res_w = os.pipe()
             if check:
-                hdr = {"kind": "check", "program": src % (k + 2), "start": 0, "inputs": [], "timeouts": [],
-                       "load_timeout": 1.0, "end": "0" * 32}
+                hdr = _synthetic_header(src % (k + 2))
             else:
-                hdr = {"kind": "function", "program": src % (k + 2), "entry": "_utgen_learn", "start": 0,
-                       "inputs": [{"args": [k + 3, i]} for i in range(3)], "timeouts": [1.0] * 3, "load_timeout": 1.0,
-                       "end": "0" * 32}
+                hdr = _synthetic_header(src % (k + 2), "_utgen_learn", [[k + 3, i] for i in range(3)])
             payload = _request_bytes(hdr)
             _write_all(req_w, _FRAME.pack(len(payload)) + payload)
             os.close(req_w)
@@ -1751,9 +1754,9 @@ def _learn_into(maps, pages, check):
                 pass
             _, status = os.waitpid(pid, 0)
             if status != 0:
-                return 0
+                return
         except OSError:
-            return 0
+            return
         finally:
             for fd in (req_r, req_w, res_r, res_w):
                 if fd >= 0:
@@ -1767,7 +1770,7 @@ def _learn_into(maps, pages, check):
     for view, _ in views:
         view.release()
     if not common:
-        return 0
+        return
     runs = []
     for a in sorted(common):
         if runs and runs[-1][1] == a:
@@ -1778,13 +1781,13 @@ def _learn_into(maps, pages, check):
         runs = sorted(sorted(runs, key=lambda r: r[0] - r[1])[:1024])
     iov = (_Iovec * len(runs))(*[_Iovec(a, b - a) for a, b in runs])
     args = (_NR_PROCESS_MADVISE, PIDFD_SELF, ctypes.addressof(iov), len(runs), MADV_POPULATE_WRITE, 0)
-    # Probe here, where it is a no-op (no child shares these pages now): the whole list, or nothing.
+    # Probe here: no child shares these pages now, so it only makes present any learned page the zygote had not
+    # touched itself. The whole list, or nothing.
     total = sum(b - a for a, b in runs)
     if _syscall_pm(*args) != total:
-        return 0
+        return
     _PREFAULT[check] = (iov, args)
     _PREFAULT_PAGES[check] = total // 4096
-    return total // 4096
 
 
 def _collapse_huge():
