@@ -131,33 +131,31 @@ def f():
     // serves the first probe, the full one (it names numpy) the second.
     const probe = (tag: string) => `${tag}
 def f():
-    seen = None
-    try:
-        _utgen_warm
-        seen = "function"
-    except NameError:
-        pass
-    try:
-        _utgen_learn
-        seen = "learned"
-    except NameError:
-        pass
+    seen = []
+    for probe in (lambda: _utgen_warm, lambda: _UtgenWarm, lambda: _utgen_learn, lambda: _utgen_helper, lambda: _UtgenLearn):
+        try:
+            probe()
+            seen.append(probe.__code__.co_names[0])
+        except NameError:
+            pass
     return [seen, __name__]`;
     for (const tag of ["", "# numpy"]) {
       const r = await call(probe(tag));
       expect(r.status, JSON.stringify(r)).toBe("ok");
-      expect(r.value).toEqual([null, "solution"]);
+      expect(r.value).toEqual([[], "solution"]);
     }
     // control: a name the program itself defines is seen the same way
     const own = await call("_mine = 1\ndef f():\n    return _mine");
     expect(own.value).toBe(1);
+    const ownClass = await call('class _UtgenWarm:\n    pass\ndef f():\n    return [(lambda: _UtgenWarm)().__name__]');
+    expect(ownClass.value).toEqual(["_UtgenWarm"]); // the probe's lambda form sees a name that exists
     // Nor in the heap: the warm-up's functions and namespaces were freed before the zygote froze its heap
     // (gc.unfreeze hands the frozen objects back to the collector's lists, where get_objects sees them).
     const heap = await call(`import gc
 def f():
     gc.unfreeze()
     objs = gc.get_objects()
-    fns = [o for o in objs if type(o).__name__ == "function" and o.__name__ in ("_utgen_warm", "_mine2")]
+    fns = [o for o in objs if type(o).__name__ == "function" and o.__name__ in ("_utgen_warm", "_utgen_learn", "_utgen_helper", "_mine2")]
     spaces = [o for o in objs if type(o) is dict and o.get("__name__") == "solution" and "heapq" in o]
     return [sorted(fn.__name__ for fn in fns), len(spaces)]
 def _mine2():
