@@ -2,9 +2,11 @@
  * Diagnostic (not part of `npm run bench`: it has no baseline): where the CPU of the many-programs shape goes,
  * per program, by process — the children (wait4, as the zygotes account them), each worker's zygote and
  * server, and this Node process — for the same 1,500 distinct programs × 3 tests as bench/executor.ts.
- * Linux only: reads /proc/<pid>/stat of every process before and after each run.
- * `npx tsx bench/_executor-cpu.ts [--quick] [--full] [--phases]` (--full: every program names numpy, so the full zygote runs
- * it; --phases: the children's page faults by phase, from the timing breakdown).
+ * Linux only: reads /proc/<pid>/stat and /proc/<pid>/status (context switches) of every process before and
+ * after each run.
+ * `npx tsx bench/_executor-cpu.ts [--quick] [--full] [--phases] [--no-huge] [--no-prefault]` (--full: every program
+ * names numpy, so the full zygote runs it; --phases: the children's page faults by phase, from the timing
+ * breakdown; --no-huge, --no-prefault: the executor with `huge_pages` or `prefault` off, for A/B runs).
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
