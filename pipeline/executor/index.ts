@@ -46,6 +46,12 @@ export const executorConfigSchema = z
      */
     prefault: z.boolean().default(true),
     /**
+     * Parse and compile each program's text in the worker's server (warm, once) and send the child the code
+     * object, where that is the child's own compile to the letter (docs/executor.md, "Sixth pass"); false: every
+     * child compiles the text itself.
+     */
+    precompile: z.boolean().default(true),
+    /**
      * Benchmarks only: keep bubblewrap and the uid drop but switch off the hardening of issue #16 (the
      * children's pid namespace, per-request IPC namespace, per-child tmpfs, seccomp filter), to measure
      * what it costs. Never set it for real work.
@@ -143,6 +149,7 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
       lean_zygote: c.lean_zygote ? 1 : 0,
       huge_pages: c.huge_pages ? 1 : 0,
       prefault: c.prefault ? 1 : 0,
+      precompile: c.precompile ? 1 : 0,
       seccomp: c.diagnostic_no_hardening ? 0 : 1,
     },
   };
@@ -264,6 +271,8 @@ export type ProgramTiming = {
   flt_fork: number;
   flt_setup: number;
   flt_load: number;
+  /** Children given the code object the server compiled (executor.precompile), not the text. */
+  precompiled: number;
 };
 
 type Internal = { results: CallResult[]; timing?: ProgramTiming; check?: ProgramCheck };

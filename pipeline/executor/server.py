@@ -644,13 +644,13 @@ def _child_setup(fd_a, fd_b, cpu, cpu_hard):
             pass
 
 
-def _exec_module(src, ns, timeout, code=None):
+def _exec_module(src, ns, timeout, code=None, spent=0.0):
     """Execute module source (its text or its parsed AST; or its already compiled `code`) under the timer. None on
-    success, else a status dict."""
-    t0 = time.perf_counter()
+    success, else a status dict. `spent`: seconds of the limit already used (the server's compile of `code`)."""
+    t0 = time.perf_counter() - spent
     try:
         try:
-            _set_timer(timeout)
+            _set_timer(max(timeout - spent, 1e-6))
             exec(code if code is not None else compile(src, "<program>", "exec"), ns)
             _set_timer(0)
         except _Timeout:
@@ -836,6 +836,74 @@ def function_info(fn):
 
 
 
+# ---- compiled once in the server ----------------------------------------------------------------------------
+# A fresh child is dear where its first touch of each page is (a copy-on-write fault, and under some hypervisors a
+# trap for every page it reads): parsing and compiling a program's text in the child allocated and touched ~150
+# pages of the parser's, compiler's and AST's memory, ~40 % of a check child's CPU (docs/executor.md, "Sixth
+# pass"). The server parses and compiles instead, warm, and sends the code object (marshal, the format of
+# CPython's own .pyc files) down the child's request pipe; the child only loads and executes it. The server never
+# runs a program: compiling text executes nothing of it. It is done only where the result is the child's own to
+# the letter, else the child compiles the text as before: kinds "function" and "check" (stdio programs and
+# scripts keep their own compile), text up to PRECOMPILE_MAX characters (the compiler's time and memory stay
+# small beside any limit), no warning from the compiler (in a child its warning is printed, to /dev/null, which
+# can import modules there), a recursion limit below the child's (a program nested so deep that the child's
+# compile fails fails here first and goes to the child), and frozenset constants (`x in {1, 2}`) whose order
+# survives marshal (a rebuilt set can iterate in another order than one built in source order). Any error here
+# (a SyntaxError, a MemoryError) sends the text to the child, whose own message is the one reported.
+PRECOMPILE = bool(CFG.get("precompile", True))
+PRECOMPILE_MAX = 64 << 10
+_CHILD_RECURSION = 1000  # the children's recursion limit (set in each zygote)
+_CodeType = type(compile("", "<program>", "exec"))
+
+
+def _set_orders(obj, out):
+    """The iteration order of every frozenset among a code object's constants (nested ones included), in order."""
+    if isinstance(obj, _CodeType):
+        for c in obj.co_consts:
+            _set_orders(c, out)
+    elif isinstance(obj, tuple):
+        for c in obj:
+            _set_orders(c, out)
+    elif isinstance(obj, frozenset):
+        out.append(list(obj))
+        for c in obj:
+            _set_orders(c, out)
+    return out
+
+
+def _precompile(kind, text):
+    """(code, the check kind's AST summary or None, seconds taken) for a program the child can run compiled,
+    else None (the child compiles `text` itself)."""
+    if not PRECOMPILE or kind not in ("function", "check") or not isinstance(text, str) or len(text) > PRECOMPILE_MAX:
+        return None
+    import warnings  # loaded at every interpreter's start: importing it here adds nothing
+
+    t0 = time.perf_counter()
+    old = sys.getrecursionlimit()
+    info = None
+    try:
+        sys.setrecursionlimit(_CHILD_RECURSION - 50)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            if kind == "check":
+                tree = ast.parse(text)
+                info = {"functions": [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))],
+                        "classes": [n.name for n in tree.body if isinstance(n, ast.ClassDef)]}
+                code = compile(tree, "<program>", "exec")
+            else:
+                code = compile(text, "<program>", "exec")
+        if said:
+            return None
+        sets = _set_orders(code, [])
+        if sets and _set_orders(marshal.loads(marshal.dumps(code)), []) != sets:
+            return None
+    except Exception:
+        return None
+    finally:
+        sys.setrecursionlimit(old)
+    return code, info, time.perf_counter() - t0
+
+
 # ------------------------------------------------------------------------------- child bodies ----
 # The conversation of a program child, on two pipes (the request pipe, read once and closed; the result pipe
 # `w`, written):
@@ -879,7 +947,8 @@ def child_program(w, hdr, t_fork, t_start, stdio=None, flt=None):
     timeouts = hdr.get("timeouts") or []
     load_timeout = float(hdr.get("load_timeout") or 1)
     t_setup = time.monotonic()
-    if kind == "check":
+    code = hdr.get("code")  # the server compiled the text already (_precompile): no parse, no compile here
+    if kind == "check" and code is None:
         try:
             tree = ast.parse(hdr["program"])
             funcs = [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -903,7 +972,10 @@ def child_program(w, hdr, t_fork, t_start, stdio=None, flt=None):
         ns["__name__"] = "solution"
         # The check kind compiles the tree it parsed for the signatures, not the text a second time (the same code
         # object and the same SyntaxError messages from the compiler's own checks).
-        fail = _exec_module(tree if kind == "check" else hdr["program"], ns, load_timeout)
+        if code is not None:
+            fail = _exec_module(None, ns, load_timeout, code, float(hdr.get("compile_s") or 0.0))
+        else:
+            fail = _exec_module(tree if kind == "check" else hdr["program"], ns, load_timeout)
     load_ms = (time.perf_counter() - t0) * 1000
     if fail is not None:
         return _finish(w, hdr, _line({"load": fail}))
@@ -1511,10 +1583,21 @@ def _synthetic_header(program, entry=None, args=()):
     """A child's request for one of this file's synthetic programs (the warm-up's, the prefault learning's): the
     check kind when there is no entry point, else `entry` called on each of `args`."""
     if entry is None:
-        return {"kind": "check", "program": program, "start": 0, "inputs": [], "timeouts": [], "load_timeout": 1.0,
-                "end": "0" * 32}
-    return {"kind": "function", "program": program, "entry": entry, "start": 0, "inputs": [{"args": a} for a in args],
-            "timeouts": [1.0] * len(args), "load_timeout": 1.0, "end": "0" * 32}
+        hdr = {"kind": "check", "program": program, "start": 0, "inputs": [], "timeouts": [], "load_timeout": 1.0,
+               "end": "0" * 32}
+    else:
+        hdr = {"kind": "function", "program": program, "entry": entry, "start": 0, "inputs": [{"args": a} for a in args],
+               "timeouts": [1.0] * len(args), "load_timeout": 1.0, "end": "0" * 32}
+    return _with_code(hdr, _precompile(hdr["kind"], program))
+
+
+def _with_code(hdr, pre):
+    """A child's request carrying the server's compiled code instead of the text (pre: _precompile's answer)."""
+    if pre is None:
+        return hdr
+    hdr = dict(hdr, code=pre[0], compile_s=pre[2])
+    del hdr["program"]
+    return hdr
 
 
 def _warm_harness():
@@ -1859,7 +1942,7 @@ def _spawn_zygote(full):
                         # A session and process group of its own, which every child shares, and the recursion
                         # limit the children run with (_child_setup).
                         os.setsid()
-                        sys.setrecursionlimit(1000)
+                        sys.setrecursionlimit(_CHILD_RECURSION)
                         import gc
 
                         gc.freeze()  # keep the preloaded objects out of the children's collections: fewer COW faults
@@ -2226,8 +2309,14 @@ def run_program(rid, j, prog, budget, timing):
     load_timeout = float(prog.get("load_timeout") or (max(timeouts) if timeouts else 1.0))
     results = [None] * n
     tm = {"spawn": 0.0, "fork": 0.0, "setup": 0.0, "load": 0.0, "run": 0.0, "encode": 0.0, "transport": 0.0, "exit": 0.0, "children": 0,
-          "flt_fork": 0, "flt_setup": 0, "flt_load": 0}
+          "flt_fork": 0, "flt_setup": 0, "flt_load": 0, "precompiled": 0}
     ast_info = None
+    program = prog.get("program", "")
+    pre = _precompile(kind, program)
+    if pre is not None and pre[2] >= load_timeout:
+        pre = None  # the compile alone used the load's limit: the child's own compile decides
+    if pre is not None and kind == "check":
+        ast_info = pre[1]
     k = 0
     first = True
     tampered = False
@@ -2236,8 +2325,8 @@ def run_program(rid, j, prog, budget, timing):
         first = False
         rest = timeouts[k:]
         nonce = os.urandom(16).hex()
-        header = {"kind": kind, "program": prog.get("program", ""), "entry": prog.get("entry"), "start": k,
-                  "inputs": inputs[k:], "timeouts": rest, "load_timeout": load_timeout, "end": nonce}
+        header = _with_code({"kind": kind, "program": program, "entry": prog.get("entry"), "start": k,
+                             "inputs": inputs[k:], "timeouts": rest, "load_timeout": load_timeout, "end": nonce}, pre)
         if timing:
             header["timing"] = True  # the load line carries the child's clock readings (the per-phase breakdown)
         # RLIMIT_CPU for the whole child, a backstop: a child cannot start a thread, so its CPU time never passes
@@ -2253,10 +2342,11 @@ def run_program(rid, j, prog, budget, timing):
             for i in range(k, n):
                 results[i] = dict(fill)
             break
-        zyg = _zygote_for(header["program"], payload)
+        zyg = _zygote_for(program, payload)
         child = Child("program", payload, cpu, cpu_hard, zyg=zyg, timing=timing, check=kind == "check")
         _USED.add(zyg)
         tm["lean"] = tm.get("lean", 0) + (zyg == "lean")
+        tm["precompiled"] += pre is not None
         tm["children"] += 1
         tm["spawn"] += child.t_forked - child.t_req
         own_from = k  # results this child gave start here (void them all if it tampers)
@@ -2264,7 +2354,9 @@ def run_program(rid, j, prog, budget, timing):
         fill = None
         t_load = time.monotonic()
         msg = child.read_msg(t_load + load_timeout + GRACE)
-        if kind == "check" and isinstance(msg, dict) and "ast" in msg:
+        # The AST's summary comes from the child only when it parsed the text itself (not precompiled): else a line
+        # of it is out of turn, and breaks the conversation like any other.
+        if kind == "check" and pre is None and isinstance(msg, dict) and "ast" in msg:
             ast_info = msg["ast"] if isinstance(msg["ast"], dict) else None
             if "load" not in msg:
                 msg = child.read_msg(t_load + load_timeout + GRACE)
