@@ -51,7 +51,10 @@ try {
     const node0 = process.cpuUsage();
     const t0 = performance.now();
     let rs: Awaited<ReturnType<typeof ex.runPrograms>> = [];
-    if (checks) {
+    if (checks && process.env.CHECK_BATCH) {
+      const cs = await ex.checkPrograms(Array.from({ length: n }, (_, i) => checkText(rep * n + i)), { timeoutS: 2 });
+      if (cs.some((c) => c.status !== "ok")) throw new Error("check failed");
+    } else if (checks) {
       let next = 0;
       await Promise.all(
         Array.from({ length: 16 }, async () => {

@@ -1222,8 +1222,8 @@ def _clean_tmp_root():
 # for (its one handler, SIGALRM's, does nothing in a zygote: _on_alarm), cannot kill or stop the zygote either.
 # The server talks to the zygote over a SEQPACKET socket: "fork" (binary, see _zfork_send: the child's request
 # and result pipe ends in; its pid and a pidfd of it out, read later: _zfork_answer), "wait" (reap a child,
-# return its wait status), "usage" (a request's children's CPU and memory; the next request's children get a
-# fresh IPC namespace), "reap" (reap whatever is left), "ping" (alive; its huge pages), "bench" (the fork loops of bench/executor.ts),
+# return its wait status), "usage" (binary too, see _zusage: a request's children's CPU and memory; the next
+# request's children get a fresh IPC namespace), "reap" (reap whatever is left), "ping" (alive; its huge pages), "bench" (the fork loops of bench/executor.ts),
 # "project" / "project_clear" (compile a trusted project helper once).
 # Two zygotes per server: "full" (the reference prelude, numpy included) and "lean" (the same without numpy,
 # whose children fork about three times faster: numpy is most of a zygote's mapped memory). A program goes to
@@ -1294,7 +1294,6 @@ def _zygote_main(sock):
     _fresh_stdio()
     compiled = {}
     books = _Books()
-    fresh_ipc = False
     # The fork request is this loop's hot path, so it is binary and handled with names bound here: every
     # page the zygote writes after a fork (objects it touches, buffers it allocates) is a copy-on-write fault,
     # taken again after every fork. Measured in the sandbox: ~150 faults per fork with JSON and
@@ -1303,6 +1302,10 @@ def _zygote_main(sock):
     # fork, in the child, which alone needs it (the zygote keeps only the request generation).
     buf = bytearray(4096)
     into, reply_data, reply_fds = [buf], bytearray(_PID.size), bytearray(_PID.size)
+    # The usage of a request's children, asked once per request (b"U", binary like the fork: with JSON, its
+    # parse and reply cost a zygote ~60 copy-on-write faults per request, ~1.3 ms where requests are small).
+    usage_data = bytearray(_USAGE.size)
+    usage_msg, usage_gen, usage_pack = [usage_data], _USAGE_GEN.unpack_from, _USAGE.pack_into
     reply_msg, reply_anc = [reply_data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, reply_fds)]
     recvmsg_into, sendmsg, close, pidfd_open, monotonic = sock.recvmsg_into, sock.sendmsg, os.close, os.pidfd_open, time.monotonic
     fork_size, gen_at, pack_into, space = _FORK.size, _FORK_GEN.unpack_from, _PID.pack_into, socket.CMSG_SPACE(2 * 4)
@@ -1362,6 +1365,17 @@ def _zygote_main(sock):
                 close(fd)
             _fresh_stdio()  # for the next child
             continue
+        if buf[0] == 85 and n == 1 + _USAGE_GEN.size and not fds:  # b"U": a request's usage, then a fresh IPC namespace
+            usage_pack(usage_data, 0, *books.take_usage(usage_gen(buf, 1)[0]))
+            try:
+                sendmsg(usage_msg)
+            except OSError:
+                pass
+            if HAVE_ADMIN:
+                # After the reply, while the server answers Node: the unshare costs the next request nothing.
+                # Every later child of this zygote (the next request's) lives in the new IPC namespace.
+                _libc.unshare(CLONE_NEWIPC)
+            continue
         msg = bytes(buf[:n])
         try:
             h = _loads(msg)
@@ -1372,9 +1386,6 @@ def _zygote_main(sock):
         give = []
         if op == "wait":
             reply = {"status": books.wait(h["pid"])}
-        elif op == "usage":
-            reply = books.take_usage(h.get("gen"))
-            fresh_ipc = HAVE_ADMIN  # the request is over: the next one's children get a new IPC namespace
         elif op == "reap":
             books.reap_some()
         elif op == "bench":
@@ -1416,11 +1427,6 @@ def _zygote_main(sock):
         finally:
             for fd in give:
                 os.close(fd)
-        if fresh_ipc:
-            # After the reply, while the server answers Node: the unshare costs the next request nothing. Every
-            # later child of this zygote (the next request's) lives in the new IPC namespace.
-            fresh_ipc = False
-            _libc.unshare(CLONE_NEWIPC)
 
 
 def _bench_floor(n, fork):
@@ -1528,11 +1534,12 @@ class _Books:
         return self.exited.pop(pid, None)
 
     def take_usage(self, gen):
-        """Everything the children of request `gen` used (each already killed: waiting for them is brief)."""
-        for pid in [p for p, g in self.owner.items() if g == gen]:
-            self.wait(pid)
-        u = self.usage.pop(gen, [0.0, 0.0, 0, 0, 0])
-        return {"cpu_s": u[0] + u[1], "user_s": u[0], "max_rss_mb": u[2] / 1024, "children": u[3], "minflt": u[4]}
+        """Everything the children of request `gen` used (each already killed: waiting for them is brief):
+        [user s, system s, peak RSS KiB, children, minor page faults]."""
+        if gen in self.owner.values():
+            for pid in [p for p, g in self.owner.items() if g == gen]:
+                self.wait(pid)
+        return self.usage.pop(gen, None) or [0.0, 0.0, 0, 0, 0]
 
 
 def _child_main(buf, fork_len, fds, compiled, t_fork):
@@ -1995,6 +2002,8 @@ def _zygote_for(program, header_bytes):
 _FORK = struct.Struct("=qqQ???")  # a fork request after b"F": RLIMIT_CPU soft, hard (s), request generation, script?, timing?, check?; then the key
 _FORK_GEN = struct.Struct("=%dxQ" % struct.calcsize("=qq"))  # the generation alone (after the two limits)
 _PID = struct.Struct("=i")
+_USAGE_GEN = struct.Struct("=Q")  # a usage request after b"U": the request generation
+_USAGE = struct.Struct("=ddqqq")  # its answer: user s, system s, peak RSS KiB, children, minor page faults
 _FRAME = struct.Struct(">I")  # the length before a child's request
 _TWO_FDS = struct.Struct("=2i")
 
@@ -2068,6 +2077,18 @@ def _zfork_answer(zyg):
             os.close(fd)
         raise ZygoteGone()
     return _PID.unpack(msg)[0], got
+
+
+def _zusage(zyg, gen):
+    """What the children of request `gen` used, from a zygote's books (b"U"); the zygote then gives its later
+    children a fresh IPC namespace. ZygoteGone when it does not answer."""
+    msg, got = _zexchange(zyg, b"U" + _USAGE_GEN.pack(gen))
+    for fd in got:
+        os.close(fd)
+    if len(msg) != _USAGE.size:
+        raise ZygoteGone()
+    user, system, rss, children, minflt = _USAGE.unpack(msg)
+    return {"cpu_s": user + system, "user_s": user, "max_rss_mb": rss / 1024, "children": children, "minflt": minflt}
 
 
 def _zcall(h, fds=(), zyg="full"):
@@ -2509,7 +2530,7 @@ def serve_programs(req):
     stray = _stray_processes()
     usage = {"cpu_s": 0.0, "user_s": 0.0, "max_rss_mb": 0.0, "children": 0, "minflt": 0}
     for name in sorted(_USED):  # CPU time and peak memory of this request's children (wait4, in the zygotes)
-        u = _zcall({"op": "usage", "gen": _IPC_GEN[0]}, zyg=name)[0]
+        u = _zusage(name, _IPC_GEN[0])
         for k in ("cpu_s", "user_s", "children", "minflt"):
             usage[k] += u.get(k, 0)
         usage["max_rss_mb"] = max(usage["max_rss_mb"], u.get("max_rss_mb", 0))
@@ -2584,7 +2605,7 @@ def serve_script(req):
         res = {"load": {"status": "crash", "message": "the script's result channel was written to out of turn (tampered)"}}
     out({"id": rid, "done": True, "script": res, "ms": (time.perf_counter() - t0) * 1000})
     _reap_pending()
-    _zcall({"op": "usage", "gen": _IPC_GEN[0]})  # closes the script's books; a fresh IPC namespace follows
+    _zusage("full", _IPC_GEN[0])  # closes the script's books; a fresh IPC namespace follows
 
 
 def _leave_tmp_root():
