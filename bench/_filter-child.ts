@@ -6,5 +6,6 @@ const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss
 const code = await main(process.argv.slice(2), { stdout: () => {}, stderr: () => {} });
 clearInterval(timer);
 const maxRss = Math.max(peak, process.resourceUsage().maxRSS * 1024);
-process.stdout.write(JSON.stringify({ code, maxRssMb: maxRss / 2 ** 20 }) + "\n");
+const cpu = process.cpuUsage();
+process.stdout.write(JSON.stringify({ code, maxRssMb: maxRss / 2 ** 20, nodeCpuS: (cpu.user + cpu.system) / 1e6 }) + "\n");
 process.exit(code);

@@ -19,7 +19,7 @@ import { UserError, oneLine } from "./errors.ts";
 import { CHAIN, DATA_STAGES, coreImport, loadRegistry, type Registered } from "./registry.ts";
 import { coreSchemas, llmConfigForStage, loadConfig, resolveCacheDir, resolveRunDir } from "./config.ts";
 import { runDataflowStage, stageMaterial, explainChange, progressName, StageInterrupted, type ShardSpec, type StageProgress } from "./engine.ts";
-import { readUsableManifest, readStageDrops, readStageRecords, stageDir, type StageManifest } from "./store.ts";
+import { readUsableManifest, readStageDrops, readStageRecords, shardsDir, stageDir, type StageManifest } from "./store.ts";
 import { createProgress, type Progress } from "./progress.ts";
 import { scaleOut } from "./slurm.ts";
 import { hashValue, writeJson, exists, readJson } from "./util.ts";
@@ -63,6 +63,12 @@ const defaultIO: CliIO = {
  * peak near the live set at no measured cost in speed (bench/filter.ts).
  */
 setFlagsFromString("--heap-growing-percent=50");
+
+/** Whether a stage's shard folder holds a completed shard (its marker); false when there is no folder. */
+async function hasCompletedShard(dir: string): Promise<boolean> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.some((n) => n.endsWith(".done.json"));
+}
 
 /** How the runner is stopped from outside (SIGINT / SIGTERM in `runFromProcess`); tests may pass their own. */
 export interface RunControl {
@@ -558,10 +564,12 @@ class Runner {
 
   async runDataflow(stage: DataflowStage, force: boolean): Promise<void> {
     const t0 = Date.now();
-    const inp = await this.inputOf(stage);
-    const { material, fingerprint } = await stageMaterial(stage, this.root[stage.name] ?? {}, this.root, inp.upstream, await this.llmPerfKeysFor());
     const counters: Record<string, number> = {};
     const ctx = this.context(stage.name, counters);
+    // A fresh stage starts its services (the sandbox, a tokenizer) while its input is opened and read.
+    if (stage.warm && (force || !(await hasCompletedShard(shardsDir(this.runDir, stage.name))))) stage.warm(ctx);
+    const inp = await this.inputOf(stage);
+    const { material, fingerprint } = await stageMaterial(stage, this.root[stage.name] ?? {}, this.root, inp.upstream, await this.llmPerfKeysFor());
     // An unsliced upstream read by a --shard run holds every slice's records: its count is not this slice's total.
     const total = this.opts.shard && !inp.sliced ? undefined : inp.total;
     const limit = this.opts.limit;

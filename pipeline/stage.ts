@@ -94,6 +94,13 @@ export interface DataflowStage<C = any, I extends Rec = Rec, O extends Rec = Rec
   shardKey?(rec: I): string;
   open(ctx: StageContext<C>): Promise<StageRuntime<I, O>>;
   /**
+   * Optional: start what `open` will need (a service, a model) while the input is still being read. The runner
+   * calls it before it reads the input, and only when the stage has no completed shard to reuse (a fresh
+   * run), so a rerun that reuses everything never starts a service. It must not throw; what it starts
+   * reports its own failure where `open` or `process` awaits it.
+   */
+  warm?(ctx: StageContext<C>): void;
+  /**
    * Optional whole-output step run after every shard is complete (e.g. emit-sft writes the train/valid
    * files and the data card). Runs whenever the stage's output set changed or its files are missing.
    * `records()` streams this stage's complete output in order.

@@ -17,7 +17,8 @@
 import { z } from "zod";
 import type { DataflowStage, Drop, Rec } from "../pipeline/stage.ts";
 import type { FunctionInfo } from "../pipeline/executor/types.ts";
-import { countPromptTokens, type TokenizerFamily } from "../pipeline/tokenize.ts";
+import { countPromptTokens, getTokenCounter, type TokenizerFamily } from "../pipeline/tokenize.ts";
+import { oneLine, UserError } from "../pipeline/errors.ts";
 
 export const filterConfigSchema = z.strictObject({
   /** Tokenizer family of the target model for the prompt-length rule. */
@@ -157,10 +158,23 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
     const user = lastTurn(turnsOf(rec), "user");
     return user && typeof user.msg.content === "string" ? user.msg.content : rec.id;
   },
+  warm(ctx) {
+    // The sandbox (~1 s to start) and the tokenizer (~1 s to build) start before the input is read; open()
+    // and the rows take them up where they need them.
+    ctx.getExecutor().catch(() => {});
+    if (ctx.config.tokenizer !== "chars") getTokenCounter(ctx.config.tokenizer as TokenizerFamily).catch(() => {});
+  },
   async open(ctx) {
     const cfg = ctx.config;
     const family = cfg.tokenizer as TokenizerFamily;
-    const executor = await ctx.getExecutor();
+    // Only rows that reach the execution check wait for the sandbox: the rest are read, tested and tokenized
+    // while it starts (from warm(), or from here). A sandbox that cannot start stops the stage with one line,
+    // as when it was awaited here (a UserError is never counted as a record's error).
+    const executorP = ctx.getExecutor().catch((e) => {
+      throw e instanceof UserError ? e : new UserError(`the sandboxed executor did not start: ${oneLine(e)}`);
+    });
+    executorP.catch(() => {}); // reported by the first record that waits for it
+    if (family !== "chars") getTokenCounter(family).catch(() => {}); // a failure is reported by the first count
     const drop = (rec: Rec, reason: (typeof DROP_REASONS)[number], detail?: string): { out: FilterOut[]; drop: Drop[] } => ({
       out: [],
       drop: [{ id: rec.id, reason, ...(detail ? { detail } : {}) }],
@@ -185,7 +199,7 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
         if (tokens > cfg.max_prompt_tokens) return drop(rec, "prompt_too_long", `${tokens} > ${cfg.max_prompt_tokens} ${family} tokens`);
         const ex = extractCode(last.content);
         if ("reason" in ex) return drop(rec, ex.reason);
-        const check = await executor.checkProgram(ex.code, { timeoutS: cfg.exec_timeout_s });
+        const check = await (await executorP).checkProgram(ex.code, { timeoutS: cfg.exec_timeout_s });
         if (check.status === "syntax_error") return drop(rec, "syntax_error", check.message);
         if (!check.functions.length) return drop(rec, "no_function", check.classes.length ? `only classes: ${check.classes.join(", ")}` : undefined);
         if (check.status === "error") return drop(rec, "exec_error", `${check.errorType}: ${check.message ?? ""}`.slice(0, 300));

@@ -134,6 +134,46 @@ describe("filter stage through the runner", () => {
   });
 });
 
+describe("the sandbox starts while the input is read (filter.warm), only for a fresh stage", () => {
+  // A stand-in interpreter that notes each start in a file and exits: the executor never gets ready. (Unsafe
+  // mode starts it directly, so the note lands in this test's folder; no generated code runs anywhere here.)
+  function fakePython(dir: string): { python: string; starts: () => number } {
+    const log = path.join(dir, "starts.log");
+    const python = path.join(dir, "python3");
+    writeFileSync(python, `#!/bin/sh\necho started >> '${log}'\nexit 3\n`, { mode: 0o755 });
+    return { python, starts: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).length : 0) };
+  }
+  const rows = (texts: string[]) =>
+    texts.map((t, i) => JSON.stringify({ id: `w${i}`, source: "t", messages: [{ role: "user", content: t }, { role: "assistant", content: "No code here." }] })).join("\n") + "\n";
+
+  it("a fresh stage starts it before any row needs it; a rerun that reuses every shard never does", async () => {
+    const dir = tmp();
+    const fake = fakePython(dir);
+    const input = path.join(dir, "in.jsonl");
+    writeFileSync(input, rows(["Tell me about tea.", "And coffee?"])); // no row reaches the execution check
+    const set = ["--set", `executor.python=${fake.python}`, "--set", "executor.unsafe_no_sandbox=true", "--set", "executor.workers=1"];
+    const first = await run(["--stage", "filter", "--input", input, "--run-dir", path.join(dir, "run"), "--allow-empty", ...set]);
+    expect(first.code).toBe(0); // nothing waited for the sandbox, so its failure to start stops nothing
+    expect(fake.starts()).toBeGreaterThanOrEqual(1);
+    const before = fake.starts();
+    const again = await run(["--stage", "filter", "--input", input, "--run-dir", path.join(dir, "run"), "--allow-empty", ...set]);
+    expect(again.code).toBe(0);
+    expect(again.err).toMatch(/up to date/);
+    expect(fake.starts()).toBe(before);
+  });
+
+  it("a row that needs a sandbox that cannot start stops the stage with one line", async () => {
+    const dir = tmp();
+    const fake = fakePython(dir);
+    const r = await run(["--stage", "filter", "--input", DEMO, "--run-dir", path.join(dir, "run"), "--set", `executor.python=${fake.python}`, "--set", "executor.unsafe_no_sandbox=true", "--set", "executor.workers=1"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^error: .*sandbox did not start.*exited \(3\)$/m);
+    expect(r.err).not.toMatch(/^\s+at /m); // no stack trace
+    expect(fake.starts()).toBeGreaterThanOrEqual(1);
+    expect(existsSync(path.join(dir, "run/filter/manifest.json"))).toBe(false);
+  });
+});
+
 describe("App. B keyword readings as config keys (filter.keyword_scope, filter.keyword_case)", () => {
   const answer = "```python\ndef f(x):\n    return x + 1\n```";
   const rows = [
