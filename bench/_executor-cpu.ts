@@ -4,9 +4,11 @@
  * server, and this Node process — for the same 1,500 distinct programs × 3 tests as bench/executor.ts.
  * Linux only: reads /proc/<pid>/stat and /proc/<pid>/status (context switches) of every process before and
  * after each run.
- * `npx tsx bench/_executor-cpu.ts [--quick] [--full] [--phases] [--no-huge] [--no-prefault]` (--full: every program
- * names numpy, so the full zygote runs it; --phases: the children's page faults by phase, from the timing
- * breakdown; --no-huge, --no-prefault: the executor with `huge_pages` or `prefault` off, for A/B runs).
+ * `npx tsx bench/_executor-cpu.ts [--quick] [--full] [--check] [--phases] [--no-huge] [--no-huge-text] [--no-prefault]
+ * [--no-precompile]` (--full: every program names numpy, so the full zygote runs it; --check: the filter's kind,
+ * checkProgram with 16 in flight (CHECK_BATCH=1: one checkPrograms call); --phases: the children's page faults
+ * by phase, from the timing breakdown; --no-*: the executor with `huge_pages`, `huge_text`, `prefault` or
+ * `precompile` off, for A/B runs).
  */
 import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -42,7 +44,12 @@ function snapshot(): Map<number, Proc> {
   return m;
 }
 
-const ex = await createExecutor({ huge_pages: !process.argv.includes("--no-huge"), prefault: !process.argv.includes("--no-prefault") });
+const ex = await createExecutor({
+  huge_pages: !process.argv.includes("--no-huge"),
+  huge_text: !process.argv.includes("--no-huge-text"),
+  prefault: !process.argv.includes("--no-prefault"),
+  precompile: !process.argv.includes("--no-precompile"),
+});
 try {
   await ex.runPrograms([manyJob(0)]);
   for (let rep = 0; rep < 2; rep++) {

@@ -404,6 +404,65 @@ def f():
   });
 });
 
+describe("the interpreter's code on 2 MiB pages (executor.huge_text)", () => {
+  // Run in a child (the word "proc" sends it to the full zygote): the executable's non-writable mappings as the
+  // child sees them — file-backed ones, and anonymous executable ones with their 2 MiB pages (kB).
+  const probe = `import os, sys
+def f():
+    exe = os.path.realpath(sys.executable)
+    out, cur = {"file": 0, "anon_exec": 0, "anon_exec_huge_kb": 0}, None
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            p = line.split()
+            if "-" in p[0] and len(p) >= 5 and ":" in p[3]:
+                lo, hi = (int(x, 16) for x in p[0].split("-"))
+                path = p[5] if len(p) > 5 else ""
+                cur = None
+                if path and os.path.realpath(path) == exe and "w" not in p[1]:
+                    out["file"] += (hi - lo) // 1024
+                elif not path and p[1] == "r-xp":
+                    cur = "anon"
+                    out["anon_exec"] += (hi - lo) // 1024
+            elif cur == "anon" and p[0] == "AnonHugePages:":
+                out["anon_exec_huge_kb"] += int(p[1])
+    return [out["file"], out["anon_exec"], out["anon_exec_huge_kb"]]`;
+  const inChild = async (e: SandboxExecutor) => {
+    const [r] = await e.runCalls({ program: probe, entryPoint: "f", inputs: [{ args: [] }], timeoutS: 5 });
+    expect(r.status).toBe("ok");
+    const [file, anon_exec, anon_exec_huge_kb] = r.value as number[];
+    return { file, anon_exec, anon_exec_huge_kb };
+  };
+
+  it("replaces whole aligned 2 MiB of the executable's code with one page each, seen by every child, and only when asked", async () => {
+    for (const z of ex.workerInfo().map((i) => i.huge_text_mb as Record<string, number>)) {
+      expect(Object.keys(z).sort()).toEqual(["full", "lean"]);
+      for (const mb of Object.values(z)) expect(mb % 2).toBe(0); // whole 2 MiB pages or nothing
+    }
+    // one worker each, so that the child measured is of the zygote whose report is compared
+    const one = await createExecutor({ workers: 1 });
+    const off = await createExecutor({ workers: 1, huge_text: false });
+    const on = one.workerInfo().map((i) => i.huge_text_mb as Record<string, number>);
+    try {
+      expect(off.workerInfo().map((i) => i.huge_text_mb)).toEqual([{ full: 0, lean: 0 }]);
+      const [a, b] = [await inChild(one), await inChild(off)];
+      // without it, the executable is file-backed throughout and no anonymous code is on huge pages
+      expect(b.file).toBeGreaterThan(1024);
+      expect(b.anon_exec_huge_kb).toBe(0);
+      // with it, a child sees exactly what its zygote moved: anonymous 2 MiB pages, the file's mappings that much smaller
+      const moved = on[0].full * 1024;
+      expect(a.anon_exec_huge_kb).toBe(moved);
+      expect(a.file).toBe(b.file - moved);
+      // the same answers either way (the code is the same bytes at the same addresses)
+      const job = { program: "import re, math\ndef f(s):\n    return [re.sub(r'a+', '-', s), math.comb(10, 3), sorted(set(s))]", entryPoint: "f", inputs: [{ args: ["banana"] }], timeoutS: 2 };
+      const [[x], [y]] = [await one.runPrograms([job]), await off.runPrograms([job])];
+      expect(x.results[0]).toMatchObject({ status: "ok", value: ["b-n-n-", 120, ["a", "b", "n"]] });
+      expect(y.results[0].value).toEqual(x.results[0].value);
+    } finally {
+      await Promise.all([one.close(), off.close()]);
+    }
+  });
+});
+
 describe("prefaulting the pages every child writes (executor.prefault)", () => {
   it("is learned by each zygote where the kernel has process_madvise on itself (Linux ≥ 6.15), and only when asked", async () => {
     const [major, minor] = release().split(".").map(Number);
