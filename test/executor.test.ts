@@ -570,6 +570,27 @@ describe("per-request accounting (runPrograms usage)", () => {
   });
 });
 
+describe("the scheduler", () => {
+  it("sends single programs queued in different ticks together once a worker is free (one request's fixed cost for several)", async () => {
+    await withOneWorker(async (one) => {
+      const job = (n: number) => ({ program: `import time\ndef f(x):\n    time.sleep(x)\n    return ${n}`, entryPoint: "f", inputs: [{ args: [0.01] }], timeoutS: 5 });
+      const first = one.runPrograms([{ ...job(0), inputs: [{ args: [0.4] }] }]); // occupies the only worker
+      const usages: { cpu_s: number; max_rss_mb: number; children: number; stray: number }[] = [];
+      const later: Promise<unknown>[] = [];
+      for (let k = 1; k <= 4; k++) {
+        await new Promise((r) => setImmediate(r)); // each single in a tick of its own, as the engine's records call
+        const usage = { cpu_s: 0, max_rss_mb: 0, children: 0, stray: 0 };
+        usages.push(usage);
+        later.push(one.runPrograms([job(k)], { usage }));
+      }
+      const rs = (await Promise.all([first, ...later])) as { results: { value?: unknown }[] }[][];
+      expect(rs.map((r) => r[0].results[0].value)).toEqual([0, 1, 2, 3, 4]);
+      // each caller is told its request's children: more than one where singles of different ticks travelled together
+      expect(Math.max(...usages.map((u) => u.children))).toBeGreaterThanOrEqual(2);
+    });
+  });
+});
+
 describe("per-program cost breakdown (runPrograms timing)", () => {
   it("is there, per phase, only when asked for", async () => {
     const job = { program: "def f(x):\n    return x * 2", entryPoint: "f", inputs: [{ args: [1] }, { args: [2] }], timeoutS: 2 };
