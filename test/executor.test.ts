@@ -2,7 +2,8 @@
  * Functional tests of the sandboxed executor: value encoding round trips through real Python, statuses,
  * batches, checkProgram, runScript, the config schema, the calibrated-limit policy and fail-closed startup.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
 import { createServer } from "node:net";
 import { release, tmpdir } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -627,6 +628,20 @@ describe("configuration and policy", () => {
   it("a bad executor block is a one-line user error", async () => {
     await expect(createExecutor({ memory_mb: -1 } as never)).rejects.toThrow(UserError);
     await expect(createExecutor({ python: "/nonexistent/python3" })).rejects.toThrow(/does not exist/);
+  });
+  it("runs its probe while the workers start: a sandbox that cannot run the interpreter fails with the probe's one line", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "utgen-probe-"));
+    try {
+      // outside /usr, so the sandbox has no such file: the probe and both workers fail at once
+      const python = path.join(dir, "python3");
+      writeFileSync(python, "#!/bin/sh\nexit 3\n", { mode: 0o755 });
+      const err = await createExecutor({ python, workers: 2 }).catch((e) => e);
+      expect(err).toBeInstanceOf(UserError);
+      expect((err as Error).message).toMatch(/^the code sandbox \(bubblewrap\) cannot start here \(.*\): /);
+      expect((err as Error).message).not.toMatch(/\n/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it("refuses to start without bubblewrap (and says what to install), unless the unsafe flag is set", () => {
     const o = { python: "/usr/bin/python3", unsafe: false, tmpfsMb: 16, limits: {} };

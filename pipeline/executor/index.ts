@@ -7,7 +7,7 @@ import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { UserError } from "../errors.ts";
 import { Pool, Worker, WorkerDied } from "./pool.ts";
-import { checkSandbox, serverCommand, type SandboxOptions } from "./sandbox.ts";
+import { checkSandboxAsync, serverCommand, type SandboxOptions } from "./sandbox.ts";
 import type { CallArgs, CallResult, Executor, ProgramCheck, ProgramJob, ProgramResult, RunCallsRequest, RunProgramsOptions, ScriptResult } from "./types.ts";
 
 export * from "./types.ts";
@@ -159,7 +159,11 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
       seccomp: c.diagnostic_no_hardening ? 0 : 1,
     },
   };
-  checkSandbox(opts);
+  // The interpreter and bubblewrap are checked at once (a missing one throws here); the probe (a sandboxed
+  // interpreter that reports its uid, numpy and libseccomp) runs while the workers start, and its one-line
+  // message, which names the fix, wins over the workers' own failure.
+  const probe = checkSandboxAsync(opts);
+  probe.catch(() => {});
   if (c.unsafe_no_sandbox) {
     process.stderr.write(
       "WARNING: executor.unsafe_no_sandbox is set: generated code runs WITHOUT bubblewrap or a uid drop; it can read your files, environment and network.\n",
@@ -167,10 +171,14 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
   }
   const argv = serverCommand(opts);
   const workers = Array.from({ length: c.workers }, () => new Worker(argv));
+  const ready = Promise.all(workers.map((w) => w.ready));
+  ready.catch(() => {}); // awaited below, after the probe
   try {
-    await Promise.all(workers.map((w) => w.ready));
+    await probe;
+    await ready;
   } catch (e) {
     await Promise.all(workers.map((w) => w.close()));
+    if (e instanceof UserError) throw e;
     throw new UserError(`the code sandbox did not start: ${(e as Error).message.split("\n")[0]}`);
   }
   return new PoolExecutor(c, new Pool(workers));

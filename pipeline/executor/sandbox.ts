@@ -10,7 +10,7 @@
  * `--unshare-all` gives it no network (own empty net namespace), no view of host pids, IPC or hostname.
  * With `unsafe_no_sandbox` the server is started directly (empty environment, rlimits only).
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -169,12 +169,39 @@ export function checkSandbox(
   o: SandboxOptions,
   tools: { bwrap?: string; setpriv?: string } = { bwrap: which("bwrap"), setpriv: which("setpriv") },
 ): void {
+  const probe = checkTools(o, tools);
+  if (!probe) return;
+  const r = spawnSync(probe[0], probe.slice(1), { env: launcherEnv, encoding: "utf8", timeout: 30_000 });
+  judgeProbe(o, r.status, r.stdout, r.stderr || r.error?.message || "");
+}
+
+/**
+ * checkSandbox without blocking the event loop: the same checks and messages. What needs no process (the
+ * interpreter, bubblewrap, setpriv) throws at once; the probe runs as a child process whose verdict the
+ * returned promise carries (createExecutor awaits it while the workers start).
+ */
+export function checkSandboxAsync(o: SandboxOptions): Promise<void> {
+  const probe = checkTools(o, { bwrap: which("bwrap"), setpriv: which("setpriv") });
+  if (!probe) return Promise.resolve();
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const ch = spawn(probe[0], probe.slice(1), { env: launcherEnv, stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 });
+    let stdout = "";
+    let stderr = "";
+    ch.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
+    ch.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+    ch.on("error", (e) => resolve({ status: null, stdout, stderr: stderr || e.message }));
+    ch.on("close", (code) => resolve({ status: code, stdout, stderr }));
+  }).then((r) => judgeProbe(o, r.status, r.stdout, r.stderr));
+}
+
+/** The checks that need no process (interpreter, bubblewrap, setpriv); the probe's command, or undefined in unsafe mode. */
+function checkTools(o: SandboxOptions, tools: { bwrap?: string; setpriv?: string }): string[] | undefined {
   if (!existsSync(o.python)) {
     throw new UserError(
       `executor.python ${o.python} does not exist: run sudo apt-get install python3 python3-numpy (or npm run setup as root), or set executor.python`,
     );
   }
-  if (o.unsafe) return;
+  if (o.unsafe) return undefined;
   if (!tools.bwrap) {
     throw new UserError(
       "the code sandbox needs bubblewrap: run sudo apt-get install bubblewrap (or npm run setup as root), or set executor.unsafe_no_sandbox: true to run generated code WITHOUT isolation at your own risk",
@@ -187,17 +214,20 @@ export function checkSandbox(
   }
   const cmd = serverCommand({ ...o, limits: {} });
   // Replace the server with a probe that reports the uid and whether numpy imports.
-  const probe = cmd.slice(0, cmd.indexOf("-c") + 1).concat([
+  return cmd.slice(0, cmd.indexOf("-c") + 1).concat([
     "import os, sys\ntry:\n import numpy\n n = 1\nexcept Exception:\n n = 0\ntry:\n import seccomp\n s = 1\nexcept Exception:\n s = 0\nprint(os.getuid(), n, s)",
   ]);
-  const r = spawnSync(probe[0], probe.slice(1), { env: launcherEnv, encoding: "utf8", timeout: 30_000 });
-  if (r.status !== 0) {
-    const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split("\n")[0];
+}
+
+/** What the probe's exit status and output say: nothing, or the one-line UserError naming the fix. */
+function judgeProbe(o: SandboxOptions, status: number | null, stdout: string, stderr: string): void {
+  if (status !== 0) {
+    const why = (stderr || `exit ${status}`).trim().split("\n")[0];
     throw new UserError(
       `the code sandbox (bubblewrap) cannot start here (${why}): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0) or set executor.unsafe_no_sandbox: true at your own risk`,
     );
   }
-  const [uid, numpy, seccomp] = r.stdout.trim().split(/\s+/);
+  const [uid, numpy, seccomp] = stdout.trim().split(/\s+/);
   if (uid === "0") {
     throw new UserError("the code sandbox still runs as uid 0: check setpriv/bubblewrap (util-linux, bubblewrap) installation");
   }
