@@ -388,19 +388,49 @@ def f():
     const thp = "/sys/kernel/mm/transparent_hugepage/enabled";
     const supported = existsSync(thp) && (major > 6 || (major === 6 && minor >= 1));
     const never = supported && readFileSync(thp, "utf8").includes("[never]"); // then the kernel may refuse: no claim
-    const mb = (e: SandboxExecutor) => e.workerInfo().map((i) => i.huge_pages_mb as Record<string, number>);
-    const on = mb(ex);
+    const mb = async (e: SandboxExecutor) => (await e.zygoteInfo()).map((i) => i.huge_pages_mb);
+    const on = await mb(ex);
     for (const z of on) expect(Object.keys(z).sort()).toEqual(["full", "lean"]);
     const total = on.flatMap((z) => Object.values(z)).reduce((a, b) => a + b, 0);
     if (!supported) expect(total).toBe(0);
     else if (!never) expect(total).toBeGreaterThanOrEqual(2);
     const off = await createExecutor({ workers: 1, huge_pages: false });
     try {
-      expect(mb(off)).toEqual([{ full: 0, lean: 0 }]);
+      expect(await mb(off)).toEqual([{ full: 0, lean: 0 }]);
       const [r] = await off.runCalls({ program: identity, entryPoint: "ident", inputs: [{ args: [[1, "a"]] }], timeoutS: 2 });
       expect(r).toMatchObject({ status: "ok", value: [1, "a"] });
     } finally {
       await off.close();
+    }
+  });
+});
+
+describe("the full zygote starts when first needed (executor.lazy_full_zygote)", () => {
+  it("is parked at start-up, woken by the first program that needs numpy, and gives the same results as one started at once", async () => {
+    const lazy = await createExecutor({ workers: 1 });
+    const eager = await createExecutor({ workers: 1, lazy_full_zygote: false });
+    try {
+      const [l, e] = [lazy.workerInfo()[0], eager.workerInfo()[0]];
+      expect(l.zygotes).toEqual(["full", "lean"]);
+      expect(l.parked).toEqual(["full"]);
+      expect(Object.keys(l.prefault_pages as object)).toEqual(["lean"]); // only the zygotes that started
+      expect(e.parked).toEqual([]);
+      expect(Object.keys(e.prefault_pages as object).sort()).toEqual(["full", "lean"]);
+      // lean programs run while it is parked; the first numpy program wakes it (its own limits are not charged)
+      const lean = { program: "def f(x):\n    return x + 1", entryPoint: "f", inputs: [{ args: [1] }], timeoutS: 2 };
+      const full = { program: "import numpy as np\ndef f(x):\n    return int(np.arange(x).sum())", entryPoint: "f", inputs: [{ args: [5] }], timeoutS: 2 };
+      for (const ex2 of [lazy, eager]) {
+        const [a, b] = await ex2.runPrograms([lean, full]);
+        expect(a.results[0]).toMatchObject({ status: "ok", value: 2 });
+        expect(b.results[0]).toMatchObject({ status: "ok", value: 10 });
+      }
+      // once woken it reports its start-up like one started at once
+      const [li, ei] = [(await lazy.zygoteInfo())[0], (await eager.zygoteInfo())[0]];
+      expect(Object.keys(li.prefault_pages).sort()).toEqual(["full", "lean"]);
+      expect(li.huge_text_mb).toEqual(ei.huge_text_mb);
+      expect(Math.sign(li.prefault_pages.full)).toBe(Math.sign(ei.prefault_pages.full));
+    } finally {
+      await Promise.all([lazy.close(), eager.close()]);
     }
   });
 });
@@ -435,16 +465,16 @@ def f():
   };
 
   it("replaces whole aligned 2 MiB of the executable's code with one page each, seen by every child, and only when asked", async () => {
-    for (const z of ex.workerInfo().map((i) => i.huge_text_mb as Record<string, number>)) {
+    for (const z of (await ex.zygoteInfo()).map((i) => i.huge_text_mb)) {
       expect(Object.keys(z).sort()).toEqual(["full", "lean"]);
       for (const mb of Object.values(z)) expect(mb % 2).toBe(0); // whole 2 MiB pages or nothing
     }
     // one worker each, so that the child measured is of the zygote whose report is compared
     const one = await createExecutor({ workers: 1 });
     const off = await createExecutor({ workers: 1, huge_text: false });
-    const on = one.workerInfo().map((i) => i.huge_text_mb as Record<string, number>);
+    const on = (await one.zygoteInfo()).map((i) => i.huge_text_mb);
     try {
-      expect(off.workerInfo().map((i) => i.huge_text_mb)).toEqual([{ full: 0, lean: 0 }]);
+      expect((await off.zygoteInfo()).map((i) => i.huge_text_mb)).toEqual([{ full: 0, lean: 0 }]);
       const [a, b] = [await inChild(one), await inChild(off)];
       // without it, the executable is file-backed throughout and no anonymous code is on huge pages
       expect(b.file).toBeGreaterThan(1024);
@@ -468,8 +498,8 @@ describe("prefaulting the pages every child writes (executor.prefault)", () => {
   it("is learned by each zygote where the kernel has process_madvise on itself (Linux ≥ 6.15), and only when asked", async () => {
     const [major, minor] = release().split(".").map(Number);
     const supported = major > 6 || (major === 6 && minor >= 15);
-    const pages = (e: SandboxExecutor) => e.workerInfo().map((i) => i.prefault_pages as Record<string, number>);
-    const on = pages(ex);
+    const pages = async (e: SandboxExecutor) => (await e.zygoteInfo()).map((i) => i.prefault_pages);
+    const on = await pages(ex);
     for (const z of on) {
       expect(Object.keys(z).sort()).toEqual(["full", "lean"]);
       // older kernels refuse the call (the zygote's probe), and each child faults its pages in as before
@@ -477,7 +507,7 @@ describe("prefaulting the pages every child writes (executor.prefault)", () => {
     }
     const off = await createExecutor({ workers: 1, prefault: false });
     try {
-      expect(pages(off)).toEqual([{ full: 0, lean: 0 }]);
+      expect(await pages(off)).toEqual([{ full: 0, lean: 0 }]);
       const job = { program: "def f(x):\n    return [x, x * 2]", entryPoint: "f", inputs: [{ args: [3] }, { args: [4] }], timeoutS: 2 };
       const [a] = await off.runPrograms([job]);
       const [b] = await ex.runPrograms([job]);

@@ -35,6 +35,11 @@ export const executorConfigSchema = z
      */
     lean_zygote: z.boolean().default(true),
     /**
+     * With lean_zygote: start the full (numpy) zygote only when a program first needs it (its fork still happens
+     * at start-up, before any request); false: it starts with the lean one.
+     */
+    lazy_full_zygote: z.boolean().default(true),
+    /**
      * Back each zygote's heap with 2 MiB pages once it is loaded (Linux ≥ 6.1, transparent huge pages not
      * "never"): every fork copies and every exit drops ~1/512 of the page-table entries for that memory.
      */
@@ -104,6 +109,11 @@ export interface SandboxExecutor extends Executor {
   workerPids(): number[];
   /** What each worker's server reported at start (its isolation features). */
   workerInfo(): Record<string, unknown>[];
+  /**
+   * What each worker's zygotes did at their start (huge pages, huge text, prefault lists), a parked full zygote
+   * started first: the ready message has only the zygotes that had started by then.
+   */
+  zygoteInfo(): Promise<Record<string, Record<string, number>>[]>;
   /** Runs a fork loop (see ForkLoop) in every worker at once. */
   benchFork(n: number, zygote?: "full" | "lean", loop?: ForkLoop): Promise<{ perWorkerPerS: number[]; totalPerS: number }>;
 }
@@ -152,6 +162,7 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
       tmpfs_inodes: c.tmpfs_inodes,
       request_out_cap: c.request_out_mb << 20,
       lean_zygote: c.lean_zygote ? 1 : 0,
+      lazy_full: c.lazy_full_zygote ? 1 : 0,
       huge_pages: c.huge_pages ? 1 : 0,
       huge_text: c.huge_text ? 1 : 0,
       prefault: c.prefault ? 1 : 0,
@@ -303,6 +314,23 @@ class PoolExecutor implements SandboxExecutor {
 
   workerInfo(): Record<string, unknown>[] {
     return this.pool.workers.map((w) => w.info);
+  }
+
+  async zygoteInfo(): Promise<Record<string, Record<string, number>>[]> {
+    // one request per worker, all at once: each takes a different (idle) worker, as benchFork's
+    return Promise.all(
+      this.pool.workers.map(async () => {
+        let info: Record<string, Record<string, number>> | undefined;
+        await this.pool.use((w) =>
+          w.request({ op: "info" }, (msg) => {
+            if (msg.done) info = msg.info;
+            return !!msg.done;
+          }, 60_000),
+        );
+        if (!info) throw new Error("zygoteInfo: no answer");
+        return info;
+      }),
+    );
   }
 
   private watchdogMs(limitS: number): number {
