@@ -162,7 +162,7 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
       tmpfs_inodes: c.tmpfs_inodes,
       request_out_cap: c.request_out_mb << 20,
       lean_zygote: c.lean_zygote ? 1 : 0,
-      lazy_full: c.lazy_full_zygote ? 1 : 0,
+      lazy_full_zygote: c.lazy_full_zygote ? 1 : 0,
       huge_pages: c.huge_pages ? 1 : 0,
       huge_text: c.huge_text ? 1 : 0,
       prefault: c.prefault ? 1 : 0,

@@ -29,6 +29,7 @@ import stat
 import struct
 import sys
 import time
+import warnings  # _precompile records the compiler's warnings (the prelude's modules import it anyway: no zygote gains a module)
 
 sys.set_int_max_str_digits(0)
 sys.setrecursionlimit(3000)
@@ -796,6 +797,12 @@ def _annotation(node):
     return ast.unparse(node) if node is not None else None
 
 
+def _ast_summary(tree):
+    """The check kind's summary of a parsed module: its top-level functions (function_info) and class names."""
+    return {"functions": [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))],
+            "classes": [n.name for n in tree.body if isinstance(n, ast.ClassDef)]}
+
+
 def function_info(fn):
     a = fn.args
     params = []
@@ -876,8 +883,6 @@ def _precompile(kind, text):
     else None (the child compiles `text` itself)."""
     if not PRECOMPILE or kind not in ("function", "check") or not isinstance(text, str) or len(text) > PRECOMPILE_MAX:
         return None
-    import warnings  # loaded at every interpreter's start: importing it here adds nothing
-
     t0 = time.perf_counter()
     old = sys.getrecursionlimit()
     info = None
@@ -887,8 +892,7 @@ def _precompile(kind, text):
             warnings.simplefilter("always")
             if kind == "check":
                 tree = ast.parse(text)
-                info = {"functions": [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))],
-                        "classes": [n.name for n in tree.body if isinstance(n, ast.ClassDef)]}
+                info = _ast_summary(tree)
                 code = compile(tree, "<program>", "exec")
             else:
                 code = compile(text, "<program>", "exec")
@@ -951,9 +955,7 @@ def child_program(w, hdr, t_fork, t_start, stdio=None, flt=None):
     if kind == "check" and code is None:
         try:
             tree = ast.parse(hdr["program"])
-            funcs = [function_info(n) for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-            classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
-            _write_all(w, _line({"ast": {"functions": funcs, "classes": classes}}))
+            _write_all(w, _line({"ast": _ast_summary(tree)}))
         except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
             name, msg = _exc_info(e)
             return _finish(w, hdr, _line({"ast": {"functions": [], "classes": []}, "load": {"status": "syntax_error", "errorType": name, "message": msg}}))
@@ -1729,6 +1731,7 @@ _syscall_pm = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, ctypes.c_int, ctype
 _mmap = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                          ctypes.c_long)(("mmap", _libc))
 _munmap = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)(("munmap", _libc))
+_MAP_FAILED = (None, ctypes.c_void_p(-1).value)  # mmap failed: MAP_FAILED, (void *) -1 (and NULL, as ctypes gives it: None)
 # A zygote's, once learned, per kind of child ([0]: programs run on inputs, [1]: the check kind, whose AST
 # walk writes pages of its own): (iovec array, the arguments of the call each such child makes).
 _PREFAULT = [None, None]
@@ -1782,7 +1785,7 @@ def _learn_prefault():
     # MAP_SHARED | MAP_ANONYMOUS: what a learning child writes here, the zygote reads (and it is no private
     # mapping, so none of its pages is learned)
     base = _mmap(None, size, 3, 0x01 | 0x20, -1, 0)
-    if base in (None, ctypes.c_void_p(-1).value):
+    if base in _MAP_FAILED:
         return
     pages = None
     try:
@@ -1966,7 +1969,7 @@ def _huge_text():
         block = (lo + _HUGE - 1) & ~(_HUGE - 1)
         while block + _HUGE <= hi:
             raw = _mmap(None, 2 * _HUGE, 3, 0x02 | 0x20, -1, 0)  # PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS
-            if raw is None or raw == ctypes.c_void_p(-1).value:
+            if raw in _MAP_FAILED:
                 break
             tmp = (raw + _HUGE - 1) & ~(_HUGE - 1)
             moved = False
@@ -2077,7 +2080,7 @@ _PARKED = set()
 def _zygote_start():
     """Start the zygotes (before the first request is read: they never see one) and wait until they answer."""
     for name in (("lean", "full") if LEAN else ("full",)):
-        parked = LEAN and name == "full" and bool(CFG.get("lazy_full", True))
+        parked = LEAN and name == "full" and bool(CFG.get("lazy_full_zygote", True))
         _ZYG[name] = _spawn_zygote(name == "full", parked)
         if parked:
             _PARKED.add(name)
