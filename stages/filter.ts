@@ -15,8 +15,8 @@
  * Every other row is dropped under a named reason (see DROP_REASONS) and kept in the rejects file.
  */
 import { z } from "zod";
-import type { DataflowStage, Drop, Rec } from "../pipeline/stage.ts";
-import type { FunctionInfo } from "../pipeline/executor/types.ts";
+import type { DataflowStage, Drop, Rec, StageContext } from "../pipeline/stage.ts";
+import type { Executor, FunctionInfo } from "../pipeline/executor/types.ts";
 import { countPromptTokens, getTokenCounter, type TokenizerFamily } from "../pipeline/tokenize.ts";
 import { oneLine, UserError } from "../pipeline/errors.ts";
 
@@ -141,6 +141,17 @@ function lastTurn(messages: Turn[], role: string) {
   return undefined;
 }
 
+/**
+ * Start the sandbox and build the tokenizer (each once per run: both are cached), without waiting for either;
+ * the sandbox's promise is returned. A failure is reported where a row awaits it (the first check or count).
+ */
+function startServices(ctx: StageContext<FilterConfig>): Promise<Executor> {
+  const executor = ctx.getExecutor();
+  executor.catch(() => {});
+  if (ctx.config.tokenizer !== "chars") getTokenCounter(ctx.config.tokenizer as TokenizerFamily).catch(() => {});
+  return executor;
+}
+
 export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
   kind: "dataflow",
   name: "filter",
@@ -158,23 +169,19 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
     const user = lastTurn(turnsOf(rec), "user");
     return user && typeof user.msg.content === "string" ? user.msg.content : rec.id;
   },
-  warm(ctx) {
-    // The sandbox (~1 s to start) and the tokenizer (~1 s to build) start before the input is read; open()
-    // and the rows take them up where they need them.
-    ctx.getExecutor().catch(() => {});
-    if (ctx.config.tokenizer !== "chars") getTokenCounter(ctx.config.tokenizer as TokenizerFamily).catch(() => {});
-  },
+  // The sandbox (~0.5 s to start) and the tokenizer (~1 s to build) start before the input is read; open() and
+  // the rows take them up where they need them.
+  warm: startServices,
   async open(ctx) {
     const cfg = ctx.config;
     const family = cfg.tokenizer as TokenizerFamily;
     // Only rows that reach the execution check wait for the sandbox: the rest are read, tested and tokenized
     // while it starts (from warm(), or from here). A sandbox that cannot start stops the stage with one line,
     // as when it was awaited here (a UserError is never counted as a record's error).
-    const executorP = ctx.getExecutor().catch((e) => {
+    const executorP = startServices(ctx).catch((e) => {
       throw e instanceof UserError ? e : new UserError(`the sandboxed executor did not start: ${oneLine(e)}`);
     });
     executorP.catch(() => {}); // reported by the first record that waits for it
-    if (family !== "chars") getTokenCounter(family).catch(() => {}); // a failure is reported by the first count
     const drop = (rec: Rec, reason: (typeof DROP_REASONS)[number], detail?: string): { out: FilterOut[]; drop: Drop[] } => ({
       out: [],
       drop: [{ id: rec.id, reason, ...(detail ? { detail } : {}) }],
