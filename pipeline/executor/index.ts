@@ -111,7 +111,8 @@ export interface SandboxExecutor extends Executor {
   workerInfo(): Record<string, unknown>[];
   /**
    * What each worker's zygotes did at their start (huge pages, huge text, prefault lists), a parked full zygote
-   * started first: the ready message has only the zygotes that had started by then.
+   * started first: the ready message has only the zygotes that had started by then. Ask it of an idle executor:
+   * its requests go one to each free worker, as benchFork's.
    */
   zygoteInfo(): Promise<Record<string, Record<string, number>>[]>;
   /** Runs a fork loop (see ForkLoop) in every worker at once. */
