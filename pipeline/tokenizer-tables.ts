@@ -1,0 +1,335 @@
+/**
+ * A machine-local cache of a BPE tokenizer's two big lookup tables (token → id, merge pair → rank), so a
+ * process builds its tokenizer in milliseconds instead of ~1 s.
+ *
+ * Why: `@huggingface/tokenizers` builds a Qwen tokenizer from its 10.6 MB `tokenizer.json` by reading and
+ * parsing the file (~0.4 s), then turning the 151K-entry vocabulary and the 151K merges into two `Map`s
+ * (~0.5 s, and ~300K long-lived heap entries that every later major GC marks). The filter pays this in every
+ * run, on the main thread, while it starts.
+ *
+ * How: the first process that builds a family's tokenizer the library's usual way also writes the two Maps,
+ * exactly as the library built them (their keys and values, whatever the file's merge format), into one
+ * binary file: open-addressing hash tables over UTF-16 code units, in typed arrays. A later process reads that
+ * file, builds the library's `Tokenizer` from the rest of `tokenizer.json` (normalizer, pre-tokenizer, added
+ * tokens, decoder: everything but the vocabulary and the merges), and gives its BPE model the two tables in
+ * place of the Maps. The tokenization code that runs is the library's own; only the lookups differ, and they
+ * answer what the Maps answer (test/tokenize.test.ts compares the ids of both on a corpus).
+ *
+ * The file sits in `node_modules/.cache/utgen-pipeline/` (or `$UTGEN_TOKENIZER_CACHE`; `off` disables it),
+ * is named by a hash of the table format and the source file's package, version, size and mtime, is written
+ * atomically, and is rebuilt whenever it is missing, stale, truncated or unreadable. Nothing is ever read from
+ * it that the header and lengths do not vouch for.
+ */
+import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { readFile } from "node:fs/promises";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { atomicWrite, sha256 } from "./util.ts";
+
+/** Bumped whenever the file layout or what it holds changes. */
+const FORMAT = 1;
+const MAGIC = "UTGTOKT1";
+const ENDIAN = 0x01020304;
+
+const require = createRequire(import.meta.url);
+const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The default folder of the cache, or undefined when it is switched off. */
+export function defaultTableCacheDir(): string | undefined {
+  const env = process.env.UTGEN_TOKENIZER_CACHE;
+  if (env === "off") return undefined;
+  return env ? path.resolve(env) : path.join(PROJECT_ROOT, "node_modules/.cache/utgen-pipeline");
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * A read-only string → int table with the `get` / `has` / `size` a `Map` offers (plus `set`, which only
+ * adds to an overlay `Map`: the library sets its added tokens there while it constructs).
+ */
+export class KeyTable {
+  private readonly overlay = new Map<string, number>();
+  constructor(
+    private readonly slots: Int32Array, // entry index + 1, 0 = empty; length a power of two
+    private readonly offsets: Uint32Array, // n + 1 offsets into keys, in code units
+    private readonly values: Int32Array,
+    private readonly keys: Uint16Array,
+  ) {}
+
+  get size(): number {
+    let extra = 0;
+    for (const k of this.overlay.keys()) if (this.find(k) < 0) extra++;
+    return this.values.length + extra;
+  }
+
+  private find(key: string): number {
+    const mask = this.slots.length - 1;
+    const len = key.length;
+    for (let i = fnv1a(key) & mask; ; i = (i + 1) & mask) {
+      const e = this.slots[i];
+      if (e === 0) return -1;
+      const start = this.offsets[e - 1];
+      if (this.offsets[e] - start !== len) continue;
+      let j = 0;
+      while (j < len && this.keys[start + j] === key.charCodeAt(j)) j++;
+      if (j === len) return e - 1;
+    }
+  }
+
+  get(key: string): number | undefined {
+    if (this.overlay.size) {
+      const v = this.overlay.get(key);
+      if (v !== undefined) return v;
+    }
+    if (typeof key !== "string") return undefined;
+    const e = this.find(key);
+    return e < 0 ? undefined : this.values[e];
+  }
+
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+
+  set(key: string, value: number): this {
+    this.overlay.set(key, value);
+    return this;
+  }
+
+  /** Every entry (the table's, then the overlay's, which win): for the id → token array, built on demand. */
+  *entries(): IterableIterator<[string, number]> {
+    for (let e = 0; e < this.values.length; e++) {
+      const key = String.fromCharCode(...this.keys.subarray(this.offsets[e], this.offsets[e + 1]));
+      if (!this.overlay.has(key)) yield [key, this.values[e]];
+    }
+    yield* this.overlay.entries();
+  }
+}
+
+interface Source {
+  package: string;
+  version: string;
+  size: number;
+  mtimeMs: number;
+}
+
+interface Header {
+  format: number;
+  source: Source;
+  /** tokenizer.json less model.vocab and model.merges */
+  slim: Record<string, any>;
+  unk_token_id: number | null;
+  tables: { n: number; slots: number; units: number }[];
+  bytes: number;
+}
+
+const align4 = (n: number) => (n + 3) & ~3;
+
+function tableBytes(t: { n: number; slots: number; units: number }): number {
+  return 12 + 4 * t.slots + 4 * (t.n + 1) + 4 * t.n + align4(2 * t.units);
+}
+
+/** Serialise Maps as the library built them. Keys that are not strings (none in practice) make it give up. */
+function encodeTables(header: Omit<Header, "tables" | "bytes">, maps: Map<string, number>[]): Buffer | undefined {
+  const shapes: Header["tables"] = [];
+  for (const m of maps) {
+    let units = 0;
+    for (const [k, v] of m) {
+      if (typeof k !== "string" || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) return undefined;
+      units += k.length;
+    }
+    let slots = 1;
+    while (slots < m.size * 2) slots *= 2;
+    shapes.push({ n: m.size, slots, units });
+  }
+  const full: Header = { ...header, tables: shapes, bytes: 0 };
+  // The header's own length enters `bytes`: settle it with the final digit count.
+  let json = "";
+  for (let pass = 0; pass < 3; pass++) {
+    json = JSON.stringify(full);
+    full.bytes = 16 + align4(Buffer.byteLength(json)) + shapes.reduce((s, t) => s + tableBytes(t), 0);
+  }
+  json = JSON.stringify(full);
+  const headerLen = Buffer.byteLength(json);
+  if (16 + align4(headerLen) + shapes.reduce((s, t) => s + tableBytes(t), 0) !== full.bytes) return undefined;
+  const buf = Buffer.alloc(full.bytes);
+  buf.write(MAGIC, 0, "latin1");
+  buf.writeUInt32LE(ENDIAN, 8);
+  buf.writeUInt32LE(headerLen, 12);
+  buf.write(json, 16, "utf8");
+  let at = 16 + align4(headerLen);
+  maps.forEach((m, ti) => {
+    const { n, slots, units } = shapes[ti];
+    buf.writeUInt32LE(n, at);
+    buf.writeUInt32LE(slots, at + 4);
+    buf.writeUInt32LE(units, at + 8);
+    at += 12;
+    const slotArr = new Int32Array(buf.buffer, buf.byteOffset + at, slots);
+    at += 4 * slots;
+    const offArr = new Uint32Array(buf.buffer, buf.byteOffset + at, n + 1);
+    at += 4 * (n + 1);
+    const valArr = new Int32Array(buf.buffer, buf.byteOffset + at, n);
+    at += 4 * n;
+    const keyArr = new Uint16Array(buf.buffer, buf.byteOffset + at, units);
+    at += align4(2 * units);
+    let e = 0;
+    let u = 0;
+    const mask = slots - 1;
+    for (const [k, v] of m) {
+      offArr[e] = u;
+      for (let j = 0; j < k.length; j++) keyArr[u++] = k.charCodeAt(j);
+      valArr[e] = v;
+      let i = fnv1a(k) & mask;
+      while (slotArr[i] !== 0) i = (i + 1) & mask; // a Map's keys are distinct: no key is placed twice
+      slotArr[i] = e + 1;
+      e++;
+    }
+    offArr[n] = u;
+  });
+  return buf;
+}
+
+/** Read and check a table file; undefined (a cache miss) for anything that is not exactly what we wrote. */
+function decodeTables(file: string, source: Source): { header: Header; tables: KeyTable[] } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < 16) return undefined;
+    const ab = new ArrayBuffer(size); // fresh and 0-aligned: typed views need 4-byte alignment
+    const bytes = new Uint8Array(ab);
+    for (let at = 0; at < size; ) {
+      const n = readSync(fd, bytes, at, size - at, at);
+      if (n <= 0) return undefined;
+      at += n;
+    }
+    const buf = Buffer.from(ab);
+    if (buf.toString("latin1", 0, 8) !== MAGIC || buf.readUInt32LE(8) !== ENDIAN) return undefined;
+    const headerLen = buf.readUInt32LE(12);
+    if (16 + headerLen > size) return undefined;
+    const header = JSON.parse(buf.toString("utf8", 16, 16 + headerLen)) as Header;
+    if (header.format !== FORMAT || header.bytes !== size || JSON.stringify(header.source) !== JSON.stringify(source)) return undefined;
+    if (!Array.isArray(header.tables) || header.tables.length !== 2) return undefined;
+    let at = 16 + align4(headerLen);
+    const tables: KeyTable[] = [];
+    for (const t of header.tables) {
+      if (at + tableBytes(t) > size || buf.readUInt32LE(at) !== t.n || buf.readUInt32LE(at + 4) !== t.slots || buf.readUInt32LE(at + 8) !== t.units) return undefined;
+      if (t.slots < 2 * t.n || (t.slots & (t.slots - 1)) !== 0) return undefined;
+      at += 12;
+      const slots = new Int32Array(ab, at, t.slots);
+      at += 4 * t.slots;
+      const offsets = new Uint32Array(ab, at, t.n + 1);
+      at += 4 * (t.n + 1);
+      const values = new Int32Array(ab, at, t.n);
+      at += 4 * t.n;
+      const keys = new Uint16Array(ab, at, t.units);
+      at += align4(2 * t.units);
+      if (offsets[0] !== 0 || offsets[t.n] !== t.units) return undefined;
+      tables.push(new KeyTable(slots, offsets, values, keys));
+    }
+    return at === size ? { header, tables } : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface BuiltTokenizer {
+  tokenizer: Tokenizer;
+  config: Record<string, unknown>;
+  /** where the tables came from: the cache file, or tokenizer.json (the library's own build) */
+  from: "cache" | "json";
+  /** the cache file read or written; undefined when the cache is off or could not be written */
+  cacheFile?: string;
+}
+
+/** The BPE model's fields the tables stand in for (see the library's BPE class). */
+interface BpeModel {
+  tokens_to_ids: Map<string, number> | KeyTable;
+  bpe_ranks: Map<string, number> | KeyTable;
+  unk_token_id: number | undefined;
+  vocab: string[];
+  merges: unknown[];
+}
+
+/**
+ * Build a tokenizer of `pkg` (a package shipping `models/tokenizer.json` and `models/tokenizer_config.json`),
+ * from the table cache in `cacheDir` when it holds this source's tables, else from tokenizer.json (writing the
+ * tables for the next process). `cacheDir` undefined: no cache at all.
+ */
+export async function buildTokenizer(pkg: string, cacheDir: string | undefined): Promise<BuiltTokenizer> {
+  const jsonPath = require.resolve(`${pkg}/models/tokenizer.json`);
+  const configP = readFile(require.resolve(`${pkg}/models/tokenizer_config.json`), "utf8").then((t) => JSON.parse(t) as Record<string, unknown>);
+  let file: string | undefined;
+  let source: Source | undefined;
+  if (cacheDir) {
+    const st = statSync(jsonPath);
+    // the package's own package.json (not in its "exports": read from its folder)
+    let version = "";
+    try {
+      version = String(JSON.parse(readFileSync(path.join(path.dirname(jsonPath), "../package.json"), "utf8")).version ?? "");
+    } catch {
+      // no version: size and mtime still name the source
+    }
+    source = { package: pkg, version, size: st.size, mtimeMs: st.mtimeMs };
+    file = path.join(cacheDir, `tokenizer-tables-${sha256(JSON.stringify({ FORMAT, source })).slice(0, 20)}.bin`);
+    const cached = decodeTables(file, source);
+    if (cached && cached.header.slim?.model?.type === "BPE") {
+      const config = await configP;
+      const tokenizer = new Tokenizer(cached.header.slim, config);
+      const model = (tokenizer as unknown as { model: BpeModel }).model;
+      const [ids, ranks] = cached.tables;
+      // The constructor put the added tokens into the (empty) Map it made; the table holds them too.
+      for (const [k, v] of model.tokens_to_ids as Map<string, number>) if (ids.get(k) !== v) ids.set(k, v);
+      model.tokens_to_ids = ids;
+      model.bpe_ranks = ranks;
+      model.unk_token_id = cached.header.unk_token_id ?? undefined;
+      // id → token (decode only; this project never decodes): built on first use, from the table
+      let vocab: string[] | undefined;
+      Object.defineProperty(model, "vocab", {
+        configurable: true,
+        get() {
+          if (!vocab) {
+            vocab = [];
+            for (const [k, v] of ids.entries()) vocab[v] = k;
+          }
+          return vocab;
+        },
+      });
+      return { tokenizer, config, from: "cache", cacheFile: file };
+    }
+  }
+  const [json, config] = await Promise.all([readFile(jsonPath, "utf8").then((t) => JSON.parse(t) as Record<string, any>), configP]);
+  const tokenizer = new Tokenizer(json, config);
+  const model = (tokenizer as unknown as { model: BpeModel }).model;
+  let written: string | undefined;
+  if (file && source && json.model?.type === "BPE" && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
+    const { vocab: _v, merges: _m, ...slimModel } = json.model;
+    const buf = encodeTables(
+      { format: FORMAT, source, slim: { ...json, model: { ...slimModel, vocab: {}, merges: [] } }, unk_token_id: model.unk_token_id ?? null },
+      [model.tokens_to_ids, model.bpe_ranks],
+    );
+    if (buf) {
+      try {
+        await atomicWrite(file, buf);
+        written = file;
+      } catch {
+        // a read-only install: every process builds from tokenizer.json, as without the cache
+      }
+    }
+  }
+  return { tokenizer, config, from: "json", cacheFile: written };
+}
