@@ -113,6 +113,8 @@ export function extractCode(response: string): { code: string; blocks: number } 
 export function pickEntryPoint(prompt: string, fns: FunctionInfo[]): FunctionInfo {
   let best: { fn: FunctionInfo; at: number } | undefined;
   for (const fn of fns) {
+    // every form below holds the name as written: a prompt without it matches none (and costs no regex compile)
+    if (!prompt.includes(fn.name)) continue;
     const n = fn.name.replace(/[$]/g, "\\$&");
     const forms = [`\\b${n}\\s*\\(`, `[\`'"]${n}\\b`, `\\b(?:function|named|called|def)\\s+${n}\\b`];
     if (/[_\d]|[A-Z]/.test(fn.name)) forms.push(`\\b${n}\\b`);

@@ -165,3 +165,16 @@ describe("engine", () => {
     }
   });
 });
+
+describe("record keys", () => {
+  it("sha256 gives the digest of node:crypto's Hash for text of every kind (cache keys must not move)", async () => {
+    const { createHash } = await import("node:crypto");
+    const { sha256 } = await import("../pipeline/util.ts");
+    // published digests first: a wrong algorithm or encoding cannot pass
+    expect(sha256("")).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    expect(sha256("abc")).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    for (const text of ["naïve café 🚀", "lone \ud83d surrogate", "\udc00", "x".repeat(100_000), Buffer.from([0, 1, 2, 255])]) {
+      expect(sha256(text)).toBe(createHash("sha256").update(text).digest("hex"));
+    }
+  });
+});

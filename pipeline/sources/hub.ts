@@ -10,9 +10,20 @@
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { downloadFileToCacheDir, HubApiError, listFiles } from "@huggingface/hub";
 import { UserError } from "../errors.ts";
 import { atomicWrite, readJson } from "../util.ts";
+
+type HubLib = typeof import("@huggingface/hub");
+let hubLib: HubLib | undefined;
+/** The Hub client, loaded on first use: importing it costs ~0.2 s (its WebAssembly hashers), which a run on
+ * local input never needs. */
+async function hub(): Promise<HubLib> {
+  try {
+    return (hubLib ??= await import("@huggingface/hub"));
+  } catch (e) {
+    throw new UserError(`the npm package '@huggingface/hub' does not load (${String((e as Error).message ?? e).split("\n")[0]}); run \`npm ci\` (or \`npm install\`) in the project folder`);
+  }
+}
 
 export type RepoType = "dataset" | "model";
 
@@ -96,7 +107,7 @@ export function repoCacheFolder(p: HubParams): string {
 /** One-line UserError for a failed Hub call; network failures point at --input. */
 export function hubError(e: unknown, what: string, url = hubUrl()): UserError {
   if (e instanceof UserError) return e;
-  if (e instanceof HubApiError) {
+  if (hubLib && e instanceof hubLib.HubApiError) { // only a loaded client throws one
     const s = e.statusCode;
     if (s === 401 || s === 403) {
       return new UserError(
@@ -144,6 +155,7 @@ export async function hubListFiles(p: HubParams & { under?: string }): Promise<H
     const url = hubUrl();
     all = [];
     try {
+      const { listFiles } = await hub();
       for await (const f of listFiles({
         repo: { type: p.repoType, name: p.repo },
         revision,
@@ -201,6 +213,7 @@ export async function hubDownload(
       local = await withFileLock(lock, async () => {
         p.log?.(`downloading ${p.repo}/${p.path}@${revision.slice(0, 12)}${p.expectedSize ? ` (${p.expectedSize} bytes)` : ""}`);
         // Checks the snapshot pointer again first: another process may have just fetched it.
+        const { downloadFileToCacheDir } = await hub();
         return downloadFileToCacheDir({
           repo: { type: p.repoType, name: p.repo },
           path: p.path,

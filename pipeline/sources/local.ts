@@ -7,9 +7,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { createGunzip } from "node:zlib";
-import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, type AsyncBuffer, type FileMetaData } from "hyparquet";
-import { compressors } from "hyparquet-compressors";
-import StreamArray from "stream-json/streamers/StreamArray.js";
+import type { AsyncBuffer, FileMetaData } from "hyparquet";
 import { UserError } from "../errors.ts";
 import { badRow, normalizeRow, type SourceRow } from "./rows.ts";
 
@@ -176,6 +174,7 @@ export async function* readJsonRows(file: string): AsyncGenerator<SourceRow> {
     yield* readJsonlRows(file, true);
     return;
   }
+  const { default: StreamArray } = await import("stream-json/streamers/StreamArray.js");
   const stream = openBytes(file).pipe(StreamArray.withParser());
   let i = 0;
   try {
@@ -190,6 +189,15 @@ export async function* readJsonRows(file: string): AsyncGenerator<SourceRow> {
   }
 }
 
+/**
+ * The parquet reader and its codecs, loaded on first use (~60 ms of imports a run on JSON Lines never needs; the
+ * JSON-array streamer likewise, in readJsonRows).
+ */
+async function parquetLib() {
+  const [hp, hc] = await Promise.all([import("hyparquet"), import("hyparquet-compressors")]);
+  return { ...hp, compressors: hc.compressors };
+}
+
 /** Total rows and per-row-group row counts of a parquet file. */
 export function rowGroupSizes(metadata: FileMetaData): number[] {
   return metadata.row_groups.map((g) => Number(g.num_rows));
@@ -201,6 +209,7 @@ export function rowGroupSizes(metadata: FileMetaData): number[] {
  * messages and is the fallback `source`.
  */
 export async function* readParquetRows(file: AsyncBuffer, label: string): AsyncGenerator<SourceRow> {
+  const { parquetMetadataAsync, parquetRead, compressors } = await parquetLib();
   let metadata: FileMetaData;
   try {
     metadata = await parquetMetadataAsync(file);
@@ -239,7 +248,7 @@ export async function* readFileRows(file: string, format: FileFormat): AsyncGene
   try {
     if (format === "jsonl") yield* readJsonlRows(file);
     else if (format === "json") yield* readJsonRows(file);
-    else yield* readParquetRows(await asyncBufferFromFile(file), file);
+    else yield* readParquetRows(await (await parquetLib()).asyncBufferFromFile(file), file);
   } catch (e) {
     if (e instanceof UserError) throw e;
     // I/O and decompression failures (unreadable file, corrupt gzip, …)

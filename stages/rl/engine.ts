@@ -15,10 +15,9 @@
  * through a content-keyed in-memory cache of raw results (`rl.cache_mb`). Cached results are raw, so the
  * verdict is always recomputed against each case's own expected output.
  */
-import { createHash } from "node:crypto";
 import { judgeCall, judgeStdout, type Verdict } from "../../pipeline/executor/judge.ts";
 import type { CallArgs, CallResult, Executor, ProgramJob, PyValue } from "../../pipeline/executor/types.ts";
-import { stableStringify } from "../../pipeline/util.ts";
+import { sha256, stableStringify } from "../../pipeline/util.ts";
 import { stdoutOptions, type RlConfig } from "./config.ts";
 import { prepareRow, type Case, type PreparedRow, type RewardRow, type TaskKind } from "./cases.ts";
 import { computeRewards, zeroRewards, type Rewards } from "./rewards.ts";
@@ -47,7 +46,7 @@ export interface EngineStats {
   cacheBytes: number;
 }
 
-const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+const sha = sha256;
 
 /** Approximate memory of a cached result (its value text dominates). */
 function sizeOf(r: CallResult): number {
