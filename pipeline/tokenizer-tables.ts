@@ -29,7 +29,13 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { atomicWrite, sha256 } from "./util.ts";
 
 /** Bumped whenever the file layout or what it holds changes. */
-const FORMAT = 1;
+const FORMAT = 2;
+/**
+ * Encoded by the library's own build when the file is written, and again by every build from the file before it
+ * is used: a library whose BPE model no longer reads the two fields the tables replace (an upgrade that renamed
+ * them) gives other ids here, and the process builds from tokenizer.json instead.
+ */
+const PROBE = "Hello World!\ndef add(a, b):\n    return a + b  # naïve café 中文 🚀\n<|im_start|>user<|eot_id|> 1234567 \"\"\" \t\u00a0x";
 const MAGIC = "UTGTOKT1";
 const ENDIAN = 0x01020304;
 
@@ -127,6 +133,8 @@ interface Header {
   /** tokenizer.json less model.vocab and model.merges */
   slim: Record<string, any>;
   unk_token_id: number | null;
+  /** the ids of PROBE from the library's own build */
+  probe: number[];
   tables: { n: number; slots: number; units: number }[];
   bytes: number;
 }
@@ -287,10 +295,10 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
     source = { package: pkg, version, size: st.size, mtimeMs: st.mtimeMs };
     file = path.join(cacheDir, `tokenizer-tables-${sha256(JSON.stringify({ FORMAT, source })).slice(0, 20)}.bin`);
     const cached = decodeTables(file, source);
-    if (cached && cached.header.slim?.model?.type === "BPE") {
-      const config = await configP;
-      const tokenizer = new Tokenizer(cached.header.slim, config);
-      const model = (tokenizer as unknown as { model: BpeModel }).model;
+    const config = cached && cached.header.slim?.model?.type === "BPE" ? await configP : undefined;
+    const tokenizer = cached && config ? new Tokenizer(cached.header.slim, config) : undefined;
+    const model = tokenizer ? (tokenizer as unknown as { model: BpeModel }).model : undefined;
+    if (cached && config && tokenizer && model && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
       const [ids, ranks] = cached.tables;
       // The constructor put the added tokens into the (empty) Map it made; the table holds them too.
       for (const [k, v] of model.tokens_to_ids as Map<string, number>) if (ids.get(k) !== v) ids.set(k, v);
@@ -309,7 +317,9 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
           return vocab;
         },
       });
-      return { tokenizer, config, from: "cache", cacheFile: file };
+      if (JSON.stringify(tokenizer.encode(PROBE, { add_special_tokens: false }).ids) === JSON.stringify(cached.header.probe))
+        return { tokenizer, config, from: "cache", cacheFile: file };
+      // otherwise: built from tokenizer.json below, and the file rewritten
     }
   }
   const [json, config] = await Promise.all([readFile(jsonPath, "utf8").then((t) => JSON.parse(t) as Record<string, any>), configP]);
@@ -319,7 +329,13 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
   if (file && source && json.model?.type === "BPE" && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
     const { vocab: _v, merges: _m, ...slimModel } = json.model;
     const buf = encodeTables(
-      { format: FORMAT, source, slim: { ...json, model: { ...slimModel, vocab: {}, merges: [] } }, unk_token_id: model.unk_token_id ?? null },
+      {
+        format: FORMAT,
+        source,
+        slim: { ...json, model: { ...slimModel, vocab: {}, merges: [] } },
+        unk_token_id: model.unk_token_id ?? null,
+        probe: tokenizer.encode(PROBE, { add_special_tokens: false }).ids,
+      },
       [model.tokens_to_ids, model.bpe_ranks],
     );
     if (buf) {
