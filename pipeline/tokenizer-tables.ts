@@ -296,7 +296,12 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
     file = path.join(cacheDir, `tokenizer-tables-${sha256(JSON.stringify({ FORMAT, source })).slice(0, 20)}.bin`);
     const cached = decodeTables(file, source);
     const config = cached && cached.header.slim?.model?.type === "BPE" ? await configP : undefined;
-    const tokenizer = cached && config ? new Tokenizer(cached.header.slim, config) : undefined;
+    let tokenizer: Tokenizer | undefined;
+    try {
+      tokenizer = cached && config ? new Tokenizer(cached.header.slim, config) : undefined;
+    } catch {
+      tokenizer = undefined; // a header the library does not take: built from tokenizer.json below
+    }
     const model = tokenizer ? (tokenizer as unknown as { model: BpeModel }).model : undefined;
     if (cached && config && tokenizer && model && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
       const [ids, ranks] = cached.tables;
