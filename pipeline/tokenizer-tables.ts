@@ -16,11 +16,12 @@
  * answer what the Maps answer (test/tokenize.test.ts compares the ids of both on a corpus).
  *
  * The file sits in `node_modules/.cache/utgen-pipeline/` (or `$UTGEN_TOKENIZER_CACHE`; `off` disables it),
- * is named by a hash of the table format and the source file's package, version, size and mtime, is written
- * atomically, and is rebuilt whenever it is missing, stale, truncated or unreadable. Nothing is ever read from
- * it that the header and lengths do not vouch for.
+ * is named by a hash of the table format, the vocabulary package's name and version, the library's version and
+ * tokenizer.json's size and mtime, is written atomically (the package's older files are then removed), and is
+ * rebuilt whenever it is missing, stale, truncated, damaged (a sha256 of the tables in its header) or refused.
+ * Before a build from the file is used, it must give the probe text the ids the library's own build gave.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,7 +30,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { atomicWrite, sha256 } from "./util.ts";
 
 /** Bumped whenever the file layout or what it holds changes. */
-const FORMAT = 2;
+const FORMAT = 3;
 /**
  * Encoded by the library's own build when the file is written, and again by every build from the file before it
  * is used: a library whose BPE model no longer reads the two fields the tables replace (an upgrade that renamed
@@ -41,6 +42,15 @@ const ENDIAN = 0x01020304;
 
 const require = createRequire(import.meta.url);
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** A package's version from its own package.json ("" when unreadable), found from a file inside it. */
+function versionNear(fileInPackage: string, up: string): string {
+  try {
+    return String(JSON.parse(readFileSync(path.join(path.dirname(fileInPackage), up, "package.json"), "utf8")).version ?? "");
+  } catch {
+    return "";
+  }
+}
 
 /** The default folder of the cache, or undefined when it is switched off. */
 export function defaultTableCacheDir(): string | undefined {
@@ -80,7 +90,7 @@ export class KeyTable {
   private find(key: string): number {
     const mask = this.slots.length - 1;
     const len = key.length;
-    for (let i = fnv1a(key) & mask; ; i = (i + 1) & mask) {
+    for (let i = fnv1a(key) & mask, left = this.slots.length; left > 0; i = (i + 1) & mask, left--) {
       const e = this.slots[i];
       if (e === 0) return -1;
       const start = this.offsets[e - 1];
@@ -89,6 +99,7 @@ export class KeyTable {
       while (j < len && this.keys[start + j] === key.charCodeAt(j)) j++;
       if (j === len) return e - 1;
     }
+    return -1;
   }
 
   get(key: string): number | undefined {
@@ -123,6 +134,8 @@ export class KeyTable {
 interface Source {
   package: string;
   version: string;
+  /** @huggingface/tokenizers' version: the Maps the file holds are what that version built */
+  library: string;
   size: number;
   mtimeMs: number;
 }
@@ -135,9 +148,15 @@ interface Header {
   unk_token_id: number | null;
   /** the ids of PROBE from the library's own build */
   probe: number[];
+  /** where the id → token array (decode only) differs from the inverse of token → id: [id, token or null] */
+  vocab_patch: [number, string | null][];
   tables: { n: number; slots: number; units: number }[];
   bytes: number;
+  /** sha256 of every byte after the header: a file damaged in place (the same length) is a cache miss */
+  digest: string;
 }
+
+const NO_DIGEST = "0".repeat(64);
 
 const align4 = (n: number) => (n + 3) & ~3;
 
@@ -146,7 +165,7 @@ function tableBytes(t: { n: number; slots: number; units: number }): number {
 }
 
 /** Serialise Maps as the library built them. Keys that are not strings (none in practice) make it give up. */
-function encodeTables(header: Omit<Header, "tables" | "bytes">, maps: Map<string, number>[]): Buffer | undefined {
+function encodeTables(header: Omit<Header, "tables" | "bytes" | "digest">, maps: Map<string, number>[]): Buffer | undefined {
   const shapes: Header["tables"] = [];
   for (const m of maps) {
     let units = 0;
@@ -158,7 +177,7 @@ function encodeTables(header: Omit<Header, "tables" | "bytes">, maps: Map<string
     while (slots < m.size * 2) slots *= 2;
     shapes.push({ n: m.size, slots, units });
   }
-  const full: Header = { ...header, tables: shapes, bytes: 0 };
+  const full: Header = { ...header, tables: shapes, bytes: 0, digest: NO_DIGEST };
   // The header's own length enters `bytes`: settle it with the final digit count.
   let json = "";
   for (let pass = 0; pass < 3; pass++) {
@@ -170,10 +189,11 @@ function encodeTables(header: Omit<Header, "tables" | "bytes">, maps: Map<string
   if (16 + align4(headerLen) + shapes.reduce((s, t) => s + tableBytes(t), 0) !== full.bytes) return undefined;
   const buf = Buffer.alloc(full.bytes);
   buf.write(MAGIC, 0, "latin1");
-  buf.writeUInt32LE(ENDIAN, 8);
+  new Uint32Array(buf.buffer, buf.byteOffset + 8, 1)[0] = ENDIAN; // native order, like the tables
   buf.writeUInt32LE(headerLen, 12);
   buf.write(json, 16, "utf8");
-  let at = 16 + align4(headerLen);
+  const tablesAt = 16 + align4(headerLen);
+  let at = tablesAt;
   maps.forEach((m, ti) => {
     const { n, slots, units } = shapes[ti];
     buf.writeUInt32LE(n, at);
@@ -202,6 +222,11 @@ function encodeTables(header: Omit<Header, "tables" | "bytes">, maps: Map<string
     }
     offArr[n] = u;
   });
+  // the digest into its placeholder (the same length: the header's size does not move)
+  const mark = `"digest":"${NO_DIGEST}"`;
+  const i = json.lastIndexOf(mark);
+  if (i < 0) return undefined;
+  buf.write(sha256(buf.subarray(tablesAt)), 16 + Buffer.byteLength(json.slice(0, i)) + '"digest":"'.length, "latin1");
   return buf;
 }
 
@@ -224,13 +249,14 @@ function decodeTables(file: string, source: Source): { header: Header; tables: K
       at += n;
     }
     const buf = Buffer.from(ab);
-    if (buf.toString("latin1", 0, 8) !== MAGIC || buf.readUInt32LE(8) !== ENDIAN) return undefined;
+    if (buf.toString("latin1", 0, 8) !== MAGIC || new Uint32Array(ab, 8, 1)[0] !== ENDIAN) return undefined;
     const headerLen = buf.readUInt32LE(12);
     if (16 + headerLen > size) return undefined;
     const header = JSON.parse(buf.toString("utf8", 16, 16 + headerLen)) as Header;
     if (header.format !== FORMAT || header.bytes !== size || JSON.stringify(header.source) !== JSON.stringify(source)) return undefined;
-    if (!Array.isArray(header.tables) || header.tables.length !== 2) return undefined;
+    if (!Array.isArray(header.tables) || header.tables.length !== 2 || !Array.isArray(header.vocab_patch)) return undefined;
     let at = 16 + align4(headerLen);
+    if (typeof header.digest !== "string" || sha256(buf.subarray(at)) !== header.digest) return undefined;
     const tables: KeyTable[] = [];
     for (const t of header.tables) {
       if (at + tableBytes(t) > size || buf.readUInt32LE(at) !== t.n || buf.readUInt32LE(at + 4) !== t.slots || buf.readUInt32LE(at + 8) !== t.units) return undefined;
@@ -285,15 +311,11 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
   let source: Source | undefined;
   if (cacheDir) {
     const st = statSync(jsonPath);
-    // the package's own package.json (not in its "exports": read from its folder)
-    let version = "";
-    try {
-      version = String(JSON.parse(readFileSync(path.join(path.dirname(jsonPath), "../package.json"), "utf8")).version ?? "");
-    } catch {
-      // no version: size and mtime still name the source
-    }
-    source = { package: pkg, version, size: st.size, mtimeMs: st.mtimeMs };
-    file = path.join(cacheDir, `tokenizer-tables-${sha256(JSON.stringify({ FORMAT, source })).slice(0, 20)}.bin`);
+    // the packages' own package.json files (not in their "exports": read from their folders)
+    const version = versionNear(jsonPath, "..");
+    const library = versionNear(require.resolve("@huggingface/tokenizers"), "..");
+    source = { package: pkg, version, library, size: st.size, mtimeMs: st.mtimeMs };
+    file = path.join(cacheDir, `${filePrefix(pkg)}${sha256(JSON.stringify({ FORMAT, source })).slice(0, 20)}.bin`);
     const cached = decodeTables(file, source);
     const config = cached && cached.header.slim?.model?.type === "BPE" ? await configP : undefined;
     let tokenizer: Tokenizer | undefined;
@@ -310,14 +332,20 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
       model.tokens_to_ids = ids;
       model.bpe_ranks = ranks;
       model.unk_token_id = cached.header.unk_token_id ?? undefined;
-      // id → token (decode only; this project never decodes): built on first use, from the table
+      // id → token (decode only; this project never decodes): built on first use, from the table and the few
+      // ids where the library's own array is not the table's inverse (vocab_patch)
       let vocab: string[] | undefined;
+      const patch = cached.header.vocab_patch;
       Object.defineProperty(model, "vocab", {
         configurable: true,
         get() {
           if (!vocab) {
             vocab = [];
             for (const [k, v] of ids.entries()) vocab[v] = k;
+            for (const [i, t] of patch) {
+              if (t === null) delete vocab[i];
+              else vocab[i] = t;
+            }
           }
           return vocab;
         },
@@ -340,6 +368,7 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
         slim: { ...json, model: { ...slimModel, vocab: {}, merges: [] } },
         unk_token_id: model.unk_token_id ?? null,
         probe: tokenizer.encode(PROBE, { add_special_tokens: false }).ids,
+        vocab_patch: vocabPatch(model.tokens_to_ids, model.vocab),
       },
       [model.tokens_to_ids, model.bpe_ranks],
     );
@@ -347,10 +376,47 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
       try {
         await atomicWrite(file, buf);
         written = file;
+        prune(path.dirname(file), filePrefix(pkg), path.basename(file));
       } catch {
         // a read-only install: every process builds from tokenizer.json, as without the cache
       }
     }
   }
   return { tokenizer, config, from: "json", cacheFile: written };
+}
+
+/** Where the library's id → token array differs from the inverse of its token → id Map (in the Map's order). */
+function vocabPatch(ids: Map<string, number>, vocab: (string | undefined)[]): [number, string | null][] {
+  const inverse: (string | undefined)[] = [];
+  for (const [k, v] of ids) inverse[v] = k;
+  const out: [number, string | null][] = [];
+  for (let i = 0; i < Math.max(inverse.length, vocab.length); i++) if (vocab[i] !== inverse[i]) out.push([i, vocab[i] ?? null]);
+  return out;
+}
+
+/** The file names of one package's tables begin with this. */
+function filePrefix(pkg: string): string {
+  return `tokenizer-tables-${pkg.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-+/, "")}-`;
+}
+
+/**
+ * After a write: the package's other table files (an older vocabulary, library or format) go, and so do
+ * temporary files over an hour old (a writer killed mid-write; a younger one may be another process's, writing).
+ */
+function prune(dir: string, prefix: string, keep: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || n === keep) continue;
+    const f = path.join(dir, n);
+    try {
+      if (n.endsWith(".bin") || (n.includes(".bin.tmp-") && Date.now() - statSync(f).mtimeMs > 3600_000)) unlinkSync(f);
+    } catch {
+      // gone meanwhile, or not ours to remove
+    }
+  }
 }

