@@ -318,18 +318,27 @@ class PoolExecutor implements SandboxExecutor {
   }
 
   async zygoteInfo(): Promise<Record<string, Record<string, number>>[]> {
-    // one request per worker, all at once: each takes a different (idle) worker, as benchFork's
+    return this.eachWorker({ op: "info" }, 60_000, (msg) => {
+      if (!msg.info) throw new Error("zygoteInfo: no answer");
+      return msg.info as Record<string, Record<string, number>>;
+    });
+  }
+
+  /**
+   * One request per worker, all at once (each takes a different idle worker): `pick` turns each worker's last
+   * ("done") message into its answer.
+   */
+  private eachWorker<T>(req: Record<string, unknown>, timeoutMs: number, pick: (done: any) => T): Promise<T[]> {
     return Promise.all(
       this.pool.workers.map(async () => {
-        let info: Record<string, Record<string, number>> | undefined;
+        let done: any;
         await this.pool.use((w) =>
-          w.request({ op: "info" }, (msg) => {
-            if (msg.done) info = msg.info;
+          w.request(req, (msg) => {
+            if (msg.done) done = msg;
             return !!msg.done;
-          }, 60_000),
+          }, timeoutMs),
         );
-        if (!info) throw new Error("zygoteInfo: no answer");
-        return info;
+        return pick(done ?? {});
       }),
     );
   }
@@ -339,19 +348,11 @@ class PoolExecutor implements SandboxExecutor {
   }
 
   async benchFork(n: number, zygote: "full" | "lean" = "full", loop: ForkLoop = "bare"): Promise<{ perWorkerPerS: number[]; totalPerS: number }> {
-    const per = await Promise.all(
-      this.pool.workers.map(async () => {
-        let res: any;
-        await this.pool.use((w) =>
-          w.request({ op: "bench_fork", n, zygote, loop }, (msg) => {
-            if (msg.done) res = msg.bench;
-            return !!msg.done;
-          }, 600_000),
-        );
-        if (!res || typeof res.s !== "number") throw new Error(`benchFork (${loop}, ${zygote}): ${res?.error ?? "no result"}`);
-        return res.n / res.s;
-      }),
-    );
+    const per = await this.eachWorker({ op: "bench_fork", n, zygote, loop }, 600_000, (msg) => {
+      const res = msg.bench;
+      if (!res || typeof res.s !== "number") throw new Error(`benchFork (${loop}, ${zygote}): ${res?.error ?? "no result"}`);
+      return res.n / res.s;
+    });
     return { perWorkerPerS: per, totalPerS: per.reduce((a, b) => a + b, 0) };
   }
 
