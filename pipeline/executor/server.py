@@ -2101,6 +2101,12 @@ def _zygote_info(name):
     _ZYG_PREFAULT_CHECK[name] = pong.get("prefault_pages_check", 0)
 
 
+def _zygote_report():
+    """What every started zygote's start-up did (the ready message's and the "info" answer's)."""
+    return {"huge_pages_mb": _ZYG_HUGE_MB, "huge_text_mb": _ZYG_HUGE_TEXT_MB, "prefault_pages": _ZYG_PREFAULT,
+            "prefault_pages_check": _ZYG_PREFAULT_CHECK}
+
+
 def _wake(zyg):
     """Let a parked zygote start (load its prelude, warm up, learn) and wait until it answers. Every child of this
     worker is reaped first: its learning children run while no program is alive, as at start-up."""
@@ -2150,7 +2156,9 @@ _AWAITING = {}  # zygote name → the Child whose fork answer is unread
 
 
 def _settle(zyg):
-    """Read the zygote's unread fork answer, if any, before anything else goes to it."""
+    """Before anything goes to a zygote: wake it if it is parked (_wake), and read its unread fork answer, if any."""
+    if zyg in _PARKED:
+        _wake(zyg)
     waiting = _AWAITING.get(zyg)
     if waiting is not None:
         waiting.forked()
@@ -2159,8 +2167,6 @@ def _settle(zyg):
 def _zexchange(zyg, data, fds=()):
     """Send one message (with `fds`) to a zygote and return its reply: (bytes, fds it sent); ZygoteGone when it
     does not answer."""
-    if zyg in _PARKED:
-        _wake(zyg)
     _settle(zyg)
     msg = b""
     got = []
@@ -2181,8 +2187,6 @@ def _zexchange(zyg, data, fds=()):
 def _zfork_send(zyg, body, cpu_s, cpu_hard_s, key, fds, timing=False, check=False):
     """Ask a zygote for a child (its pipe ends in `fds`); the answer is read by _zfork_answer. ZygoteGone when
     the zygote is gone. timing: the child counts its page faults by phase (a system call each)."""
-    if zyg in _PARKED:
-        _wake(zyg)
     _settle(zyg)
     cpu = int(math.ceil(cpu_s)) + 1  # the child's RLIMIT_CPU, whole seconds, computed here: one step less in each child
     cpu_hard = max(cpu, int(math.ceil(cpu_hard_s)) + 1)
@@ -2779,8 +2783,7 @@ def main():
     out({"ready": True, "pid": os.getpid(), "uid": os.getuid(), "zygotes": sorted(_ZYG),
          "isolation": {"pid_namespace": HAVE_ADMIN, "ipc_namespace_per_request": HAVE_ADMIN,
                        "tmpfs_per_child": HAVE_ADMIN, "seccomp": bool(SECCOMP_BPF)},
-         "huge_pages_mb": _ZYG_HUGE_MB, "huge_text_mb": _ZYG_HUGE_TEXT_MB, "prefault_pages": _ZYG_PREFAULT,
-         "prefault_pages_check": _ZYG_PREFAULT_CHECK, "parked": sorted(_PARKED)})
+         **_zygote_report(), "parked": sorted(_PARKED)})
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
@@ -2808,9 +2811,7 @@ def main():
             elif op == "info":  # what every zygote's start-up did, parked ones woken first (tests, benches)
                 for name in sorted(_PARKED):
                     _wake(name)
-                out({"id": rid, "done": True, "info": {"huge_pages_mb": _ZYG_HUGE_MB, "huge_text_mb": _ZYG_HUGE_TEXT_MB,
-                                                        "prefault_pages": _ZYG_PREFAULT,
-                                                        "prefault_pages_check": _ZYG_PREFAULT_CHECK}})
+                out({"id": rid, "done": True, "info": _zygote_report()})
             elif op == "bench_fork":
                 zyg = req.get("zygote") if req.get("zygote") in _ZYG else "full"
                 res = _zcall({"op": "bench", "n": int(req.get("n", 200)), "loop": req.get("loop")}, zyg=zyg)[0]
