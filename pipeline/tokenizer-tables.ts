@@ -69,23 +69,16 @@ function fnv1a(s: string): number {
 }
 
 /**
- * A read-only string → int table with the `get` / `has` / `size` a `Map` offers (plus `set`, which only
- * adds to an overlay `Map`: the library sets its added tokens there while it constructs).
+ * A read-only string → int table answering the `get` / `has` a `Map` offers (all the library's BPE model asks of
+ * its two Maps once it is built), and its entries (for the id → token array, built on demand).
  */
 export class KeyTable {
-  private readonly overlay = new Map<string, number>();
   constructor(
     private readonly slots: Int32Array, // entry index + 1, 0 = empty; length a power of two
     private readonly offsets: Uint32Array, // n + 1 offsets into keys, in code units
     private readonly values: Int32Array,
     private readonly keys: Uint16Array,
   ) {}
-
-  get size(): number {
-    let extra = 0;
-    for (const k of this.overlay.keys()) if (this.find(k) < 0) extra++;
-    return this.values.length + extra;
-  }
 
   private find(key: string): number {
     const mask = this.slots.length - 1;
@@ -103,10 +96,6 @@ export class KeyTable {
   }
 
   get(key: string): number | undefined {
-    if (this.overlay.size) {
-      const v = this.overlay.get(key);
-      if (v !== undefined) return v;
-    }
     if (typeof key !== "string") return undefined;
     const e = this.find(key);
     return e < 0 ? undefined : this.values[e];
@@ -116,18 +105,9 @@ export class KeyTable {
     return this.get(key) !== undefined;
   }
 
-  set(key: string, value: number): this {
-    this.overlay.set(key, value);
-    return this;
-  }
-
-  /** Every entry (the table's, then the overlay's, which win): for the id → token array, built on demand. */
   *entries(): IterableIterator<[string, number]> {
-    for (let e = 0; e < this.values.length; e++) {
-      const key = String.fromCharCode(...this.keys.subarray(this.offsets[e], this.offsets[e + 1]));
-      if (!this.overlay.has(key)) yield [key, this.values[e]];
-    }
-    yield* this.overlay.entries();
+    for (let e = 0; e < this.values.length; e++)
+      yield [String.fromCharCode(...this.keys.subarray(this.offsets[e], this.offsets[e + 1])), this.values[e]];
   }
 }
 
@@ -325,10 +305,11 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
       tokenizer = undefined; // a header the library does not take: built from tokenizer.json below
     }
     const model = tokenizer ? (tokenizer as unknown as { model: BpeModel }).model : undefined;
-    if (cached && config && tokenizer && model && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
-      const [ids, ranks] = cached.tables;
-      // The constructor put the added tokens into the (empty) Map it made; the table holds them too.
-      for (const [k, v] of model.tokens_to_ids as Map<string, number>) if (ids.get(k) !== v) ids.set(k, v);
+    const [ids, ranks] = cached?.tables ?? [];
+    // The constructor put the added tokens into the (otherwise empty) Map it made: the table, written from the Map
+    // of a full build, holds each with the same id, or the file is not this build's.
+    const added = model?.tokens_to_ids instanceof Map ? [...model.tokens_to_ids] : undefined;
+    if (cached && config && tokenizer && model && added && added.every(([k, v]) => ids.get(k) === v) && model.bpe_ranks instanceof Map) {
       model.tokens_to_ids = ids;
       model.bpe_ranks = ranks;
       model.unk_token_id = cached.header.unk_token_id ?? undefined;
