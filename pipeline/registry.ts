@@ -75,6 +75,18 @@ function importError(rel: string, err: unknown): Error {
 }
 
 /**
+ * Import an npm package on first use (one a run may never need: the Hub client, the parquet reader); a load
+ * failure is a one-line UserError that says to install (see importError).
+ */
+export async function packageImport<T>(pkg: string): Promise<T> {
+  try {
+    return (await import(pkg)) as T;
+  } catch (err) {
+    throw importError(pkg, err);
+  }
+}
+
+/**
  * Import a core module (executor, LLM client, sources) lazily, so a command loads only what it uses.
  * A load failure is a one-line UserError (see importError).
  */

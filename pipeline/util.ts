@@ -1,6 +1,5 @@
 /** Small shared helpers: hashing, stable JSON, atomic writes, JSONL (optionally gzip) I/O. */
 import * as crypto from "node:crypto";
-import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { createGunzip, createGzip } from "node:zlib";
@@ -30,7 +29,7 @@ function sortKeys(v: unknown): unknown {
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string | Buffer, encoding: "hex") => string }).hash;
 
 export function sha256(data: string | Buffer): string {
-  return oneShotHash ? oneShotHash("sha256", data, "hex") : createHash("sha256").update(data).digest("hex");
+  return oneShotHash ? oneShotHash("sha256", data, "hex") : crypto.createHash("sha256").update(data).digest("hex");
 }
 
 /** Content hash of any JSON-able value (stable key order). */
@@ -45,7 +44,7 @@ export async function fileSha256(file: string): Promise<string> {
 /** Write a file atomically: temp name in the same folder, fsync, rename. */
 export async function atomicWrite(file: string, data: string | Buffer): Promise<void> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
   const fh = await fsp.open(tmp, "w");
   try {
     try {
@@ -86,7 +85,7 @@ export async function exists(p: string): Promise<boolean> {
 /** Write records as JSONL (gzip when the name ends in .gz) atomically. */
 export async function writeJsonl(file: string, records: Iterable<unknown>): Promise<void> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
   const lines = (function* () {
     for (const r of records) yield JSON.stringify(r) + "\n";
   })();

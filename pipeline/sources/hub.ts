@@ -11,6 +11,7 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { UserError } from "../errors.ts";
+import { packageImport } from "../registry.ts";
 import { atomicWrite, readJson } from "../util.ts";
 
 type HubLib = typeof import("@huggingface/hub");
@@ -18,11 +19,7 @@ let hubLib: HubLib | undefined;
 /** The Hub client, loaded on first use: importing it costs ~0.2 s (its WebAssembly hashers), which a run on
  * local input never needs. */
 async function hub(): Promise<HubLib> {
-  try {
-    return (hubLib ??= await import("@huggingface/hub"));
-  } catch (e) {
-    throw new UserError(`the npm package '@huggingface/hub' does not load (${String((e as Error).message ?? e).split("\n")[0]}); run \`npm ci\` (or \`npm install\`) in the project folder`);
-  }
+  return (hubLib ??= await packageImport<HubLib>("@huggingface/hub"));
 }
 
 export type RepoType = "dataset" | "model";

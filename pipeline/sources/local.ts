@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { createGunzip } from "node:zlib";
 import type { AsyncBuffer, FileMetaData } from "hyparquet";
 import { UserError } from "../errors.ts";
+import { packageImport } from "../registry.ts";
 import { badRow, normalizeRow, type SourceRow } from "./rows.ts";
 
 export type FileFormat = "jsonl" | "json" | "parquet";
@@ -174,7 +175,7 @@ export async function* readJsonRows(file: string): AsyncGenerator<SourceRow> {
     yield* readJsonlRows(file, true);
     return;
   }
-  const { default: StreamArray } = await import("stream-json/streamers/StreamArray.js");
+  const { default: StreamArray } = await packageImport<{ default: typeof import("stream-json/streamers/StreamArray.js") }>("stream-json/streamers/StreamArray.js");
   const stream = openBytes(file).pipe(StreamArray.withParser());
   let i = 0;
   try {
@@ -193,9 +194,13 @@ export async function* readJsonRows(file: string): AsyncGenerator<SourceRow> {
  * The parquet reader and its codecs, loaded on first use (~60 ms of imports a run on JSON Lines never needs; the
  * JSON-array streamer likewise, in readJsonRows).
  */
-async function parquetLib() {
-  const [hp, hc] = await Promise.all([import("hyparquet"), import("hyparquet-compressors")]);
-  return { ...hp, compressors: hc.compressors };
+type Hyparquet = typeof import("hyparquet");
+type Codecs = typeof import("hyparquet-compressors");
+let parquetLibP: Promise<Hyparquet & { compressors: Codecs["compressors"] }> | undefined;
+function parquetLib() {
+  return (parquetLibP ??= Promise.all([packageImport<Hyparquet>("hyparquet"), packageImport<Codecs>("hyparquet-compressors")]).then(
+    ([hp, hc]) => ({ ...hp, compressors: hc.compressors }),
+  ));
 }
 
 /** Total rows and per-row-group row counts of a parquet file. */
