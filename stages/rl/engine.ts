@@ -46,8 +46,6 @@ export interface EngineStats {
   cacheBytes: number;
 }
 
-const sha = sha256;
-
 /** Approximate memory of a cached result (its value text dominates). */
 function sizeOf(r: CallResult): number {
   const v = r.value;
@@ -134,10 +132,10 @@ export class RewardEngine {
       const pid = `${r.kind}\u0000${r.entryPoint ?? ""}\u0000${r.program}`;
       let pk = progKeys.get(pid);
       if (!pk) {
-        pk = sha(`${pid}\u0000${limits.t}\u0000${limits.l}`);
+        pk = sha256(`${pid}\u0000${limits.t}\u0000${limits.l}`);
         progKeys.set(pid, pk);
       }
-      const key = pk + sha(typeof r.input === "string" ? r.input : stableStringify(r.input));
+      const key = pk + sha256(typeof r.input === "string" ? r.input : stableStringify(r.input));
       const hit = this.recall(key);
       if (hit) {
         this.s.cacheHits++;
