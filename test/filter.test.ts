@@ -160,6 +160,13 @@ describe("the sandbox starts while the input is read (filter.warm), only for a f
     expect(again.code).toBe(0);
     expect(again.err).toMatch(/up to date/);
     expect(fake.starts()).toBe(before);
+    // before the input is opened: an input whose format cannot be told stops the run in open's place, after warm()
+    const odd = path.join(dir, "in.txt");
+    writeFileSync(odd, rows(["Tea?"]));
+    const third = await run(["--stage", "filter", "--input", odd, "--run-dir", path.join(dir, "run3"), ...set]);
+    expect(third.code).toBe(2);
+    expect(third.err).toMatch(/cannot tell the format of .*in\.txt/);
+    expect(fake.starts()).toBeGreaterThan(before);
   });
 
   it("a row that needs a sandbox that cannot start stops the stage with one line", async () => {
