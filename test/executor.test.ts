@@ -609,7 +609,7 @@ describe("the scheduler", () => {
   it("sends single programs queued in different ticks together once a worker is free (one request's fixed cost for several)", async () => {
     await withOneWorker(async (one) => {
       const job = (n: number) => ({ program: `import time\ndef f(x):\n    time.sleep(x)\n    return ${n}`, entryPoint: "f", inputs: [{ args: [0.01] }], timeoutS: 5 });
-      const first = one.runPrograms([{ ...job(0), inputs: [{ args: [0.4] }] }]); // occupies the only worker
+      const first = one.runPrograms([{ ...job(0), inputs: [{ args: [1] }] }]); // occupies the only worker (a second: ticks take microseconds, even on a loaded machine)
       const usages: { cpu_s: number; max_rss_mb: number; children: number; stray: number }[] = [];
       const later: Promise<unknown>[] = [];
       for (let k = 1; k <= 4; k++) {
