@@ -5,8 +5,9 @@
  * Linux only: reads /proc/<pid>/stat and /proc/<pid>/status (context switches) of every process before and
  * after each run.
  * `npx tsx bench/_executor-cpu.ts [--quick] [--full] [--check] [--phases] [--no-huge] [--no-huge-text] [--no-prefault]
- * [--no-precompile]` (--full: every program names numpy, so the full zygote runs it; --check: the filter's kind,
- * checkProgram with 16 in flight (CHECK_BATCH=1: one checkPrograms call); --phases: the children's page faults
+ * [--no-precompile] [--static]` (--full: every program names numpy, so the full zygote runs it; --check: the filter's
+ * kind, checkProgram with 16 in flight (CHECK_BATCH=1: one checkPrograms call), each in a child (--static: decided
+ * in the server where it can be, executor.static_check, as by default); --phases: the children's page faults
  * by phase, from the timing breakdown; --no-*: the executor with `huge_pages`, `huge_text`, `prefault` or
  * `precompile` off, for A/B runs).
  */
@@ -49,6 +50,9 @@ const ex = await createExecutor({
   huge_text: !process.argv.includes("--no-huge-text"),
   prefault: !process.argv.includes("--no-prefault"),
   precompile: !process.argv.includes("--no-precompile"),
+  // --check measures the children of checks: its programs only define a function, which the server would
+  // otherwise decide without a child (executor.static_check); --static measures that instead
+  static_check: process.argv.includes("--static"),
 });
 try {
   await ex.runPrograms([manyJob(0)]);

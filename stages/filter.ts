@@ -209,6 +209,7 @@ export const filterStage: DataflowStage<FilterConfig, Rec, FilterOut> = {
         const ex = extractCode(last.content);
         if ("reason" in ex) return drop(rec, ex.reason);
         const check = await (await executorP).checkProgram(ex.code, { timeoutS: cfg.exec_timeout_s });
+        ctx.counters.add(check.static ? "checks_static" : "checks_forked", 1); // executor.static_check: no child for an inert module
         if (check.status === "syntax_error") return drop(rec, "syntax_error", check.message);
         if (!check.functions.length) return drop(rec, "no_function", check.classes.length ? `only classes: ${check.classes.join(", ")}` : undefined);
         if (check.status === "error") return drop(rec, "exec_error", `${check.errorType}: ${check.message ?? ""}`.slice(0, 300));

@@ -17,7 +17,7 @@ import {
   type PyValue,
   type SandboxExecutor,
 } from "../pipeline/executor/index.ts";
-import { checkSandbox } from "../pipeline/executor/sandbox.ts";
+import { argvPieces, checkSandbox, serverScript } from "../pipeline/executor/sandbox.ts";
 import { UserError } from "../pipeline/errors.ts";
 
 let ex: SandboxExecutor;
@@ -549,7 +549,8 @@ describe("compiling in the server (executor.precompile)", () => {
     [`X = ${JSON.stringify("y".repeat(70_000))}\ndef f(x):\n    return len(X) + x\n`, "over PRECOMPILE_MAX", false],
     ["import time\nwhile True:\n    pass\n", "a module level past its limit", true],
   ];
-  const zeroMs = (v: unknown) => JSON.parse(JSON.stringify(v, (k, x) => (k === "ms" ? 0 : x)));
+  // (a check the server decides without a child says so: executor.static_check, test/executor-static.test.ts)
+  const zeroMs = (v: unknown) => JSON.parse(JSON.stringify(v, (k, x) => (k === "ms" ? 0 : k === "static" ? undefined : x)));
 
   it("gives every program the results its own compile gives, and compiles in the server only where that is certain", async () => {
     const off = await createExecutor({ workers: 1, precompile: false });
@@ -646,6 +647,19 @@ describe("per-program cost breakdown (runPrograms timing)", () => {
 });
 
 describe("configuration and policy", () => {
+  it("hands the server's source over in argv pieces the kernel takes (at most 128 KiB each)", () => {
+    const src = serverScript();
+    const pieces = argvPieces(src);
+    expect(pieces.join("")).toBe(src);
+    for (const p of pieces) expect(Buffer.byteLength(p, "utf8")).toBeLessThan(128 * 1024);
+    // three-byte characters at the limit, and a surrogate pair across a boundary, stay whole
+    const wide = "→".repeat(50_000) + "a😀b";
+    const cut = argvPieces(wide, 50_001);
+    expect(cut.join("")).toBe(wide);
+    expect(cut.map((p) => p.length)).toEqual([50_001, 3]);
+    expect(argvPieces("ab😀cd", 3)).toEqual(["ab", "😀c", "d"]);
+    expect(argvPieces("")).toEqual([]);
+  });
   it("schema defaults follow the reference harness and reject unknown keys", () => {
     const c = executorConfigSchema.parse({});
     expect(c).toMatchObject({ python: "/usr/bin/python3", memory_mb: 1024, unsafe_no_sandbox: false, gold_timeout_s: 1, buggy_timeout_s: 2, calibrate: true });

@@ -73,6 +73,21 @@ describe("filter stage through the runner", () => {
     expect(stats.reasons.exec_error).toBe(2);
     expect(stats.bySource["demo/wildchat"].reasons.duplicate).toBe(1);
     expect(r.err).toMatch(/\| TOTAL +\| 37 +\| 23 /);
+    // every row that reached the execution check is counted, decided in the server or in a child
+    // (executor.static_check): the demo's kept functions only define names, the failing ones must run
+    const reached = kept.length + drops.filter((d) => ["syntax_error", "exec_error", "exec_timeout", "no_function"].includes(d.reason)).length;
+    expect(stats.counters.checks_static + stats.counters.checks_forked).toBe(reached);
+    expect(stats.counters.checks_static).toBeGreaterThan(0);
+    expect(stats.counters.checks_forked).toBeGreaterThanOrEqual(4);
+    // and with every check in a child, the same records and drops
+    const strict = tmp();
+    const s2 = await run(["--stage", "filter", "--run-dir", strict, "--set", "executor.static_check=false"]);
+    expect(s2.code).toBe(0);
+    expect(await collect(readStageRecords(strict, "filter"))).toEqual(kept);
+    expect(await collect(readStageDrops(strict, "filter"))).toEqual(drops);
+    const stats2 = JSON.parse(readFileSync(path.join(strict, "filter/stats.json"), "utf8"));
+    expect(stats2.counters).toMatchObject({ checks_forked: reached });
+    expect(stats2.counters.checks_static ?? 0).toBe(0);
   });
 
   it("re-runs incrementally: nothing changed → no work; config change → recompute with the reason; new rows → only those", async () => {

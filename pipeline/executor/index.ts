@@ -62,6 +62,13 @@ export const executorConfigSchema = z
      */
     precompile: z.boolean().default(true),
     /**
+     * Decide a check (checkProgram) in the worker's server, without a child, where its module level can only
+     * bind names — functions, classes of plain methods, imports of loaded modules, literal constants, an
+     * `if __name__ == "__main__":` block — so it cannot fail (docs/executor.md, "Eighth pass"); false: every
+     * check forks a child.
+     */
+    static_check: z.boolean().default(true),
+    /**
      * Benchmarks only: keep bubblewrap and the uid drop but switch off the hardening of issue #16 (the
      * children's pid namespace, per-request IPC namespace, per-child tmpfs, seccomp filter), to measure
      * what it costs. Never set it for real work.
@@ -168,6 +175,7 @@ export async function createExecutor(cfg: Partial<ExecutorConfig> = {}): Promise
       huge_text: c.huge_text ? 1 : 0,
       prefault: c.prefault ? 1 : 0,
       precompile: c.precompile ? 1 : 0,
+      static_check: c.static_check ? 1 : 0,
       seccomp: c.diagnostic_no_hardening ? 0 : 1,
     },
   };
@@ -299,6 +307,8 @@ export type ProgramTiming = {
   flt_load: number;
   /** Children given the code object the server compiled (executor.precompile), not the text. */
   precompiled: number;
+  /** 1 for a check decided in the server without a child (executor.static_check), else 0. */
+  static: number;
 };
 
 type Internal = { results: CallResult[]; timing?: ProgramTiming; check?: ProgramCheck };
@@ -396,18 +406,21 @@ class PoolExecutor implements SandboxExecutor {
     return out.map((o) => (o.timing ? { results: o.results, timing: o.timing } : { results: o.results }));
   }
 
-  async checkPrograms(programs: string[], opts: { timeoutS: number }): Promise<ProgramCheck[]> {
+  async checkPrograms(programs: string[], opts: { timeoutS: number; timing?: boolean }): Promise<ProgramCheck[]> {
     const t = limitOf("checkPrograms: timeoutS", opts.timeoutS);
     const out: Internal[] = programs.map(() => ({ results: [] }));
     const specs = programs.map((program, job) => {
       if (typeof program !== "string") throw new ExecutorRequestError(`program ${job} must be a string`);
-      return { job, target: out[job], opts: {}, budget: { left: this.config.request_out_mb << 20 }, kind: "check" as const, program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
+      return { job, target: out[job], opts: opts.timing ? { timing: true } : {}, budget: { left: this.config.request_out_mb << 20 }, kind: "check" as const, program, inputs: [], index: [], timeouts: [], loadTimeout: t, attempts: 0 };
     });
     await this.submit(specs);
-    return out.map((o) => o.check ?? { status: "crash", message: "no result from the sandbox", functions: [], classes: [], ms: 0 });
+    return out.map((o) => {
+      const c = o.check ?? { status: "crash", message: "no result from the sandbox", functions: [], classes: [], ms: 0 };
+      return opts.timing && o.timing ? { ...c, timing: o.timing } : c;
+    });
   }
 
-  async checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck> {
+  async checkProgram(program: string, opts: { timeoutS: number; timing?: boolean }): Promise<ProgramCheck> {
     return (await this.checkPrograms([program], opts))[0];
   }
 
@@ -498,6 +511,7 @@ class PoolExecutor implements SandboxExecutor {
         functions: ast.functions ?? [],
         classes: ast.classes ?? [],
         ms: typeof c.ms === "number" ? c.ms : 0,
+        ...(c.static === true && c.status === "ok" ? { static: true as const } : {}),
       };
     }
     // A caller that asked for the request's usage is told once the request's accounting has arrived (`done`).

@@ -6,7 +6,7 @@
  *   bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL --disable-userns
  *         read-only /usr, a few files of /etc (ETC_KEEP), /bin, /lib… as the host has them, fresh /proc,
  *         /dev, a size-capped private tmpfs /tmp, --clearenv
- *   /usr/bin/python3 -I -c <bootstrap: compile and run argv[1]> <server.py> <limits json>
+ *   /usr/bin/python3 -I -c <bootstrap: compile and run server.py> <n> <server.py in n pieces> <limits json>
  * `--unshare-all` gives it no network (own empty net namespace), no view of host pids, IPC or hostname.
  * With `unsafe_no_sandbox` the server is started directly (empty environment, rlimits only).
  */
@@ -87,19 +87,36 @@ function systemBinds(python: string): string[] {
 export const SERVER_TMP = "/tmp/exec";
 
 /**
- * The fork server's `-c` command: a bootstrap that compiles server.py's text (its first argument) and runs it.
+ * The fork server's `-c` command: a bootstrap that compiles server.py's text (its first argument says in how many
+ * pieces the next arguments hold it) and runs it.
  * Given the text itself, `python3 -c` would keep the parser's tree of all of it alive for as long as the
  * script runs — the server's whole life — and every zygote and child would inherit those megabytes of heap
  * (the lean zygote's C heap: 8.2 MB that way, 7.6 MB this way and 3.7 MB once the zygote gives the freed pages
  * back with malloc_trim), each page of them copied into every child's page table at fork and torn down at its
  * exit. compile() frees its tree before the server starts.
  */
-const SERVER_BOOT = "import sys\nexec(compile(sys.argv.pop(1), '<string>', 'exec'))";
+const SERVER_BOOT = "import sys\nexec(compile(''.join(sys.argv.pop(1) for _ in range(int(sys.argv.pop(1)))), '<string>', 'exec'))";
 
-/** argv that starts one fork server. */
+/**
+ * A text as argv pieces the kernel takes (one argument may hold at most 128 KiB, MAX_ARG_STRLEN): 40,000 UTF-16
+ * units are at most 120,000 bytes of UTF-8, and no piece ends inside a surrogate pair.
+ */
+export function argvPieces(text: string, units = 40_000): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < text.length; ) {
+    let j = Math.min(text.length, i + units);
+    if (j < text.length && /[\uD800-\uDBFF]/.test(text[j - 1])) j--;
+    out.push(text.slice(i, j));
+    i = j;
+  }
+  return out;
+}
+
+/** argv that starts one fork server: its source in pieces (their count first), then its limits. */
 export function serverCommand(o: SandboxOptions): string[] {
   const cfg = o.unsafe ? { ...o.limits, tmp: tmpdir() } : { ...o.limits, tmp_root: SERVER_TMP, sandboxed: true };
-  return sandboxedPython(o, SERVER_BOOT, [serverScript(), JSON.stringify(cfg)], { serverTmp: true });
+  const pieces = argvPieces(serverScript());
+  return sandboxedPython(o, SERVER_BOOT, [String(pieces.length), ...pieces, JSON.stringify(cfg)], { serverTmp: true });
 }
 
 /**

@@ -82,6 +82,10 @@ export interface ProgramCheck {
   /** Top-level class names. */
   classes: string[];
   ms: number;
+  /** Decided in the worker's server without a child: a module level that can only bind names (executor.static_check). */
+  static?: true;
+  /** With `timing: true`: the check's cost by phase (ProgramTiming; `static` 1 where no child ran). */
+  timing?: Record<string, number>;
 }
 
 export interface ScriptResult {
@@ -169,9 +173,9 @@ export interface Executor {
    */
   runPrograms(jobs: ProgramJob[], opts?: RunProgramsOptions): Promise<ProgramResult[]>;
   /** Parse + list top-level defs, then execute the module level only. */
-  checkProgram(program: string, opts: { timeoutS: number }): Promise<ProgramCheck>;
+  checkProgram(program: string, opts: { timeoutS: number; timing?: boolean }): Promise<ProgramCheck>;
   /** checkProgram for many programs in one request (one child each, spread over the workers). */
-  checkPrograms(programs: string[], opts: { timeoutS: number }): Promise<ProgramCheck[]>;
+  checkPrograms(programs: string[], opts: { timeoutS: number; timing?: boolean }): Promise<ProgramCheck[]>;
   /**
    * Run a trusted helper script inside the sandbox: it reads the global INPUT (plain JSON) and assigns
    * OUTPUT (plain JSON). Used for AST tools (mutation, probing) and benchmark harnesses (gold-check).
