@@ -27,7 +27,6 @@ const corpus: [string, boolean, string][] = [
   ["class Solution:\n    \"\"\"doc\"\"\"\n    limit = 10\n\n    def g(self, x: 'Node', y: List[int] = [1, -2]) -> int:\n        return 1\n\n    @staticmethod\n    def h(): pass\n\n    @property\n    def p(self): return 1\n\n    def __eq__(self, o): return True\n", true, "a class of plain methods"],
   ["class E(Exception):\n    pass\n\nclass F(E):\n    code: int = 3\n", true, "an exception class and its subclass"],
   ["import os.path\nimport collections.abc as cabc\nfrom collections import Counter, deque\n\ndef f(x: Counter[str], q: deque[int], m: cabc.Mapping = None):\n    pass\n", true, "imports of loaded modules"],
-  ["from __future__ import annotations\n\ndef f(x: Undefined[1, 2]) -> Whatever:\n    pass\n", true, "lazy annotations are never evaluated"],
   ["def f(x):\n    return x\n\nif __name__ == '__main__':\n    undefined_name()\n", true, "a main block is never taken"],
   ["from functools import lru_cache, cache\n\n@lru_cache(maxsize=None)\ndef f(n):\n    return n\n\n@cache\ndef g(n):\n    return n\n\n@lru_cache\ndef h(n):\n    return n\n", true, "memoised functions"],
   ["key = lambda x, y=[1, {2: 'a'}]: x\nSEEN = {1, (2, 3), -4}\nx: int = 5\nasync def f():\n    pass\n", true, "a lambda, a set, an annotated assignment, async def"],
@@ -67,6 +66,18 @@ const corpus: [string, boolean, string][] = [
   ["x: Undefined = 1\n", false, "a module-level annotation is evaluated"],
   ["print('hello')\n\ndef f():\n    pass\n", false, "a call at module level"],
   ["X = 9 ** 9 ** 9\n", false, "arithmetic that never ends in time"],
+  // found by an adversarial audit (2026-12-04), each once decided without a child
+  ["x: Hashable[()]\n", false, "a typing generic of no parameters takes no subscript"],
+  ["from functools import lru_cache\n\n@lru_cache(1, maxsize=2)\ndef f():\n    pass\n", false, "a cache size given twice"],
+  ["from functools import lru_cache\n\n@lru_cache(99999999999999999999999)\ndef f():\n    pass\n", false, "a cache size past an index"],
+  ["a = []\nx: Optional[list[a]]\n", false, "an unhashable alias in Optional"],
+  ["a = (1, [2])\nx: Union[list[a], int]\n", false, "an unhashable tuple in a Union"],
+  ["import sys\nx: Union[list[sys.path], int]\n", false, "a namespace object (a list) in a Union"],
+  ["a = []\nx: List[int] | list[a]\n", false, "an unhashable alias in a |"],
+  // side effects and time: a module loaded, a union whose members are all compared
+  ["x: List['\u210c']\n", false, "a non-ASCII forward reference (its compile imports unicodedata)"],
+  ["from __future__ import annotations\n\ndef f(x: Undefined[1, 2]) -> Whatever:\n    pass\n", false, "__future__ is imported from disk where it is not loaded"],
+  [`x: ${Array.from({ length: 300 }, (_, i) => `list[${i}]`).join(" | ")}\n`, false, "a union of more members than the analysis takes"],
   // conservative: these run fine, but the analysis does not know that, and a child decides
   ["X = 2 ** 100000\n", false, "a large power"],
   ["class A:\n    __x = 1\n\n    def g(self, y: __x):\n        pass\n", false, "a mangled name"],

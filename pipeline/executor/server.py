@@ -940,6 +940,10 @@ _UNIONABLE = frozenset(("c", "cb", "g", "ds", "dc", "dp", "cls", "alias", "none"
 _BASES = frozenset(("cb", "g", "cls"))
 _INT_BITS = 4096  # the largest integer a constant expression may reach here
 _ARITH_OPS = 256  # the most arithmetic steps one program's constants may take here
+_ANN_NODES, _ANN_UNION, _ANN_FWD = 4096, 256, 256  # bounds on one program's annotations (_Inert.ann)
+# Kinds of value that may not hash: an object of the namespace's (sys.path is a list), a list / dict / set value
+# or a tuple holding one, a generic alias of such.
+_UNHASHABLE = frozenset(("o", "v", "ualias"))
 
 
 def _static_env():
@@ -1035,6 +1039,7 @@ class _Inert:
         self.cls = None  # the class body being read: its own bindings
         self.lazy_ann = False  # `from __future__ import annotations`: annotations are never evaluated
         self.ops = 0
+        self.ann_nodes = self.fwd = self.unions = 0
 
     # -- names
     def lookup(self, name):
@@ -1127,41 +1132,54 @@ class _Inert:
             self.num(n)
             return "k"
         if isinstance(n, (ast.Tuple, ast.List)):
+            kinds = []
             for e in n.elts:
                 if isinstance(e, ast.Starred):
                     raise _NotInert()
-                self.value(e)
-            return "k"
+                kinds.append(self.value(e))
+            # "k": a hashable constant; "v": a value that may not hash (a list, a dict, a set, a tuple holding one)
+            return "k" if isinstance(n, ast.Tuple) and all(k not in _UNHASHABLE for k in kinds) else "v"
         if isinstance(n, ast.Set):
             for e in n.elts:
                 self.hashable(e)
-            return "k"
+            return "v"
         if isinstance(n, ast.Dict):
             for k, v in zip(n.keys, n.values):
                 if k is None:
                     raise _NotInert()  # **mapping
                 self.hashable(k)
                 self.value(v)
-            return "k"
+            return "v"
         if isinstance(n, ast.Lambda):
             self.defaults(n.args)
             return "f"
         raise _NotInert()
 
     def ann(self, n):
-        """The kind of an annotation's value, where evaluating it cannot fail."""
+        """The kind of an annotation's value, where evaluating it cannot fail (nor take long: a program's
+        annotations may hold at most _ANN_NODES nodes, _ANN_UNION members of unions and _ANN_FWD strings, which
+        typing compiles as forward references)."""
+        self.ann_nodes += 1
+        if self.ann_nodes > _ANN_NODES:
+            raise _NotInert()
         if isinstance(n, ast.Constant):
             v = n.value
             if v is None:
                 return "none"
             if isinstance(v, str):
-                return "fwd" if v.isidentifier() and not _keyword.iskeyword(v) else "str"
+                self.fwd += 1
+                if self.fwd > _ANN_FWD:
+                    raise _NotInert()
+                # ASCII only: typing compiles a forward reference, and a non-ASCII name makes the compiler import
+                # unicodedata (a module load, not just a binding)
+                return "fwd" if v.isascii() and v.isidentifier() and not _keyword.iskeyword(v) else "str"
             return "ell" if v is Ellipsis else "k"
         if isinstance(n, ast.Name):
             return self.lookup(n.id)
         if isinstance(n, ast.Attribute):
             return self.attr(self.ann(n.value), n.attr)
         if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
+            self.union(2)
             a, b = self.ann(n.left), self.ann(n.right)
             if a in _UNIONABLE and b in _UNIONABLE and not (a == "none" and b == "none"):
                 return "alias"
@@ -1176,21 +1194,32 @@ class _Inert:
                     raise _NotInert()
                 kinds.append(self.ann(e))
             if base == "g":
-                return "alias"  # list[...], dict[...]: a types.GenericAlias of whatever is inside
+                # list[...], dict[...]: a types.GenericAlias of whatever is inside; hashable (as Union and Optional
+                # need their members) only where everything inside is
+                return "alias" if all(k not in _UNHASHABLE for k in kinds) else "ualias"
             if base.startswith("t") and base[1:].isdigit():
-                if len(kinds) == int(base[1:]) and all(_typeish(k) for k in kinds):
+                # (typing's generics of no parameters, Hashable or Sized, take no subscript at all)
+                if len(kinds) == int(base[1:]) >= 1 and all(_typeish(k) for k in kinds):
                     return "alias"
             elif base == "tt":
                 if not kinds or (len(kinds) >= 2 and kinds[-1] == "ell" and all(_typeish(k) for k in kinds[:-1])) or all(_typeish(k) for k in kinds):
                     return "alias"
             elif base == "to":
+                self.union(2)
                 if not tup and _typeish(kinds[0]):
                     return "alias"
             elif base == "tu":
+                self.union(len(kinds))
                 if kinds and all(_typeish(k) for k in kinds):
                     return "alias"
             raise _NotInert()
         raise _NotInert()
+
+    def union(self, k):
+        """Members of a union (which compares every pair to drop duplicates), counted against _ANN_UNION."""
+        self.unions += k
+        if self.unions > _ANN_UNION:
+            raise _NotInert()
 
     def annotation(self, n):
         if n is not None and not self.lazy_ann:
@@ -1208,10 +1237,14 @@ class _Inert:
                 raise _NotInert()
             d = deco[0]
             if isinstance(d, ast.Call):
-                if self.value(d.func) != "dl" or len(d.args) > 1 or any(k.arg not in ("maxsize", "typed") for k in d.keywords):
+                # lru_cache(size), lru_cache(maxsize=size), each with typed=<constant>: the size None or an int that
+                # fits an index (a larger one raises OverflowError), given once
+                names = [k.arg for k in d.keywords]
+                if (self.value(d.func) != "dl" or len(d.args) > 1 or len(set(names)) != len(names)
+                        or any(k not in ("maxsize", "typed") for k in names) or (d.args and "maxsize" in names)):
                     raise _NotInert()
                 for x in list(d.args) + [k.value for k in d.keywords if k.arg == "maxsize"]:
-                    if not (isinstance(x, ast.Constant) and (x.value is None or type(x.value) is int)):
+                    if not (isinstance(x, ast.Constant) and (x.value is None or (type(x.value) is int and abs(x.value) < 2**62))):
                         raise _NotInert()
                 for k in d.keywords:
                     if k.arg == "typed" and not isinstance(k.value, ast.Constant):
@@ -1287,8 +1320,10 @@ class _Inert:
             return
         if isinstance(n, ast.ImportFrom):
             if n.module == "__future__" and not n.level:
-                # The compiler has checked each feature (an unknown one does not compile) and the module is the
-                # standard library's own, which the child imports from the interpreter's files if it is not loaded.
+                # The compiler has checked each feature (an unknown one does not compile); the statement still
+                # imports the module __future__, which must be loaded already (else the child reads it from disk)
+                if "__future__" not in self.env["modules"]:
+                    raise _NotInert()
                 for al in n.names:
                     if al.asname:
                         raise _NotInert()
