@@ -880,13 +880,13 @@ def _set_orders(obj, out):
 
 
 def _precompile(kind, text):
-    """(code, the check kind's AST summary or None, seconds taken) for a program the child can run compiled,
-    else None (the child compiles `text` itself)."""
+    """(code, the check kind's AST summary or None, seconds taken, the check kind's tree or None) for a program
+    the child can run compiled, else None (the child compiles `text` itself)."""
     if not PRECOMPILE or kind not in ("function", "check") or not isinstance(text, str) or len(text) > PRECOMPILE_MAX:
         return None
     t0 = time.perf_counter()
     old = sys.getrecursionlimit()
-    info = None
+    info = tree = None
     try:
         sys.setrecursionlimit(_CHILD_RECURSION - 50)
         with warnings.catch_warnings(record=True) as said:
@@ -895,7 +895,6 @@ def _precompile(kind, text):
                 tree = ast.parse(text)
                 info = _ast_summary(tree)
                 code = compile(tree, "<program>", "exec")
-                info = (info, tree)
             else:
                 code = compile(text, "<program>", "exec")
         if said:
@@ -907,7 +906,7 @@ def _precompile(kind, text):
         return None
     finally:
         sys.setrecursionlimit(old)
-    return code, info, time.perf_counter() - t0
+    return code, info, time.perf_counter() - t0, tree
 
 
 # ---- checks decided without a child ----------------------------------------------------------------------------
@@ -1870,7 +1869,7 @@ def _zygote_main(sock):
             compiled.clear()
         elif op == "ping":  # the zygote is alive; and how much of its memory start-up put on huge pages
             reply = {"huge_bytes": _HUGE_BYTES[0], "huge_text_bytes": _HUGE_TEXT_BYTES[0], "prefault_pages": _PREFAULT_PAGES[0], "prefault_pages_check": _PREFAULT_PAGES[1]}
-        elif op == "static_env":  # what a child's module level finds bound (_static_env), for _inert
+        elif op == "static_env":  # what a child's module level finds bound (_static_env), for _Inert
             reply = _static_env()
         for fd in fds:
             os.close(fd)
@@ -2921,16 +2920,14 @@ def run_program(rid, j, prog, budget, timing):
     if pre is not None and pre[2] >= load_timeout:
         pre = None  # the compile alone used the load's limit: the child's own compile decides
     if pre is not None and kind == "check":
-        ast_info, tree = pre[1]
-        pre = (pre[0], ast_info, pre[2])
+        ast_info = pre[1]
         # A module level that can only bind names runs without an error: decided here, without a child (see
         # _Inert). Only where the compile left most of the limit (a child's load is timed from before it), and
         # for programs the zygote that would run them has described (not a parked one).
         zyg = _zygote_for(program, b"")
         if STATIC_CHECK and pre[2] < load_timeout / 2 and zyg not in _PARKED:
             env = _static_env_of(zyg)
-            if env is not None and _Inert(env).check(tree):
-                tm["precompiled"] += 1
+            if env is not None and _Inert(env).check(pre[3]):
                 tm["static"] = 1
                 return results, ast_info, {"status": "ok", "static": True}, tm
     k = 0
