@@ -289,6 +289,7 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
   const configP = readFile(require.resolve(`${pkg}/models/tokenizer_config.json`), "utf8").then((t) => JSON.parse(t) as Record<string, unknown>);
   let file: string | undefined;
   let source: Source | undefined;
+  let refused = false; // tables that decoded and fit, whose tokenizer did not count the probe text as the file says
   if (cacheDir) {
     const st = statSync(jsonPath);
     // the packages' own package.json files (not in their "exports": read from their folders)
@@ -333,14 +334,16 @@ export async function buildTokenizer(pkg: string, cacheDir: string | undefined):
       });
       if (JSON.stringify(tokenizer.encode(PROBE, { add_special_tokens: false }).ids) === JSON.stringify(cached.header.probe))
         return { tokenizer, config, from: "cache", cacheFile: file };
-      // otherwise: built from tokenizer.json below, and the file rewritten
+      // otherwise built from tokenizer.json below, and not written again: a library that no longer counts from
+      // the replaced tables would refuse the rewritten file too, and every process would pay for the write
+      refused = true;
     }
   }
   const [json, config] = await Promise.all([readFile(jsonPath, "utf8").then((t) => JSON.parse(t) as Record<string, any>), configP]);
   const tokenizer = new Tokenizer(json, config);
   const model = (tokenizer as unknown as { model: BpeModel }).model;
   let written: string | undefined;
-  if (file && source && json.model?.type === "BPE" && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
+  if (file && source && !refused && json.model?.type === "BPE" && model.tokens_to_ids instanceof Map && model.bpe_ranks instanceof Map) {
     const { vocab: _v, merges: _m, ...slimModel } = json.model;
     const buf = encodeTables(
       {
@@ -391,8 +394,10 @@ function prune(dir: string, prefix: string, keep: string): void {
   } catch {
     return;
   }
+  // exactly this package's names (a prefix alone would also match a package whose name extends this one's)
+  const ours = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}[0-9a-f]{20}\\.bin(\\.tmp-.*)?$`);
   for (const n of names) {
-    if (!n.startsWith(prefix) || n === keep) continue;
+    if (!ours.test(n) || n === keep) continue;
     const f = path.join(dir, n);
     try {
       if (n.endsWith(".bin") || (n.includes(".bin.tmp-") && Date.now() - statSync(f).mtimeMs > 3600_000)) unlinkSync(f);

@@ -187,6 +187,7 @@ describe("tokenizer table cache", () => {
           const at = 16 + Buffer.byteLength(head.slice(0, m.index + m[0].length - 1));
           b[at] = m[1] === "1" ? 0x32 : 0x31;
           writeFileSync(file, b);
+          return "refused";
         },
         () => {
           // one byte of a table changed in place (the same length): the digest in the header no longer matches
@@ -204,11 +205,20 @@ describe("tokenizer table cache", () => {
           writeFileSync(file, b);
         },
       ]) {
-        spoil();
+        const refused = (spoil() as unknown) === "refused";
+        const spoiled = readFileSync(file);
         const again = await buildTokenizer(pkg, dir);
         expect(again.from).toBe("json");
-        expect(readFileSync(file).equals(original)).toBe(true); // rewritten, to the byte
         expect(again.tokenizer.encode(CODE, { add_special_tokens: false }).ids).toEqual(want);
+        if (refused) {
+          // tables whose tokenizer counts otherwise than the file says (a library that stopped reading them) are
+          // not written again, which would only be refused again: the file stays, every build is from JSON
+          expect(readFileSync(file).equals(spoiled)).toBe(true);
+          expect((await buildTokenizer(pkg, dir)).from).toBe("json");
+          writeFileSync(file, original);
+          continue;
+        }
+        expect(readFileSync(file).equals(original)).toBe(true); // rewritten, to the byte
         expect((await buildTokenizer(pkg, dir)).from).toBe("cache");
       }
       const off = await buildTokenizer(pkg, undefined);
